@@ -1,0 +1,102 @@
+"""Result types: ``Result`` for one item at one step, ``RunResult`` for a whole run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Iterator, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Result(Generic[T]):
+    """One row's outcome at one step: a ``value`` or an ``error``."""
+
+    row_id: str = ""
+    step_id: str = ""
+    value: Optional[T] = None
+    error: Optional[Exception] = None
+    reasoning_content: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class StepStats:
+    """Counters for one step (data; displays subscribe to events carrying them)."""
+
+    reached: int = 0
+    done: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "reached": self.reached,
+            "done": self.done,
+            "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached": self.cached,
+        }
+
+
+@dataclass
+class RunResult:
+    """What ``Chain.run`` returns.
+
+    Without an output directory, ``outputs`` (step id -> list of :class:`Result`),
+    ``flattened`` and ``errors`` hold everything in memory. With one, they are empty and
+    the run directory holds the data; ``datasets`` is the ``DatasetDict`` when a
+    ``RunWriter`` was used.
+    """
+
+    run_id: str
+    chain_name: str
+    output_dir: Path | None
+    rows_in: int = 0
+    seconds: float = 0.0
+    step_stats: dict[str, StepStats] = field(default_factory=dict)
+    outputs: dict[str, list[Result]] = field(default_factory=dict)
+    flattened: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    datasets: Any = None
+    interrupted: bool = False
+
+    @property
+    def error_count(self) -> int:
+        return sum(s.errors for s in self.step_stats.values())
+
+    @property
+    def error_rate(self) -> float:
+        return self.error_count / self.rows_in if self.rows_in else 0.0
+
+    def __getitem__(self, step_id: str) -> list[Result]:
+        return self.outputs[step_id]
+
+    def values(self, step_id: str) -> list[Any]:
+        """The successful output models of ``step_id``, in input order."""
+        return [r.value for r in self.outputs.get(step_id, []) if r.ok]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.flattened)
+
+    def __len__(self) -> int:
+        return len(self.flattened)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "chain": self.chain_name,
+            "output_dir": str(self.output_dir) if self.output_dir else None,
+            "rows_in": self.rows_in,
+            "seconds": round(self.seconds, 3),
+            "errors": self.error_count,
+            "interrupted": self.interrupted,
+            "steps": {k: v.to_dict() for k, v in self.step_stats.items()},
+        }

@@ -1,0 +1,103 @@
+"""``Step``: one LLM call with a typed input and a typed, schema-enforced output."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pydantic import BaseModel
+
+from chainette.core.node import Node
+from chainette.engine.protocol import SamplingParams
+from chainette.engine.registry import DEFAULT_ENGINE_NAME
+from chainette.utils.ids import snake_case
+from chainette.utils.json_schema import generate_json_output_prompt
+from chainette.utils.templates import compile_template
+
+
+class Step(Node):
+    """One LLM call per row.
+
+    Templates are jinja2 with strict undefined. They see the current input's fields at top
+    level, ``{{chain_input.field}}``, ``{{<step_id>.field}}`` for every earlier step,
+    ``{{<alias>.field}}`` for joined branches and ``{{row_id}}``.
+
+    The system prompt gets a JSON-schema instruction generated from ``output_model``
+    unless ``output_format_instruction`` is given (``""`` adds none).
+    """
+
+    kind = "step"
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        output_model: type[BaseModel],
+        input_model: type[BaseModel] | None = None,
+        name: str | None = None,
+        engine_name: str | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        system_prompt: str = "",
+        user_prompt: str = "{{ text }}",
+        output_format_instruction: str | None = None,
+        max_validation_retries: int = 2,
+        emoji: str = "",
+    ) -> None:
+        super().__init__()
+        if not id or not isinstance(id, str):
+            raise ValueError("Step needs a non-empty string id")
+        if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
+            raise TypeError(f"Step '{id}': output_model must be a pydantic BaseModel subclass")
+        self.id = id
+        self.name = name or id
+        self.input_model = input_model
+        self.output_model = output_model
+        self.engine_name = engine_name or DEFAULT_ENGINE_NAME
+        if sampling is None:
+            sampling = SamplingParams()
+        elif not isinstance(sampling, SamplingParams):
+            sampling = SamplingParams(**dict(sampling))
+        self.sampling: SamplingParams = sampling
+        self.user_system_prompt = system_prompt
+        self.user_prompt = user_prompt
+        self.output_format_instruction = output_format_instruction
+        self.max_validation_retries = max_validation_retries
+        self.emoji = emoji
+
+    @property
+    def system_prompt(self) -> str:
+        """The full system prompt template: the user's text plus the JSON instruction."""
+        instruction = (
+            generate_json_output_prompt(self.output_model)
+            if self.output_format_instruction is None
+            else self.output_format_instruction
+        )
+        parts = [p for p in (self.user_system_prompt.strip(), instruction) if p]
+        return "\n\n".join(parts)
+
+    @property
+    def output_key(self) -> str:
+        return snake_case(self.id)
+
+    def render_messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
+        """Render the chat messages for one row (pure)."""
+        messages = []
+        system = self.system_prompt
+        if system:
+            messages.append({"role": "system", "content": compile_template(system).render(context)})
+        messages.append({"role": "user", "content": compile_template(self.user_prompt).render(context)})
+        return messages
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(
+            engine=self.engine_name,
+            sampling=self.sampling.model_dump(exclude_none=True),
+            system_prompt=self.user_system_prompt,
+            user_prompt=self.user_prompt,
+        )
+        return d
+
+    # fluent setters used by the DSL ------------------------------------------
+    def engine(self, name: str) -> "Step":
+        self.engine_name = name
+        return self

@@ -1,0 +1,83 @@
+"""The engine seam: one request type, one completion type, one async method.
+
+Every backend (OpenAI, vLLM, Ollama, the embedded llama.cpp server, the public
+``FakeEngine``) implements :class:`Engine`. The executor builds a
+:class:`CompletionRequest`, calls ``await engine.complete(request)`` and validates
+the returned text against the step's output model itself, whatever the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SamplingParams(BaseModel):
+    """Sampling parameters, mapped by each backend to its own names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage of one request."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class CompletionRequest:
+    """What a step asks an engine for.
+
+    ``json_schema`` is the output model's JSON schema (``None`` for free text);
+    ``output_model`` is passed along so fakes can fill it directly.
+    """
+
+    messages: list[dict[str, str]]
+    json_schema: dict[str, Any] | None = None
+    schema_name: str = "output"
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    output_model: type[BaseModel] | None = None
+    step_id: str = ""
+    row_id: str = ""
+
+
+@dataclass(slots=True)
+class Completion:
+    """What an engine returns: raw text, optional reasoning, usage and latency."""
+
+    text: str
+    reasoning: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    model: str | None = None
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One async method turns a request into a completion.
+
+    ``max_in_flight`` bounds concurrent requests to this engine across every step
+    and branch that uses it; the engine enforces it itself.
+    """
+
+    name: str
+    max_in_flight: int
+
+    async def complete(self, request: CompletionRequest) -> Completion: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,215 @@
+"""Engine configuration and the process-wide registry of named engines.
+
+``register_engine(name=..., model=..., backend=...)`` stores an :class:`EngineConfig`;
+``get_engine_config(name)`` returns it; ``load_engines_file(path)`` reads an
+``engines:`` YAML file. The API key is a ``SecretStr``: it never shows in a repr,
+a log line or a run artifact (``public_dict()`` is what gets written).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from chainette.errors import ConfigError, UnknownEngineError
+
+Backend = Literal["openai", "vllm_api", "ollama_api", "local", "fake"]
+
+DEFAULT_ENGINE_NAME = "local"
+"""The engine a step uses when it names none: the embedded llama.cpp server."""
+
+OLLAMA_DEFAULT_ENDPOINT = "http://localhost:11434"
+OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+
+class EngineConfig(BaseModel):
+    """How to reach (or start) one LLM server."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    model: str = ""
+    backend: Backend = "vllm_api"
+    endpoint: str | None = None
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    api_key_env: str | None = None
+    lazy: bool = True
+    port: int | None = None
+    host: str = "127.0.0.1"
+    startup_timeout: float = 600.0
+    gpu_ids: list[int] | None = None
+    dtype: str | None = None
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    tensor_parallel_size: int | None = None
+    enable_reasoning: bool = False
+    reasoning_parser: str | None = None
+    extra_serve_flags: list[str] = Field(default_factory=list)
+    extra_env: dict[str, str] = Field(default_factory=dict, repr=False)
+    max_in_flight: int = Field(default=256, ge=1)
+    timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    server_version: str | None = None
+    n_parallel: int | None = None
+    n_ctx: int | None = None
+    threads: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_removed_backends(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if data.get("backend") == "vllm_local":
+                raise ValueError(
+                    "backend 'vllm_local' was removed: run `vllm serve <model>` and use "
+                    "backend: vllm_api (Chainette can start the server for you when no endpoint is given)"
+                )
+            if "devices" in data and "gpu_ids" not in data:
+                data = {**data, "gpu_ids": data.pop("devices")}
+        return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    # -- derived values --------------------------------------------------
+    def resolved_api_key(self) -> str | None:
+        """The API key from the config, ``api_key_env`` or the backend's default variable."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        if self.backend == "openai":
+            return os.environ.get("OPENAI_API_KEY")
+        return None
+
+    def resolved_endpoint(self) -> str | None:
+        """Where to send requests; ``None`` means a server must be started."""
+        if self.endpoint:
+            return self.endpoint
+        if self.backend == "openai":
+            return (os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_ENDPOINT).rstrip("/")
+        if self.backend == "ollama_api":
+            return OLLAMA_DEFAULT_ENDPOINT
+        return None
+
+    @property
+    def is_managed(self) -> bool:
+        """True when Chainette starts and stops this engine's server itself."""
+        return self.backend in ("vllm_api", "local") and not self.endpoint
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as written to ``metadata.json``: no secret, no environment values."""
+        d = self.model_dump(mode="json", exclude={"api_key", "extra_env"})
+        d["api_key"] = "***" if self.api_key is not None else None
+        d["extra_env"] = sorted(self.extra_env)
+        return d
+
+
+_REGISTRY: dict[str, EngineConfig] = {}
+_LOCK = threading.Lock()
+
+
+def _local_default() -> EngineConfig:
+    return EngineConfig(name=DEFAULT_ENGINE_NAME, backend="local", model="smollm2", max_in_flight=16, timeout=300.0)
+
+
+def register_engine(name: str | EngineConfig | None = None, /, **fields: Any) -> EngineConfig:
+    """Register an engine under ``name`` and return its config.
+
+    Accepts either keyword fields (``register_engine(name="gpt", backend="openai", model=...)``)
+    or a ready :class:`EngineConfig`. Re-registering a name replaces it.
+    """
+    if isinstance(name, EngineConfig):
+        cfg = name
+    else:
+        if name is not None:
+            fields["name"] = name
+        try:
+            cfg = EngineConfig(**fields)
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation(exc, fields.get("name"))) from None
+    with _LOCK:
+        _REGISTRY[cfg.name] = cfg
+    return cfg
+
+
+def get_engine_config(name: str) -> EngineConfig:
+    """Return the config registered under ``name`` (the built-in ``local`` engine always exists)."""
+    with _LOCK:
+        cfg = _REGISTRY.get(name)
+    if cfg is not None:
+        return cfg
+    if name == DEFAULT_ENGINE_NAME:
+        return register_engine(_local_default())
+    raise UnknownEngineError(
+        f"unknown engine '{name}'. Registered: {', '.join(sorted(_REGISTRY)) or '(none)'}. "
+        "Register it with chainette.register_engine(name=..., backend=..., model=...) "
+        "or pass --engines engines.yml",
+        engine=name,
+    )
+
+
+def has_engine(name: str) -> bool:
+    with _LOCK:
+        return name in _REGISTRY or name == DEFAULT_ENGINE_NAME
+
+
+def registered_engines() -> list[EngineConfig]:
+    with _LOCK:
+        return [ _REGISTRY[k] for k in sorted(_REGISTRY) ]
+
+
+def unregister_engine(name: str) -> None:
+    with _LOCK:
+        _REGISTRY.pop(name, None)
+
+
+def _describe_validation(exc: ValidationError, name: Any, where: str = "") -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{loc}' (valid fields: {', '.join(EngineConfig.model_fields)})")
+        else:
+            parts.append(f"field '{loc}': {err['msg']}")
+    prefix = f"{where}engine '{name}'" if name else f"{where}engine"
+    return f"{prefix}: " + "; ".join(parts)
+
+
+def load_engines_file(path: str | Path, *, register: bool = True) -> list[EngineConfig]:
+    """Read an ``engines:`` YAML file (safe loader) and register every engine in it."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: engines file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("engines"), list):
+        raise ConfigError(f"{p}: expected a mapping with a list under 'engines:'")
+    configs = []
+    for i, entry in enumerate(data["engines"]):
+        where = f"{p}: engines[{i}]: "
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}expected a mapping of engine fields")
+        # the spec's nested `env:` inside extra_serve_flags is accepted as extra_env
+        try:
+            cfg = EngineConfig(**entry)
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation(exc, entry.get("name"), where)) from None
+        configs.append(cfg)
+    if register:
+        for cfg in configs:
+            register_engine(cfg)
+    return configs
