@@ -1,0 +1,90 @@
+"""``EngineBroker``: the one door to engines for the executor and for users.
+
+```python
+endpoint = EngineBroker.start(cfg, log_dir=run_dir)   # sync, blocking, thread-safe
+engine = create_engine(cfg, endpoint)
+...
+EngineBroker.release(cfg.name)
+EngineBroker.flush(force=True)                         # at run end
+
+with EngineBroker.acquire("gpt") as eng:               # the spec's sync API
+    ...
+```
+Managed engines (``vllm_api`` without endpoint, ``local``) get a server started or
+reused and reference-counted; unmanaged ones just return their endpoint, no I/O.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from chainette.engine.engine_pool import EnginePool
+from chainette.errors import ConfigError
+
+if TYPE_CHECKING:
+    from chainette.engine.process_manager import ServerProcess
+    from chainette.engine.protocol import Engine
+    from chainette.engine.registry import EngineConfig
+
+
+class EngineBroker:
+    """Class-level facade over a process-wide :class:`EnginePool`."""
+
+    pool: EnginePool = EnginePool()
+
+    @classmethod
+    def start(cls, cfg: "EngineConfig", log_dir: str | Path | None = None) -> str:
+        """Base URL for ``cfg``; starts (or reuses) its server when Chainette manages it."""
+        if cfg.backend == "fake":
+            return ""
+        if not cfg.is_managed:
+            endpoint = cfg.resolved_endpoint()
+            if not endpoint:
+                raise ConfigError(f"engine '{cfg.name}': no endpoint configured", engine=cfg.name)
+            return endpoint
+        return cls.pool.start(cfg, log_dir=log_dir)
+
+    @classmethod
+    def release(cls, name: str) -> None:
+        """Drop one reference to ``name``'s server (no-op for unmanaged engines)."""
+        cls.pool.release(name)
+
+    @classmethod
+    def flush(cls, force: bool = False) -> list[str]:
+        """Stop idle servers we started (``force``: persistent ones too). Returns their names."""
+        return cls.pool.flush(force=force)
+
+    @classmethod
+    def refcount(cls, name: str) -> int:
+        return cls.pool.refcount(name)
+
+    @classmethod
+    def servers(cls) -> list["ServerProcess"]:
+        return cls.pool.servers()
+
+    @classmethod
+    def set_idle_timeout(cls, seconds: float) -> None:
+        cls.pool.idle_timeout = seconds
+
+    @classmethod
+    @contextmanager
+    def acquire(cls, name: str, log_dir: str | Path | None = None) -> Iterator["Engine"]:
+        """Registered engine ``name``, its server running, released on exit."""
+        from chainette.engine.factory import create_engine
+        from chainette.engine.registry import get_engine_config
+
+        cfg = get_engine_config(name)
+        endpoint = cls.start(cfg, log_dir=log_dir)
+        try:
+            engine = create_engine(cfg, endpoint or None)
+            try:
+                yield engine
+            finally:
+                close = getattr(engine, "close_sync", None)
+                if close is not None:
+                    close()
+        finally:
+            if cfg.is_managed:
+                cls.release(name)
