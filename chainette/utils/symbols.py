@@ -79,6 +79,14 @@ def _load_file(module: str, base_dir: str | Path | None) -> ModuleType:
     name = "_chainette_user_" + path.stem + "_" + hashlib.blake2b(str(path).encode(), digest_size=4).hexdigest()
     if name in sys.modules:
         return sys.modules[name]
+    for mod in list(sys.modules.values()):  # already imported under its module name
+        f = getattr(mod, "__file__", None)
+        if f and f.endswith(path.name):
+            try:
+                if Path(f).resolve() == path:
+                    return mod
+            except OSError:  # pragma: no cover
+                continue
     # sibling imports inside the user's file work as when running it as a script
     parent = str(path.parent)
     if parent not in sys.path:
