@@ -1,0 +1,100 @@
+"""``RunEngines``: the engines of one run, created on first use and closed at the end.
+
+Servers are started through the ``EngineBroker`` (in a worker thread: starting blocks);
+clients are created inside the run's event loop. Engine instances passed by the caller
+(``engines={"name": FakeEngine()}``) are used as they are and never cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import anyio
+
+from chainette.core.step import Step
+from chainette.engine.protocol import Engine
+from chainette.engine.registry import EngineConfig, get_engine_config
+
+
+class RunEngines:
+    def __init__(self, overrides: Mapping[str, Any] | None = None, *, log_dir: Path | None = None) -> None:
+        self._overrides = dict(overrides or {})
+        self._log_dir = log_dir
+        self._engines: dict[str, Engine] = {}
+        self._configs: dict[str, EngineConfig] = {}
+        self._owned: list[str] = []
+        self._started: list[EngineConfig] = []
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def config(self, name: str) -> EngineConfig | None:
+        """The config behind ``name`` (``None`` for an injected engine instance)."""
+        override = self._overrides.get(name)
+        if override is not None:
+            return override if isinstance(override, EngineConfig) else None
+        return get_engine_config(name)
+
+    def max_in_flight(self, name: str) -> int:
+        override = self._overrides.get(name)
+        if override is not None and not isinstance(override, EngineConfig):
+            return int(getattr(override, "max_in_flight", 64))
+        cfg = self.config(name)
+        return cfg.max_in_flight if cfg else 64
+
+    async def get(self, name: str) -> Engine:
+        engine = self._engines.get(name)
+        if engine is not None:
+            return engine
+        lock = self._locks.setdefault(name, anyio.Lock())
+        async with lock:
+            engine = self._engines.get(name)
+            if engine is None:
+                engine = await self._create(name)
+                self._engines[name] = engine
+        return engine
+
+    async def _create(self, name: str) -> Engine:
+        override = self._overrides.get(name)
+        if override is not None and not isinstance(override, EngineConfig):
+            return override
+        cfg = self.config(name)
+        assert cfg is not None
+        self._configs[name] = cfg
+        from chainette.engine.broker import EngineBroker
+        from chainette.engine.factory import create_engine
+
+        endpoint = None
+        if cfg.backend != "fake":
+            endpoint = await anyio.to_thread.run_sync(lambda: EngineBroker.start(cfg, log_dir=self._log_dir))
+            self._started.append(cfg)
+        self._owned.append(name)
+        return create_engine(cfg, endpoint)
+
+    def cache_scope(self, step: Step) -> dict[str, Any] | None:
+        """What identifies this step's engine in cache keys; ``None`` = do not cache."""
+        cfg = self._configs.get(step.engine_name) or (
+            None if step.engine_name in self._overrides and not isinstance(self._overrides[step.engine_name], EngineConfig)
+            else self.config(step.engine_name)
+        )
+        if cfg is None or cfg.backend == "fake":
+            return None
+        return {"model": cfg.model, "backend": cfg.backend}
+
+    async def aclose(self) -> None:
+        for name in self._owned:
+            engine = self._engines.get(name)
+            if engine is not None:
+                try:
+                    await engine.aclose()
+                except Exception:
+                    pass
+        if self._started:
+            from chainette.engine.broker import EngineBroker
+
+            def release() -> None:
+                for cfg in self._started:
+                    EngineBroker.release(cfg.name)
+                EngineBroker.flush(force=True)
+
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(release)

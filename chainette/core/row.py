@@ -1,0 +1,40 @@
+"""``Row``: one item flowing through the chain, with its identity and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class RowRecords:
+    """Everything one input row produced; handed to the writer when the row is finished.
+
+    Records are held until the whole input row is done so that a crash never leaves a
+    half-processed row on disk (resume re-runs it; the item cache avoids re-sending).
+    """
+
+    index: int
+    outputs: list[tuple[str, str, Any, str | None]] = field(default_factory=list)
+    """(step id, row id, output model or dict, reasoning)"""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    flats: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Row:
+    """The unit of work: ``item`` is the current value, ``history`` what templates can see."""
+
+    row_id: str
+    item: Any
+    history: dict[str, Any]
+    records: RowRecords
+
+    def fork(self, row_id: str | None = None, item: Any = None) -> "Row":
+        """A copy with an isolated history (for branches and fan-out children)."""
+        return Row(
+            row_id=self.row_id if row_id is None else row_id,
+            item=self.item if item is None else item,
+            history=dict(self.history),
+            records=self.records,
+        )

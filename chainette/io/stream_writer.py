@@ -1,0 +1,274 @@
+"""``StreamWriter``: streams every finished row to a run directory.
+
+```
+<output_dir>/
+  graph.json              every node (type, engine, schemas) and edge
+  metadata.json           run id, chain, times, counts per step, engines (no secrets), versions
+  <step_id>/000.jsonl     one record per row that passed the step ({"row_id": ..., fields})
+  flattened/000.jsonl     one record per final row: row_id, <step_id>.<field>, <alias>.<field>
+  errors/000.jsonl        one record per failure: row_id, step_id, error_type, message, attempts
+  .chainette/progress.json  the commit journal used by --resume
+```
+Files roll every ``max_lines_per_file`` lines. Rows are committed in groups: lines are
+appended whole, flushed (and fsynced), then the journal is replaced atomically, so a crash
+never leaves a half-written line that a resume would keep. With ``fmt="parquet"`` step and
+flattened files are converted to Parquet when the run completes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from pydantic import BaseModel
+
+from chainette.errors import ConfigError, ResumeError
+from chainette.io.journal import JOURNAL_DIR, DoneSet, Journal, load_journal, save_journal
+from chainette.io.rolling import RollingJsonl
+from chainette.io.writer import RunInfo, Writer
+
+if TYPE_CHECKING:
+    from chainette.core.result import RunResult
+    from chainette.core.row import RowRecords
+
+FLATTENED = "flattened"
+ERRORS = "errors"
+
+
+def _dumps(obj: Any) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+
+
+def output_line(row_id: str, value: Any, reasoning: str | None) -> bytes:
+    """``{"row_id": ..., <fields>[, "reasoning_content": ...]}`` as one JSONL line."""
+    if isinstance(value, BaseModel):
+        body = value.model_dump_json()
+        head = '{"row_id":' + json.dumps(row_id, ensure_ascii=False)
+        line = head + ("," + body[1:] if body != "{}" else "}")
+        if reasoning is not None:
+            line = line[:-1] + ',"reasoning_content":' + json.dumps(reasoning, ensure_ascii=False) + "}"
+        return (line + "\n").encode()
+    data = {"row_id": row_id, **(value if isinstance(value, dict) else {"value": value})}
+    if reasoning is not None:
+        data["reasoning_content"] = reasoning
+    return _dumps(data)
+
+
+class StreamWriter(Writer):
+    """Write a run directory as rows finish (see the module docstring for the layout)."""
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        *,
+        fmt: str = "jsonl",
+        max_lines_per_file: int = 10_000,
+        flatten: bool = True,
+        durable: bool = True,
+    ) -> None:
+        if fmt not in ("jsonl", "parquet"):
+            raise ConfigError(f"unknown output format '{fmt}': use jsonl or parquet")
+        if max_lines_per_file < 1:
+            raise ConfigError("max_lines_per_file must be at least 1")
+        self.output_dir = Path(output_dir)
+        self.fmt = fmt
+        self.max_lines = max_lines_per_file
+        self.flatten = flatten
+        self.durable = durable
+        self.journal = Journal()
+        self._folders: dict[str, RollingJsonl] = {}
+        self._run: RunInfo | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False) -> DoneSet:
+        self._run = run
+        out = self.output_dir
+        existing = load_journal(out) if out.exists() else None
+        if resume:
+            if existing is None:
+                raise ResumeError(f"nothing to resume in {out}: it holds no Chainette run journal. Run without --resume.")
+            self._check_fingerprint(existing, run, force)
+            self.journal = existing
+            self.journal.completed = False
+            for name, state in existing.files.items():
+                self._folder(name).restore(state)
+            for name in {FLATTENED, ERRORS, *run.step_ids} - set(existing.files):
+                stale = out / name  # written after the last commit: drop it
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+        else:
+            if existing is not None or (out / "graph.json").exists():
+                if not force:
+                    raise ConfigError(
+                        f"{out} already holds a run. Use --resume (resume=True) to continue it, "
+                        "--force (force=True) to overwrite it, or choose another output directory."
+                    )
+                self._remove_previous(run)
+            self.journal = Journal(fingerprint=dict(run.fingerprint))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self._write_json("graph.json", run.graph)
+            self._write_metadata(status="running")
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output directory {out}: {exc.strerror or exc}. "
+                              "Choose a writable directory with -o/--output-dir.") from None
+        return self.journal.done
+
+    def _check_fingerprint(self, journal: Journal, run: RunInfo, force: bool) -> None:
+        if force:
+            return
+        for key, new in run.fingerprint.items():
+            old = journal.fingerprint.get(key)
+            if old is not None and old != new:
+                raise ResumeError(
+                    f"cannot resume {self.output_dir}: the {key} changed since the run started. "
+                    "Resume with the same chain and inputs, pass --force (force=True) to resume anyway, "
+                    "or start a new run in another directory."
+                )
+
+    def _remove_previous(self, run: RunInfo) -> None:
+        out = self.output_dir
+        old_graph = out / "graph.json"
+        names = {FLATTENED, ERRORS, JOURNAL_DIR, "datasets", "servers", *run.step_ids}
+        if old_graph.exists():
+            try:
+                names.update(n["id"] for n in json.loads(old_graph.read_text()).get("nodes", []))
+            except (ValueError, KeyError):
+                pass
+        for name in names:
+            p = out / name
+            if p.is_dir() and p.resolve().parent == out.resolve():
+                shutil.rmtree(p)
+        for name in ("graph.json", "metadata.json", "skipped_inputs.jsonl"):
+            (out / name).unlink(missing_ok=True)
+
+    def _folder(self, name: str) -> RollingJsonl:
+        f = self._folders.get(name)
+        if f is None:
+            f = self._folders[name] = RollingJsonl(self.output_dir / name, self.max_lines)
+        return f
+
+    # -- writing ------------------------------------------------------------------------
+    def write_rows(self, rows: "list[RowRecords]") -> None:
+        by_folder: dict[str, list[bytes]] = {}
+        counts = self.journal.counts
+        for rec in rows:
+            for step_id, row_id, value, reasoning in rec.outputs:
+                by_folder.setdefault(step_id, []).append(output_line(row_id, value, reasoning))
+                counts.setdefault(step_id, {"outputs": 0, "errors": 0})["outputs"] += 1
+            for err in rec.errors:
+                by_folder.setdefault(ERRORS, []).append(_dumps(err))
+                counts.setdefault(err["step_id"], {"outputs": 0, "errors": 0})["errors"] += 1
+            if self.flatten:
+                for flat in rec.flats:
+                    by_folder.setdefault(FLATTENED, []).append(_dumps(flat))
+        for name, lines in by_folder.items():
+            self._folder(name).write(lines)
+        for folder in self._folders.values():
+            folder.flush(self.durable)
+        for rec in rows:
+            self.journal.done.add(rec.index)
+        self.journal.files = {name: f.state() for name, f in self._folders.items()}
+        save_journal(self.output_dir, self.journal, durable=self.durable)
+
+    def note_rows_seen(self, n: int) -> None:
+        self.journal.rows_seen = max(self.journal.rows_seen, n)
+
+    def close(self, result: "RunResult") -> None:
+        for folder in self._folders.values():
+            folder.close()
+        if not result.interrupted:
+            self.journal.completed = True
+            if self.fmt == "parquet":
+                self._convert_to_parquet()
+        self.journal.files = {name: f.state() for name, f in self._folders.items()}
+        save_journal(self.output_dir, self.journal, durable=self.durable)
+        self._write_metadata(status="interrupted" if result.interrupted else "completed", result=result)
+
+    # -- reading back -------------------------------------------------------------------
+    def step_dirs(self) -> list[str]:
+        return [s for s in (self._run.step_ids if self._run else []) if (self.output_dir / s).is_dir()]
+
+    def iter_records(self, folder: str) -> Iterator[dict[str, Any]]:
+        """Read back a folder's records (JSONL or Parquet) in file order."""
+        return read_records(self.output_dir / folder)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _write_json(self, name: str, data: Any) -> None:
+        tmp = self.output_dir / (name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        tmp.replace(self.output_dir / name)
+
+    def _write_metadata(self, status: str, result: "RunResult | None" = None) -> None:
+        run = self._run
+        assert run is not None
+        meta: dict[str, Any] = {
+            "run_id": run.run_id,
+            "chain_name": run.chain_name,
+            "status": status,
+            "started_at": run.started_at,
+            "ended_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if result else None,
+            "format": self.fmt,
+            "max_lines_per_file": self.max_lines,
+            "fingerprint": run.fingerprint,
+            "engines": run.engines,
+            "versions": package_versions(),
+        }
+        if result is not None:
+            meta["rows_in"] = result.rows_in
+            meta["seconds"] = round(result.seconds, 3)
+            meta["steps"] = {
+                sid: {**self.journal.counts.get(sid, {"outputs": 0, "errors": 0}),
+                      "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
+                      "cached": st.cached}
+                for sid, st in result.step_stats.items()
+            }
+            meta["errors"] = sum(c.get("errors", 0) for c in self.journal.counts.values())
+        self._write_json("metadata.json", meta)
+
+    def _convert_to_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for name, folder in self._folders.items():
+            if name == ERRORS:
+                continue
+            for path in folder.files():
+                with open(path, "rb") as f:
+                    rows = [json.loads(line) for line in f if line.strip()]
+                pq.write_table(pa.Table.from_pylist(rows), path.with_suffix(".parquet"))
+                path.unlink()
+
+
+def read_records(folder: Path) -> Iterator[dict[str, Any]]:
+    """Records of a run-directory folder, whether written as JSONL or Parquet."""
+    files = sorted(p for p in folder.glob("*") if p.stem.isdigit() and p.suffix in (".jsonl", ".parquet"))
+    for p in files:
+        if p.suffix == ".jsonl":
+            with open(p, "rb") as f:
+                for line in f:
+                    if line.strip():
+                        yield json.loads(line)
+        else:
+            import pyarrow.parquet as pq
+
+            yield from pq.read_table(p).to_pylist()
+
+
+_VERSIONED = ("chainette", "pydantic", "jinja2", "anyio", "aiohttp", "pyarrow", "datasets", "typer", "rich")
+
+
+def package_versions() -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

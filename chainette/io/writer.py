@@ -1,0 +1,87 @@
+"""Writers receive finished rows from the executor: ``open`` → ``write_rows``* → ``close``.
+
+* :class:`MemoryWriter` keeps everything in memory (``Chain.run`` without ``output_dir``).
+* :class:`~chainette.io.stream_writer.StreamWriter` streams to a run directory (default).
+* :class:`RunWriter` is a StreamWriter that also returns and saves a ``datasets.DatasetDict``
+  with one split per step.
+
+``write_rows`` runs in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chainette.core.result import Result
+from chainette.io.flatten import flatten  # noqa: F401  (re-exported for writers)
+from chainette.io.journal import DoneSet
+
+if TYPE_CHECKING:
+    from chainette.core.result import RunResult
+    from chainette.core.row import RowRecords
+
+
+@dataclass
+class RunInfo:
+    """What a writer needs to know about the run it records."""
+
+    run_id: str
+    chain_name: str
+    graph: dict[str, Any]
+    engines: list[dict[str, Any]]
+    fingerprint: dict[str, str]
+    started_at: str
+    step_ids: list[str] = field(default_factory=list)
+
+
+class Writer:
+    """Base class (and protocol) of writers."""
+
+    output_dir: Path | None = None
+
+    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False) -> DoneSet:
+        """Prepare storage; return the input indices already committed (resume)."""
+        return DoneSet()
+
+    def write_rows(self, rows: "list[RowRecords]") -> None:
+        """Persist finished rows (called from a worker thread, one call at a time)."""
+        raise NotImplementedError
+
+    def close(self, result: "RunResult") -> None:
+        """Finish the run; fill in-memory fields of ``result`` where the writer keeps them."""
+
+
+class MemoryWriter(Writer):
+    """Keeps every result in memory, returned in input order."""
+
+    def __init__(self) -> None:
+        self._rows: list[RowRecords] = []
+
+    def write_rows(self, rows: "list[RowRecords]") -> None:
+        self._rows.extend(rows)
+
+    def close(self, result: "RunResult") -> None:
+        self._rows.sort(key=lambda r: r.index)
+        outputs: dict[str, list[Result]] = {}
+        for rec in self._rows:
+            for step_id, row_id, value, reasoning in rec.outputs:
+                outputs.setdefault(step_id, []).append(
+                    Result(row_id=row_id, step_id=step_id, value=value, reasoning_content=reasoning)
+                )
+            result.errors.extend(rec.errors)
+            result.flattened.extend(rec.flats)
+        result.outputs = outputs
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RunWriter":
+        from chainette.io.run_writer import RunWriter
+
+        return RunWriter
+    if name == "StreamWriter":
+        from chainette.io.stream_writer import StreamWriter
+
+        return StreamWriter
+    raise AttributeError(name)
