@@ -91,6 +91,14 @@ def _load_file(module: str, base_dir: str | Path | None) -> ModuleType:
     parent = str(path.parent)
     if parent not in sys.path:
         sys.path.insert(0, parent)
+    if path.stem.isidentifier():
+        # importable under its own name: import it so that 'file.py:X' and 'file:X' are one object
+        try:
+            found = importlib.util.find_spec(path.stem)
+        except (ImportError, ValueError):
+            found = None
+        if found is not None and found.origin and Path(found.origin).resolve() == path:
+            return load_module(path.stem)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - defensive
         raise ConfigError(f"cannot load '{path}' as a Python module")
