@@ -1,0 +1,82 @@
+"""Engine test helpers (imported by the tests): a tiny in-process aiohttp server that fakes an LLM API at the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
+STANDINS = Path(__file__).resolve().parents[1] / "standins"
+
+
+def payload(name: str) -> dict[str, Any]:
+    return json.loads((PAYLOADS / f"{name}.json").read_text())
+
+
+@dataclass
+class Seen:
+    """One request the fake server received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+Reply = tuple[int, Any, dict[str, str]]
+Handler = Callable[[Seen], Awaitable[Reply] | Reply]
+
+
+@dataclass
+class FakeAPI:
+    url: str  # base URL without /v1
+    seen: list[Seen] = field(default_factory=list)
+    in_flight: int = 0
+    max_seen_in_flight: int = 0
+
+
+@asynccontextmanager
+async def fake_api(handler: Handler) -> AsyncIterator[FakeAPI]:
+    """Serve ``handler`` on 127.0.0.1:<free port> for the duration of the block."""
+    from aiohttp import web
+
+    state = FakeAPI(url="")
+
+    async def route(request: "web.Request") -> "web.StreamResponse":
+        raw = await request.read()
+        seen = Seen(request.path, dict(request.headers), json.loads(raw) if raw else {})
+        state.seen.append(seen)
+        state.in_flight += 1
+        state.max_seen_in_flight = max(state.max_seen_in_flight, state.in_flight)
+        try:
+            out = handler(seen)
+            if asyncio.iscoroutine(out):
+                out = await out
+        finally:
+            state.in_flight -= 1
+        status, body, headers = out
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return web.Response(status=status, body=data, headers=headers, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", route)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.url = f"http://127.0.0.1:{port}"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+def ok(body: Any) -> Reply:
+    return 200, body, {}
+
+
