@@ -19,8 +19,13 @@ from chainette.errors import ConfigError, UnknownEngineError
 
 Backend = Literal["openai", "vllm_api", "ollama_api", "local", "fake"]
 
-DEFAULT_ENGINE_NAME = "local"
-"""The engine a step uses when it names none: the embedded llama.cpp server."""
+DEFAULT_ENGINE_NAME = "default"
+"""The engine a step uses when it names none. Unless you register an engine under this
+name (e.g. ``name: default`` in an engines.yml pointing at OpenAI), it is the embedded
+llama.cpp server, like the built-in ``local`` engine."""
+
+LOCAL_ENGINE_NAME = "local"
+BUILTIN_ENGINES = (DEFAULT_ENGINE_NAME, LOCAL_ENGINE_NAME)
 
 OLLAMA_DEFAULT_ENDPOINT = "http://localhost:11434"
 OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
@@ -116,8 +121,8 @@ _REGISTRY: dict[str, EngineConfig] = {}
 _LOCK = threading.Lock()
 
 
-def _local_default() -> EngineConfig:
-    return EngineConfig(name=DEFAULT_ENGINE_NAME, backend="local", model="smollm2", max_in_flight=16, timeout=300.0)
+def _builtin_local(name: str) -> EngineConfig:
+    return EngineConfig(name=name, backend="local", model="smollm2", max_in_flight=16, timeout=300.0)
 
 
 def register_engine(name: str | EngineConfig | None = None, /, **fields: Any) -> EngineConfig:
@@ -146,8 +151,8 @@ def get_engine_config(name: str) -> EngineConfig:
         cfg = _REGISTRY.get(name)
     if cfg is not None:
         return cfg
-    if name == DEFAULT_ENGINE_NAME:
-        return register_engine(_local_default())
+    if name in BUILTIN_ENGINES:
+        return register_engine(_builtin_local(name))
     raise UnknownEngineError(
         f"unknown engine '{name}'. Registered: {', '.join(sorted(_REGISTRY)) or '(none)'}. "
         "Register it with chainette.register_engine(name=..., backend=..., model=...) "
@@ -158,7 +163,7 @@ def get_engine_config(name: str) -> EngineConfig:
 
 def has_engine(name: str) -> bool:
     with _LOCK:
-        return name in _REGISTRY or name == DEFAULT_ENGINE_NAME
+        return name in _REGISTRY or name in BUILTIN_ENGINES
 
 
 def registered_engines() -> list[EngineConfig]:

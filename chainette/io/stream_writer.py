@@ -210,7 +210,7 @@ class StreamWriter(Writer):
             "chain_name": run.chain_name,
             "status": status,
             "started_at": run.started_at,
-            "ended_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if result else None,
+            "ended_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if result is not None else None,
             "format": self.fmt,
             "max_lines_per_file": self.max_lines,
             "fingerprint": run.fingerprint,
