@@ -365,26 +365,49 @@ def open_input(spec: str | Path, *, columns: list[str] | None = None) -> InputSo
 
 @dataclass
 class SkipLog:
-    """Records skipped rows to ``<output_dir>/skipped_inputs.jsonl`` (created on first skip)."""
+    """Records skipped rows to ``<output_dir>/skipped_inputs.jsonl``.
+
+    Records are buffered until :meth:`start` (call it once the run directory is set up:
+    the writer clears a stale ``skipped_inputs.jsonl`` when it opens), then streamed.
+    ``records`` keeps the first ``keep`` records in memory for display.
+    """
 
     path: Path | None
     count: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     keep: int = 1000
+    max_buffer: int = 100_000
     _fh: Any = None
+    _started: bool = False
+    _buffer: list[str] = field(default_factory=list)
 
     def add(self, record: dict[str, Any]) -> None:
         self.count += 1
         if len(self.records) < self.keep:
             self.records.append(record)
-        if self.path is not None:
-            if self._fh is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "w", encoding="utf-8")
-            self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        if self._fh is not None:
+            self._fh.write(line)
             self._fh.flush()
+        elif not self._started and len(self._buffer) < self.max_buffer:
+            self._buffer.append(line)
+
+    def start(self) -> None:
+        """Open the file (truncating it) and write what was buffered."""
+        if self._started:
+            return
+        self._started = True
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "w", encoding="utf-8")
+        self._fh.writelines(self._buffer)
+        self._fh.flush()
+        self._buffer = []
 
     def close(self) -> None:
+        if not self._started and self._buffer and self.path is not None and self.path.parent.exists():
+            self.start()
         if self._fh is not None:
             self._fh.close()
             self._fh = None

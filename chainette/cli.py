@@ -1,0 +1,561 @@
+"""``chainette``: the command-line interface (typer + rich).
+
+Commands: ``engines``, ``inspect``, ``inspect-dag``, ``run``, ``run-yaml``, ``warmup``, ``kill``.
+Heavy modules (the executor, pyarrow, datasets, aiohttp) are imported inside the commands
+so that ``chainette --help`` stays fast. User errors print one message and exit 1;
+``--debug`` shows the traceback.
+
+Exit codes: 0 success · 1 user error or chain problems · 2 bad command line ·
+3 error rate above ``--max-error-rate`` · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from chainette.cli_support.errors import (
+    EXIT_ERROR_RATE,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    print_error,
+    user_errors,
+)
+
+app = typer.Typer(
+    name="chainette",
+    help="Typed, reproducible LLM pipelines: run chains on files and datasets, inspect them, manage engines.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(str, enum.Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class WriterKind(str, enum.Enum):
+    stream = "stream"
+    datasets = "datasets"
+
+
+class OnBadInput(str, enum.Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+class DagFormat(str, enum.Enum):
+    tree = "tree"
+    ascii = "ascii"
+    mermaid = "mermaid"
+
+
+# -- shared options -------------------------------------------------------------------------
+EnginesOpt = Annotated[
+    Optional[Path],
+    typer.Option("--engines", "-f", help="engines.yml to register before loading the chain.", show_default=False),
+]
+SymbolsOpt = Annotated[
+    Optional[List[str]],
+    typer.Option("--symbols", "-s", help="Module(s) where bare names in a YAML chain are looked up (repeatable).",
+                 show_default=False),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+NoIconsOpt = Annotated[bool, typer.Option("--no-icons", help="ASCII tags and guide lines instead of emoji.")]
+MaxBranchesOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-branches", min=1, help="Collapse parallel groups larger than N into '… N more branches'.",
+                 show_default=False),
+]
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _load(target: str, engines: Optional[Path], symbols: Optional[List[str]], *, check_engines: bool = False) -> Any:
+    from chainette.cli_support.loading import load_chain, load_engines
+
+    load_engines(engines)
+    return load_chain(target, symbols=symbols or [], check_engines=check_engines)
+
+
+# -- engines ----------------------------------------------------------------------------------
+@app.command("engines")
+def engines_cmd(
+    engines: EnginesOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List registered engines (backend, model, endpoint; never secrets) and running servers.
+
+    [bold]Example:[/]  chainette engines --engines engines.yml
+    """
+    with user_errors(debug):
+        from chainette.engine.registry import registered_engines
+
+        from chainette.cli_support.loading import load_engines
+
+        load_engines(engines)
+        configs = registered_engines()
+        running = _running_servers()
+        if json_out:
+            import json
+
+            data = {
+                "engines": [
+                    {k: c.public_dict()[k] for k in ("name", "backend", "model", "endpoint", "lazy", "api_key")}
+                    for c in configs
+                ],
+                "running": running,
+            }
+            typer.echo(json.dumps(data, indent=2))
+            return
+        from rich.table import Table
+
+        console = _console()
+        table = Table(title="Registered engines", title_justify="left", header_style="bold")
+        for col in ("name", "backend", "model", "endpoint", "lazy", "api key"):
+            table.add_column(col)
+        for c in configs:
+            endpoint = c.resolved_endpoint() or ("(started on demand)" if c.is_managed else "-")
+            table.add_row(c.name, c.backend, c.model or "-", endpoint, "yes" if c.lazy else "no",
+                          "set" if c.resolved_api_key() else "-")
+        if not configs:
+            console.print("No engines registered. Pass --engines engines.yml, or register them in your chain "
+                          "module with chainette.register_engine(...). The built-in 'local' engine is always available.")
+        else:
+            console.print(table)
+        if running:
+            rt = Table(title="Running servers (chainette warmup)", title_justify="left", header_style="bold")
+            for col in ("name", "model", "endpoint", "pid", "log"):
+                rt.add_column(col)
+            for s in running:
+                rt.add_row(s["name"], s["model"], s["endpoint"], str(s["pid"]), s.get("log_path") or "-")
+            console.print(rt)
+        else:
+            console.print("[dim]No servers started by `chainette warmup` are running.[/]")
+
+
+def _running_servers() -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from chainette.engine.server_state import list_running
+
+    return [asdict(s) for s in list_running()]
+
+
+# -- inspect ----------------------------------------------------------------------------------
+@app.command("inspect")
+def inspect_cmd(
+    target: Annotated[str, typer.Argument(help="Chain as FILE.py:ATTR, MODULE:ATTR or a .yml chain file.",
+                                          show_default=False)],
+    engines: EnginesOpt = None,
+    symbols: SymbolsOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a chain statically (models, templates, engines) without running it; exit 1 on problems.
+
+    [bold]Example:[/]  chainette inspect examples/qa.py:chain --engines engines.yml
+    """
+    with user_errors(debug):
+        chain = _load(target, engines, symbols)
+        problems = chain.problems()
+        input_model = chain.input_model
+        from chainette.engine.registry import has_engine
+
+        engine_names = chain.engine_names()
+        report = {
+            "chain": chain.name,
+            "input_model": input_model.__name__ if input_model is not None else None,
+            "nodes": [n.get("id") for n in chain.graph.to_dict()["nodes"]],
+            "engines": {name: ("registered" if has_engine(name) else "unknown") for name in engine_names},
+            "problems": [{"where": p.where, "message": p.message} for p in problems],
+            "ok": not problems,
+        }
+        if json_out:
+            import json
+
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            console = _console()
+            console.print(f"[bold]Chain[/] {chain.name}")
+            console.print(f"  input model: {report['input_model'] or '(none: rows are passed as dicts)'}")
+            console.print(f"  nodes: {len(report['nodes'])}   engines: "
+                          + (", ".join(f"{k} ({v})" for k, v in report["engines"].items()) or "-"))
+            if problems:
+                from rich.markup import escape
+
+                console.print(f"[bold red]✘ {len(problems)} problem(s):[/]")
+                for p in problems:
+                    console.print(f"  [red]-[/] [bold]{escape(p.where)}[/]: {escape(p.message)}")
+            else:
+                console.print("[bold green]✔ no problems found[/]")
+        if problems:
+            raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command("inspect-dag")
+def inspect_dag_cmd(
+    target: Annotated[str, typer.Argument(help="Chain as FILE.py:ATTR, MODULE:ATTR or a .yml chain file.",
+                                          show_default=False)],
+    engines: EnginesOpt = None,
+    symbols: SymbolsOpt = None,
+    no_icons: NoIconsOpt = False,
+    max_branches: MaxBranchesOpt = None,
+    fmt: Annotated[DagFormat, typer.Option("--format", help="tree (colour), ascii (plain text) or mermaid.")]
+    = DagFormat.tree,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the execution DAG: steps, applies, branches and parallel groups with their engines.
+
+    [bold]Example:[/]  chainette inspect-dag examples/qa.py:chain --max-branches 3 --format mermaid
+    """
+    with user_errors(debug):
+        chain = _load(target, engines, symbols)
+        from chainette.utils import dag
+
+        if fmt is DagFormat.mermaid:
+            typer.echo(dag.to_mermaid(chain), nl=False)
+        elif fmt is DagFormat.ascii:
+            typer.echo(dag.to_ascii(chain, icons=not no_icons, max_branches=max_branches), nl=False)
+        else:
+            _console().print(dag.to_rich_tree(chain, icons=not no_icons, max_branches=max_branches))
+
+
+# -- run ----------------------------------------------------------------------------------------
+InputOpt = Annotated[
+    str,
+    typer.Option("--input", "-i", show_default=False,
+                 help="JSONL, JSON, CSV or Parquet file (.gz ok for text), a saved HF dataset directory, "
+                      "or a Hub dataset as NAME/SPLIT."),
+]
+OutputOpt = Annotated[
+    Path,
+    typer.Option("--output-dir", "--output_dir", "-o", show_default=False, help="Run directory to write."),
+]
+ColumnsOpt = Annotated[
+    Optional[str],
+    typer.Option("--columns", help="Comma-separated input columns to keep (e.g. question,context).",
+                 show_default=False),
+]
+
+
+def _run(
+    chain_loader: Any,
+    *,
+    input: str,
+    output_dir: Path,
+    columns: Optional[str],
+    batch_size: int,
+    max_lines_per_file: int,
+    fmt: OutputFormat,
+    writer_kind: WriterKind,
+    on_bad_input: OnBadInput,
+    resume: bool,
+    force: bool,
+    no_cache: bool,
+    quiet: bool,
+    json_logs: bool,
+    no_icons: bool,
+    max_branches: Optional[int],
+    max_error_rate: Optional[float],
+    debug: bool,
+) -> None:
+    exit_code = 0
+    with user_errors(debug):
+        chain = chain_loader()
+        chain.validate()
+        from chainette.io.readers import SkipLog, open_input, validate_rows
+        from chainette.utils.events import RunStarted, bus
+
+        source = open_input(input, columns=columns.split(",") if columns else None)
+        total = source.count()
+        skip_log = SkipLog(output_dir / "skipped_inputs.jsonl" if on_bad_input is OnBadInput.skip else None)
+        rows = validate_rows(source, chain.input_model, on_bad=on_bad_input.value, skip_log=skip_log)
+        writer = None
+        if writer_kind is WriterKind.datasets:
+            from chainette.io.run_writer import RunWriter
+
+            writer = RunWriter(output_dir, fmt=fmt.value, max_lines_per_file=max_lines_per_file)
+
+        def on_start(event: Any) -> None:
+            if isinstance(event, RunStarted):
+                skip_log.start()
+
+        subscriptions = [bus.subscribe(on_start)]
+        live = None
+        json_logger = None
+        console = _console()
+        if json_logs:
+            from chainette.cli_support.live import JsonLogs
+
+            json_logger = JsonLogs()
+            subscriptions.append(bus.subscribe(json_logger))
+        elif not quiet:
+            from rich.live import Live
+
+            from chainette.cli_support.live import RunProgress
+            from chainette.utils.banner import banner
+            from chainette.utils.dag import to_rich_tree
+
+            console.print(banner(chain.name, subtitle=f"input: {input} ({total if total is not None else '?'} rows)"
+                                 f"  →  {output_dir}", compact=no_icons))
+            console.print(to_rich_tree(chain, icons=not no_icons, max_branches=max_branches))
+            progress = RunProgress(total_inputs=total, console=console)
+            subscriptions.append(bus.subscribe(progress))
+            live = Live(progress, console=console, refresh_per_second=4, transient=False)
+        try:
+            if live is not None:
+                live.start()
+            try:
+                result = chain.run(
+                    rows, output_dir, writer=writer, fmt=fmt.value, max_lines_per_file=max_lines_per_file,
+                    batch_size=batch_size, cache=not no_cache, resume=resume, force=force, total=total,
+                )
+            finally:
+                if live is not None:
+                    live.stop()
+                    console.print()
+        finally:
+            for unsubscribe in subscriptions:
+                unsubscribe()
+            skip_log.close()
+
+        from chainette.cli_support.live import summary_dict, summary_table
+
+        if json_logger is not None:
+            json_logger.write({"event": "Summary", **summary_dict(result, skipped=skip_log.count)})
+        else:
+            console.print(summary_table(result, skipped=skip_log.count))
+            if skip_log.count:
+                console.print(f"[yellow]{skip_log.count} bad input row(s) skipped; see {skip_log.path}[/]")
+        if result.interrupted:
+            exit_code = EXIT_INTERRUPTED
+        elif max_error_rate is not None and result.error_rate > max_error_rate:
+            print_error(f"error rate {result.error_rate:.2%} is above --max-error-rate {max_error_rate:.2%}; "
+                        f"see {output_dir}/errors/ for the failed rows")
+            exit_code = EXIT_ERROR_RATE
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+
+
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per commit to the writer and progress update.")]
+MaxLinesOpt = Annotated[int, typer.Option("--max-lines-per-file", min=1, help="Roll output files after N lines.")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="Output file format.")]
+WriterOpt = Annotated[WriterKind, typer.Option("--writer", help="stream: run directory only; datasets: also save a "
+                                                                "Hugging Face DatasetDict under <output-dir>/datasets.")]
+StreamWriterOpt = Annotated[bool, typer.Option("--stream-writer", hidden=True, help="Same as --writer stream (default).")]
+OnBadOpt = Annotated[OnBadInput, typer.Option("--on-bad-input", help="fail: stop at the first invalid row; skip: "
+                                                                     "list it in <output-dir>/skipped_inputs.jsonl.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the same output directory.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run (or resume despite changes).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the item cache.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+JsonLogsOpt = Annotated[bool, typer.Option("--json-logs", help="One JSON event per line on stdout, no colour.")]
+MaxErrOpt = Annotated[
+    Optional[float],
+    typer.Option("--max-error-rate", min=0.0, max=1.0, show_default=False,
+                 help="Exit with code 3 when failed rows / input rows is above this fraction (e.g. 0.05)."),
+]
+
+
+@app.command("run")
+def run_cmd(
+    target: Annotated[str, typer.Argument(help="Chain as FILE.py:ATTR or MODULE:ATTR (a .yml file works too).",
+                                          show_default=False)],
+    input: InputOpt,
+    output_dir: OutputOpt,
+    engines: EnginesOpt = None,
+    symbols: SymbolsOpt = None,
+    columns: ColumnsOpt = None,
+    batch_size: BatchSizeOpt = 256,
+    max_lines_per_file: MaxLinesOpt = 10_000,
+    fmt: FormatOpt = OutputFormat.jsonl,
+    writer: WriterOpt = WriterKind.stream,
+    stream_writer: StreamWriterOpt = False,
+    on_bad_input: OnBadOpt = OnBadInput.fail,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+    json_logs: JsonLogsOpt = False,
+    no_icons: NoIconsOpt = False,
+    max_branches: MaxBranchesOpt = None,
+    max_error_rate: MaxErrOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run a Python chain on an input file or dataset and write a run directory.
+
+    [bold]Example:[/]  chainette run examples/qa.py:chain -i inputs.jsonl -o runs/qa --engines engines.yml
+
+    [bold]Hub dataset:[/]  chainette run mypkg.chains:qa -i imdb/test --columns text -o runs/imdb
+    """
+    _run(
+        lambda: _load(target, engines, symbols, check_engines=target.lower().endswith((".yml", ".yaml"))),
+        input=input, output_dir=output_dir, columns=columns, batch_size=batch_size,
+        max_lines_per_file=max_lines_per_file, fmt=fmt, writer_kind=writer, on_bad_input=on_bad_input,
+        resume=resume, force=force, no_cache=no_cache, quiet=quiet, json_logs=json_logs, no_icons=no_icons,
+        max_branches=max_branches, max_error_rate=max_error_rate, debug=debug,
+    )
+
+
+@app.command("run-yaml")
+def run_yaml_cmd(
+    chain_file: Annotated[Path, typer.Argument(help="YAML chain definition.", show_default=False)],
+    input: InputOpt,
+    output_dir: OutputOpt,
+    engines: EnginesOpt = None,
+    symbols: SymbolsOpt = None,
+    columns: ColumnsOpt = None,
+    batch_size: BatchSizeOpt = 256,
+    max_lines_per_file: MaxLinesOpt = 10_000,
+    fmt: FormatOpt = OutputFormat.jsonl,
+    writer: WriterOpt = WriterKind.stream,
+    stream_writer: StreamWriterOpt = False,
+    on_bad_input: OnBadOpt = OnBadInput.fail,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
+    json_logs: JsonLogsOpt = False,
+    no_icons: NoIconsOpt = False,
+    max_branches: MaxBranchesOpt = None,
+    max_error_rate: MaxErrOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run a chain defined in YAML (validated against a JSON Schema) and write a run directory.
+
+    [bold]Example:[/]  chainette run-yaml chain.yml -i inputs.jsonl -o runs/yaml --symbols mypkg.models
+    """
+
+    def loader() -> Any:
+        from chainette.cli_support.loading import load_engines
+        from chainette.yaml_loader import load_chain
+
+        load_engines(engines)
+        return load_chain(chain_file, symbols=symbols or [], check_engines=True)
+
+    _run(
+        loader, input=input, output_dir=output_dir, columns=columns, batch_size=batch_size,
+        max_lines_per_file=max_lines_per_file, fmt=fmt, writer_kind=writer, on_bad_input=on_bad_input,
+        resume=resume, force=force, no_cache=no_cache, quiet=quiet, json_logs=json_logs, no_icons=no_icons,
+        max_branches=max_branches, max_error_rate=max_error_rate, debug=debug,
+    )
+
+
+# -- servers ------------------------------------------------------------------------------------
+@app.command("warmup")
+def warmup_cmd(
+    target: Annotated[Optional[str], typer.Argument(
+        help="Optional chain (FILE.py:ATTR, MODULE:ATTR or .yml): warm up the engines its steps use.",
+        show_default=False)] = None,
+    engines: EnginesOpt = None,
+    engine: Annotated[Optional[List[str]], typer.Option("--engine", "-e", show_default=False,
+                                                        help="Engine name to start (repeatable).")] = None,
+    symbols: SymbolsOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Start engine servers in the background and record them; `chainette kill` stops them.
+
+    Without -e, starts the non-lazy engines of the engines file (or every engine the chain uses).
+
+    [bold]Example:[/]  chainette warmup -f engines.yml -e llama3
+    """
+    with user_errors(debug):
+        from chainette.cli_support.loading import load_chain, load_engines
+        from chainette.engine.registry import get_engine_config
+        from chainette.errors import ConfigError
+
+        file_configs = load_engines(engines)
+        if engine:
+            names = list(dict.fromkeys(engine))
+        elif target:
+            names = load_chain(target, symbols=symbols or []).engine_names()
+        elif file_configs:
+            names = [c.name for c in file_configs if not c.lazy]
+            if not names:
+                _console().print("All engines in the file are lazy (started on first use); name one with -e NAME.")
+                return
+        else:
+            raise ConfigError("nothing to warm up: pass --engines engines.yml (and -e NAME), or a chain")
+        configs = [get_engine_config(n) for n in names]
+        from chainette.engine.server_state import start_detached
+
+        console = _console()
+        failed = False
+        for cfg in configs:
+            if not cfg.is_managed:
+                where = cfg.resolved_endpoint() or "in-process"
+                console.print(f"[dim]-[/] {cfg.name}: backend '{cfg.backend}' needs no server here ({where})")
+                continue
+            console.print(f"[dim]⏳ starting {cfg.name} ({cfg.backend}, model {cfg.model or '-'})…[/]")
+            try:
+                info = start_detached(cfg)
+            except Exception as exc:
+                from chainette.errors import ChainetteError
+
+                if not isinstance(exc, ChainetteError):
+                    raise
+                print_error(f"{cfg.name}: {exc}")
+                failed = True
+                continue
+            pid = f" pid {info.pid}" if info.pid else " (already running, reused)"
+            console.print(f"[green]✔[/] {cfg.name} ready at [bold]{info.endpoint}[/]{pid}")
+        if failed:
+            raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command("kill")
+def kill_cmd(
+    name: Annotated[Optional[List[str]], typer.Argument(help="Engine name(s) started by warmup.",
+                                                        show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every server started by warmup.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Stop servers started by `chainette warmup` (SIGTERM, then SIGKILL, to the process group).
+
+    [bold]Example:[/]  chainette kill llama3     [dim]or[/]     chainette kill --all
+    """
+    with user_errors(debug):
+        from chainette.engine.server_state import list_running, stop_all_recorded, stop_recorded
+        from chainette.errors import ConfigError
+
+        console = _console()
+        if all_:
+            stopped = stop_all_recorded()
+            console.print(f"Stopped {len(stopped)} server(s){': ' + ', '.join(stopped) if stopped else ''}.")
+            return
+        if not name:
+            raise ConfigError("name the engine(s) to stop (see `chainette engines`), or pass --all")
+        missing = []
+        for n in name:
+            if stop_recorded(n):
+                console.print(f"[green]✔[/] stopped {n}")
+            else:
+                missing.append(n)
+        if missing:
+            running = ", ".join(i.name for i in list_running()) or "none"
+            raise ConfigError(f"no running server recorded for {', '.join(missing)} (running: {running})")
+
+
+def main() -> None:  # pragma: no cover - console entry point alternative
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Helpers behind ``chainette.cli``: error handling, chain loading, the live run display."""
