@@ -330,8 +330,7 @@ def stop_server(sp: ServerProcess, *, grace: float = 10.0, announce: bool = True
     _signal_group(sp.pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if sp.popen is not None:
-            sp.popen.poll()  # reap the leader so it does not linger as a zombie
+        _reap(sp)  # so that the leader does not linger as a zombie
         if not group_alive(sp.pgid):
             break
         time.sleep(0.05)
@@ -339,8 +338,7 @@ def stop_server(sp: ServerProcess, *, grace: float = 10.0, announce: bool = True
         _signal_group(sp.pgid, signal.SIGKILL)
         end = time.monotonic() + 5.0
         while time.monotonic() < end and group_alive(sp.pgid):
-            if sp.popen is not None:
-                sp.popen.poll()
+            _reap(sp)
             time.sleep(0.05)
     if sp.popen is not None:
         try:
@@ -350,6 +348,16 @@ def stop_server(sp: ServerProcess, *, grace: float = 10.0, announce: bool = True
     sp.pgid = None
     if announce:
         bus.publish(ServerStopped(engine=sp.name))
+
+
+def _reap(sp: ServerProcess) -> None:
+    if sp.popen is not None:
+        sp.popen.poll()
+    elif sp.pid:
+        try:  # a detached server started by this very process (warmup in-process)
+            os.waitpid(sp.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
