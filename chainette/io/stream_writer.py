@@ -153,6 +153,7 @@ class StreamWriter(Writer):
 
     # -- writing ------------------------------------------------------------------------
     def write_rows(self, rows: "list[RowRecords]") -> None:
+        rows = sorted(rows, key=lambda r: r.index)  # input order within each commit
         by_folder: dict[str, list[bytes]] = {}
         counts = self.journal.counts
         for rec in rows:
