@@ -99,6 +99,13 @@ def user_errors(debug: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         print_error("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # `chainette ... | head`: stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise typer.Exit(EXIT_USER_ERROR) from None
     except BaseException as exc:
         leaf = _unwrap(exc)
         if isinstance(leaf, KeyboardInterrupt):

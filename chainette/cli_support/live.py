@@ -178,13 +178,13 @@ def summary_dict(result: Any, *, skipped: int = 0) -> dict[str, Any]:
 def summary_table(result: Any, *, skipped: int = 0) -> Any:
     """A rich renderable: rows in/out per step, errors, tokens, time and output path."""
     table = Table(title=f"Run {result.run_id} · {result.chain_name}", title_justify="left", header_style="bold")
-    table.add_column("step", style="cyan", overflow="fold")
+    table.add_column("step", style="cyan", no_wrap=True)
     table.add_column("rows in", justify="right")
     table.add_column("rows out", justify="right")
     table.add_column("errors", justify="right")
     table.add_column("cached", justify="right")
-    table.add_column("prompt tok", justify="right")
-    table.add_column("compl. tok", justify="right")
+    table.add_column("tokens in", justify="right")
+    table.add_column("tokens out", justify="right")
     for sid, st in result.step_stats.items():
         table.add_row(sid, f"{st.reached:,}", f"{st.done:,}",
                       Text(f"{st.errors:,}", style="red" if st.errors else ""),

@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,7 +294,26 @@ def _load_saved_dataset(path: Path) -> Any:
     return ds
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the Hub endpoint (``HF_ENDPOINT``), so offline fails fast."""
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _load_hub_dataset(name: str, split: str) -> Any:
+    offline_now = not _hub_reachable()
+    if offline_now:  # use the local cache only, without slow retries (read when the libraries import)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
     try:
         import datasets
     except ImportError:
@@ -301,6 +321,12 @@ def _load_hub_dataset(name: str, split: str) -> Any:
             "reading a Hugging Face dataset needs the 'datasets' package: pip install 'chainette[datasets]'",
             path=f"{name}/{split}",
         ) from None
+    if offline_now:
+        for mod_name, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
+                               ("datasets.config", "HF_DATASETS_OFFLINE")):
+            mod = sys.modules.get(mod_name)
+            if mod is not None and hasattr(mod, attr):
+                setattr(mod, attr, True)
     try:
         return datasets.load_dataset(name, split=split)
     except Exception as exc:
@@ -309,7 +335,7 @@ def _load_hub_dataset(name: str, split: str) -> Any:
         hint = (
             "the Hub is not reachable (offline mode); download the dataset on a connected machine and pass "
             "the directory written by dataset.save_to_disk(DIR), or a JSONL/Parquet export"
-            if offline or "connect" in reason.lower() or "offline" in reason.lower() or "resolve" in reason.lower()
+            if offline or any(w in reason.lower() for w in ("connect", "offline", "resolve", "reach"))
             else "check the dataset name and split (the form is NAME/SPLIT, e.g. imdb/test), or pass a local file"
         )
         if len(reason) > 300:
