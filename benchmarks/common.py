@@ -38,7 +38,12 @@ ANSWER_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
 }
-SYSTEM_PROMPT = "Reply with a JSON object matching the schema of A."
+# Chainette's own schema instruction (what its Step sends as the system message).
+SYSTEM_PROMPT = (
+    "Respond with a single JSON object and nothing else. It must validate against this JSON "
+    'schema: {"properties":{"answer":{"title":"Answer","type":"string"},"score":{"title":"Score",'
+    '"type":"number"}},"required":["answer","score"],"title":"A","type":"object"}'
+)
 
 
 def peak_rss_mb() -> float:

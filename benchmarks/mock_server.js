@@ -33,7 +33,9 @@
 //           clients that read rate-limit headers (e.g. Curator) do not throttle.
 //   GET  /stats                       -> 200 {"requests","chat","ok","faults":{kind:n},
 //                                           "in_flight","max_in_flight","started_at","uptime_s"}
-//   POST /reset                       -> zeroes the counters of /stats and the fault counter.
+//   POST /reset                       -> zeroes the counters of /stats and the fault counter and
+//                                        reseeds the PRNGs: the next client sees exactly the same
+//                                        latency / fault sequence as the first one did.
 //   anything else                     -> 404 OpenAI-style error JSON.
 //
 // LATENCY (applied to every chat request before replying, including faults except `timeout`)
@@ -142,8 +144,8 @@ function mulberry32(a) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-const latencyRng = mulberry32(SEED);
-const faultRng = mulberry32(SEED ^ 0x9e3779b9);
+let latencyRng = mulberry32(SEED);
+let faultRng = mulberry32(SEED ^ 0x9e3779b9);
 const SIGMA = Math.log(Math.max(P99_RATIO, 1)) / 2.3263478740408408;
 function gaussian(rng) {
   let u = 0;
@@ -436,6 +438,8 @@ const server = http.createServer((req, res) => {
     outcome = 'stats';
     resetStats();
     faultIndex = 0;
+    latencyRng = mulberry32(SEED);
+    faultRng = mulberry32(SEED ^ 0x9e3779b9);
     sendJson(res, 200, { status: 'reset' });
   } else {
     outcome = 'not-found';

@@ -1,0 +1,113 @@
+"""The benchmark workloads, run through Chainette in this process (one workload per process).
+
+    python benchmarks/chainette_workloads.py step   --url URL --rows 20000 --in-flight 256
+    python benchmarks/chainette_workloads.py chain3 --url URL --rows 5000
+    python benchmarks/chainette_workloads.py memory --rows 1000000      # Step + Apply, FakeEngine
+    python benchmarks/chainette_workloads.py two_step_fake --rows 200000 # issue #2
+
+Each prints a ``RESULT {json}`` line: rows, wall/CPU seconds of the run itself (imports and
+chain building excluded), rows/s, CPU µs per row and the process's peak RSS. Inputs are a lazy
+generator of dicts, results stream to a StreamWriter run directory in a temporary folder, and the
+on-disk item cache is off unless ``--cache`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+
+from pydantic import BaseModel
+
+from common import cpu_seconds, emit, peak_rss_mb
+
+
+class Q(BaseModel):
+    text: str
+
+
+class A(BaseModel):
+    answer: str
+    score: float
+
+
+def keep(a: A) -> list[A]:
+    """The Apply node of the memory workloads: a 1:1 map (keeps the row)."""
+    return [A(answer=a.answer.upper(), score=a.score)]
+
+
+def build(workload: str, engine: str):
+    from chainette import Branch, Chain, SamplingParams, Step, apply
+
+    def step(sid: str, prompt: str, input_model=A) -> Step:
+        return Step(sid, input_model=input_model, output_model=A, engine_name=engine,
+                    user_prompt=prompt, sampling=SamplingParams(max_tokens=64))
+
+    s1 = step("s1", "{{text}}", Q)
+    if workload == "step":
+        return Chain(name="bench-step", steps=[s1])
+    if workload == "chain3":
+        b1 = Branch("b1", [step("x", "{{answer}}")]).join("bx")
+        b2 = Branch("b2", [step("y", "{{answer}}")]).join("by")
+        s4 = step("s4", "{{bx.answer}} {{by.answer}}")
+        return Chain(name="bench-chain3", steps=[s1, [b1, b2], s4])
+    if workload == "memory":
+        return Chain(name="bench-memory", steps=[s1, apply(keep, id="keep")])
+    if workload == "two_step_fake":
+        return Chain(name="bench-two-step", steps=[s1, step("s2", "{{answer}}")])
+    raise SystemExit(f"unknown workload {workload}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workload", choices=["step", "chain3", "memory", "two_step_fake"])
+    ap.add_argument("--url", help="mock server base URL (…/v1); omitted = FakeEngine in process")
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--in-flight", type=int, default=256)
+    ap.add_argument("--cache", action="store_true", help="default settings: on-disk item cache on")
+    ap.add_argument("--keep-output", action="store_true")
+    a = ap.parse_args()
+
+    from chainette import FakeEngine, register_engine
+
+    engines = None
+    if a.url:
+        register_engine(name="mock", backend="vllm_api", endpoint=a.url, model="mock",
+                        max_in_flight=a.in_flight)
+    else:
+        engines = {"mock": FakeEngine(name="mock", max_in_flight=a.in_flight)}
+    chain = build(a.workload, "mock")
+    out = tempfile.mkdtemp(prefix=f"chainette-bench-{a.workload}-")
+    options = {"cache": bool(a.cache), "force": True}
+    if engines:
+        options["engines"] = engines
+    inputs = ({"text": f"q{i}"} for i in range(a.rows))
+
+    rss_before = peak_rss_mb()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    result = chain.run(inputs, output_dir=out, **options)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+
+    last = list(result.step_stats)[-1]
+    done = result.step_stats[last].done
+    if not a.keep_output:
+        shutil.rmtree(out, ignore_errors=True)
+    emit({
+        "client": "chainette",
+        "workload": a.workload,
+        "rows": done,
+        "rows_in": result.rows_in,
+        "errors": result.error_count,
+        "requests": sum(s.done + s.errors for k, s in result.step_stats.items() if k != "keep"),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rows_per_s": done / wall if wall else 0.0,
+        "cpu_us_per_row": cpu / done * 1e6 if done else None,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_run_mb": rss_before,
+    })
+
+
+if __name__ == "__main__":
+    main()
