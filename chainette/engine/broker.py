@@ -47,6 +47,13 @@ class EngineBroker:
         return cls.pool.start(cfg, log_dir=log_dir)
 
     @classmethod
+    async def astart(cls, cfg: "EngineConfig", log_dir: str | Path | None = None) -> str:
+        """:meth:`start` from async code: runs in a worker thread so the event loop keeps going."""
+        import anyio
+
+        return await anyio.to_thread.run_sync(lambda: cls.start(cfg, log_dir=log_dir))
+
+    @classmethod
     def release(cls, name: str) -> None:
         """Drop one reference to ``name``'s server (no-op for unmanaged engines)."""
         cls.pool.release(name)

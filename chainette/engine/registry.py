@@ -76,6 +76,7 @@ class EngineConfig(BaseModel):
                 )
             if "devices" in data and "gpu_ids" not in data:
                 data = {**data, "gpu_ids": data.pop("devices")}
+            data = _merge_spec_env(data)
         return data
 
     @field_validator("endpoint")
@@ -115,6 +116,30 @@ class EngineConfig(BaseModel):
         d["api_key"] = "***" if self.api_key is not None else None
         d["extra_env"] = sorted(self.extra_env)
         return d
+
+
+def _merge_spec_env(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept the spec's ``env:`` forms as ``extra_env``: a top-level ``env:`` mapping, or
+    ``{env: {...}}`` items inside ``extra_serve_flags``."""
+    flags = data.get("extra_serve_flags")
+    env_items = [f for f in flags if isinstance(f, dict)] if isinstance(flags, list) else []
+    if "env" not in data and not env_items:
+        return data
+    data = dict(data)
+    merged: dict[str, Any] = {}
+    for item in env_items:
+        if set(item) != {"env"} or not isinstance(item["env"], dict):
+            raise ValueError("extra_serve_flags items must be strings (or one {env: {VAR: value}} mapping)")
+        merged.update(item["env"])
+    if env_items:
+        data["extra_serve_flags"] = [f for f in flags if not isinstance(f, dict)]
+    top = data.pop("env", None)
+    if top is not None:
+        if not isinstance(top, dict):
+            raise ValueError("env must be a mapping of VAR: value")
+        merged.update(top)
+    data["extra_env"] = {**merged, **(data.get("extra_env") or {})}
+    return data
 
 
 _REGISTRY: dict[str, EngineConfig] = {}

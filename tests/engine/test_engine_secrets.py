@@ -74,12 +74,3 @@ def test_key_absent_from_connection_error_traceback():
         asyncio.run(go())
     assert CANARY not in "".join(traceback.format_exception(info.value))
 
-
-def test_unknown_field_and_removed_backend_errors_name_the_problem():
-    from chainette.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="unknown field 'api_kee'"):
-        register_engine(name="x", backend="openai", model="m", api_kee=CANARY)
-    with pytest.raises(ConfigError, match="vllm_api"):
-        register_engine(name="x", backend="vllm_local", model="m")
-    unregister_engine("x")
