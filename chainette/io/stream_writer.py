@@ -110,6 +110,8 @@ class StreamWriter(Writer):
             self.journal = Journal(fingerprint=dict(run.fingerprint))
         try:
             out.mkdir(parents=True, exist_ok=True)
+            if not resume:  # journal first: a run killed before its first commit is resumable
+                save_journal(out, self.journal, durable=self.durable)
             self._write_json("graph.json", run.graph)
             self._write_metadata(status="running")
         except OSError as exc:
