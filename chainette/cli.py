@@ -494,7 +494,7 @@ def warmup_cmd(
         else:
             raise ConfigError("nothing to warm up: pass --engines engines.yml (and -e NAME), or a chain")
         configs = [get_engine_config(n) for n in names]
-        from chainette.engine.server_state import start_detached
+        from chainette.engine.server_state import find, start_detached
 
         console = _console()
         failed = False
@@ -502,6 +502,11 @@ def warmup_cmd(
             if not cfg.is_managed:
                 where = cfg.resolved_endpoint() or "in-process"
                 console.print(f"[dim]-[/] {cfg.name}: backend '{cfg.backend}' needs no server here ({where})")
+                continue
+            existing = find(cfg.name)
+            if existing is not None:
+                console.print(f"[green]✔[/] {cfg.name} already running at [bold]{existing.endpoint}[/] "
+                              f"pid {existing.pid}")
                 continue
             console.print(f"[dim]⏳ starting {cfg.name} ({cfg.backend}, model {cfg.model or '-'})…[/]")
             try:
