@@ -263,7 +263,7 @@ def test_rpm_limit_applies_to_requests():
 def test_tpm_limit_debits_actual_usage():
     async def go():
         async with fake_api(lambda s: ok(REPLY)) as api:
-            eng = engine(api.url, tokens_per_minute=100_000)
+            eng = engine(api.url, tokens_per_minute=600)  # slow refill: little noise
             before = eng.tpm.tokens
             await eng.complete(REQ)
             await eng.aclose()
