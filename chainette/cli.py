@@ -534,7 +534,9 @@ def kill_cmd(
 ) -> None:
     """Stop servers started by `chainette warmup` (SIGTERM, then SIGKILL, to the process group).
 
-    [bold]Example:[/]  chainette kill llama3     [dim]or[/]     chainette kill --all
+    [bold]Example:[/]  chainette kill llama3
+
+    [bold]Stop all:[/]  chainette kill --all
     """
     with user_errors(debug):
         from chainette.engine.server_state import list_running, stop_all_recorded, stop_recorded
