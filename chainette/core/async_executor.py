@@ -29,12 +29,14 @@ from pydantic import BaseModel, ValidationError
 
 from chainette.core.chain import Chain
 from chainette.core.engines import RunEngines
+from chainette.core.plan import plan_stages, stage_engines
 from chainette.core.result import RunResult, StepStats
 from chainette.core.row import Row, RowRecords
 from chainette.core.runners import RunState, run_from
 from chainette.errors import ConfigError, ErrorRecord, ServerStartError
 from chainette.io.flatten import flatten
 from chainette.io.journal import DoneSet
+from chainette.io.spill import RowDecoder, encode_row
 from chainette.io.writer import MemoryWriter, RunInfo, Writer
 from chainette.utils.events import (
     BatchFinished,
@@ -46,6 +48,9 @@ from chainette.utils.events import (
 )
 from chainette.utils.ids import new_run_id
 from chainette.utils.validate import iter_nodes
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 INPUT_STEP = "chain_input"
 FINGERPRINT_ROWS = 100
@@ -139,9 +144,27 @@ class AsyncExecutor:
             biggest = max((engines.max_in_flight(n) for n in self.chain.engine_names()), default=64)
             window = max(self.batch_size, 4 * biggest)
         self.bus.publish(RunStarted(run.run_id, self.chain.name, str(out_dir) if out_dir else None, total, run.step_ids))
+        stages = plan_stages(self.chain.items, engines.is_exclusive)
         started = time.monotonic()
         try:
-            await self._drive(_chain_iter(head, rest), done, writer, state, result, window, handle_signals, on_rows)
+            for k in range(writer.stage, len(stages)):
+                last = k == len(stages) - 1
+                if k == 0:
+                    source, make_row = _chain_iter(head, rest), self._input_row
+                else:
+                    result.rows_in = max(result.rows_in, writer.rows_seen)
+                    decoder = RowDecoder(self._models())
+                    source, make_row = _chain_iter([], writer.read_spill(k - 1)), _spilled_row(decoder)
+                await self._drive(stages[k], source, make_row, done, writer, state, result, window,
+                                  handle_signals, on_rows, last=last, count_inputs=k == 0)
+                if result.interrupted or last:
+                    break
+                await engines.release_except(stage_engines(stages[k + 1]))
+                await anyio.to_thread.run_sync(writer.begin_stage, k + 1)
+                done = DoneSet()
+        except BaseExceptionGroup as group:
+            result.interrupted = True  # failed: keep what was committed, resumable
+            raise _first_chainette_error(group) or group
         except BaseException:
             result.interrupted = True  # cancelled or failed: keep what was committed, resumable
             raise
@@ -194,7 +217,9 @@ class AsyncExecutor:
 
     async def _drive(
         self,
+        items: list,
         rows: AsyncIterator[Any],
+        make_row: Any,
         done: DoneSet,
         writer: Writer,
         state: RunState,
@@ -202,9 +227,11 @@ class AsyncExecutor:
         window: int,
         handle_signals: bool,
         on_rows: Any,
+        *,
+        last: bool,
+        count_inputs: bool,
     ) -> None:
-        items = self.chain.items
-        input_model = self.chain.input_model
+        """Stream ``rows`` through ``items`` (one stage) and commit them to ``writer``."""
         commits = _Commits()
         max_pending = max(4 * self.batch_size, 4096)
         slots = anyio.Semaphore(window)
@@ -252,9 +279,9 @@ class AsyncExecutor:
 
         async def row_task(index: int, raw: Any) -> None:
             try:
-                records = RowRecords(index)
-                await self._run_row(index, raw, items, input_model, records, state)
-                commits.pending.append(records)
+                row = make_row(index, raw, state)
+                await self._run_row(row, items, state, last)
+                commits.pending.append(row.records)
                 if len(commits.pending) >= self.batch_size:
                     commits.wake.set()
                 if len(commits.pending) >= max_pending:  # back-pressure on a slow disk
@@ -274,7 +301,8 @@ class AsyncExecutor:
                         index = -1
                         async for raw in rows:
                             index += 1
-                            result.rows_in = index + 1
+                            if count_inputs:
+                                result.rows_in = index + 1
                             if index in done:
                                 continue
                             await slots.acquire()
@@ -290,27 +318,62 @@ class AsyncExecutor:
                         writer.note_rows_seen(result.rows_in)
                 outer.cancel_scope.cancel()
 
-    async def _run_row(
-        self, index: int, raw: Any, items: list, input_model: type[BaseModel] | None, records: RowRecords, state: RunState
-    ) -> None:
+    def _input_row(self, index: int, raw: Any, state: RunState) -> Row:
+        """A chain input becomes a row (an invalid one becomes a row with only an error record)."""
+        records = RowRecords(index)
         row_id = str(index)
         try:
-            item = _as_input(raw, input_model)
+            item = _as_input(raw, self.chain.input_model)
         except ValidationError as exc:
             _input_error(records, row_id, exc, state)
-            return
-        row = Row(row_id=row_id, item=item, history={INPUT_STEP: item}, records=records)
+            return Row(row_id=row_id, item=None, history={}, records=records)
+        return Row(row_id=row_id, item=item, history={INPUT_STEP: item}, records=records)
+
+    def _models(self) -> list[type[BaseModel]]:
+        models = []
+        for node in iter_nodes(self.chain.items):
+            for m in (node.input_model, node.output_model):
+                if isinstance(m, type) and issubclass(m, BaseModel):
+                    models.append(m)
+        return models
+
+    async def _run_row(self, row: Row, items: list, state: RunState, last: bool) -> None:
+        records = row.records
+        if records.errors and row.item is None:
+            return  # the input itself was invalid
         try:
             finals = await run_from(items, 0, row, state)
         except (ConfigError, ServerStartError):
             raise
         except Exception as exc:  # a bug or an unexpected failure: record it, keep the run going
             records.errors.append(
-                ErrorRecord(row_id, "<executor>", type(exc).__name__, str(exc) or repr(exc)).to_dict()
+                ErrorRecord(row.row_id, "<executor>", type(exc).__name__, str(exc) or repr(exc)).to_dict()
             )
             return
         for final in finals or ():
-            records.flats.append(flatten(final.row_id, final.history))
+            if last:
+                records.flats.append(flatten(final.row_id, final.history))
+            else:
+                records.spill.append(encode_row(final))
+
+
+def _first_chainette_error(group: BaseExceptionGroup) -> BaseException | None:
+    """The run-stopping error inside task-group wrapping (e.g. a server that failed to start)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_chainette_error(exc)
+            if found is not None:
+                return found
+        elif isinstance(exc, (ConfigError, ServerStartError)):
+            return exc
+    return None
+
+
+def _spilled_row(decoder: RowDecoder) -> Any:
+    def make(index: int, raw: Any, state: RunState) -> Row:
+        return decoder.row(raw, index)
+
+    return make
 
 
 def _as_input(raw: Any, model: type[BaseModel] | None) -> Any:

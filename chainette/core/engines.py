@@ -80,6 +80,36 @@ class RunEngines:
             return None
         return {"model": cfg.model, "backend": cfg.backend}
 
+    def is_exclusive(self, name: str) -> bool:
+        """A server Chainette starts itself and may stop between stages (managed and lazy)."""
+        override = self._overrides.get(name)
+        if override is not None and not isinstance(override, EngineConfig):
+            return False
+        cfg = self.config(name)
+        return cfg is not None and cfg.is_managed and cfg.lazy
+
+    async def release_except(self, keep: set[str]) -> None:
+        """Close the exclusive engines not in ``keep`` and stop their servers (between stages)."""
+        names = [n for n in self._owned if n not in keep and self.is_exclusive(n)]
+        if not names:
+            return
+        from chainette.engine.broker import EngineBroker
+
+        for name in names:
+            engine = self._engines.pop(name, None)
+            self._owned.remove(name)
+            if engine is not None:
+                await engine.aclose()
+        stopped = [c for c in self._started if c.name in names]
+        self._started = [c for c in self._started if c.name not in names]
+
+        def release() -> None:
+            for cfg in stopped:
+                EngineBroker.release(cfg.name)
+            EngineBroker.flush(force=True)
+
+        await anyio.to_thread.run_sync(release)
+
     async def aclose(self) -> None:
         for name in self._owned:
             engine = self._engines.get(name)

@@ -15,10 +15,19 @@ class RowRecords:
     """
 
     index: int
+    """the key the journal marks as done: the input index (or, in later stages, the spill position)"""
+    order: int = -1
+    """the input index the row came from (for ordering); defaults to ``index``"""
     outputs: list[tuple[str, str, Any, str | None]] = field(default_factory=list)
     """(step id, row id, output model or dict, reasoning)"""
     errors: list[dict[str, Any]] = field(default_factory=list)
     flats: list[dict[str, Any]] = field(default_factory=list)
+    spill: list[dict[str, Any]] = field(default_factory=list)
+    """rows handed to the next stage of a staged run (encoded by ``io.spill``)"""
+
+    def __post_init__(self) -> None:
+        if self.order < 0:
+            self.order = self.index
 
 
 @dataclass(slots=True)

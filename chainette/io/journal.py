@@ -57,6 +57,8 @@ class Journal:
     rows_seen: int = 0
     completed: bool = False
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    stage: int = 0
+    """staged runs: the stage in progress (``done`` counts spill positions after stage 0)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class Journal:
             "rows_seen": self.rows_seen,
             "completed": self.completed,
             "counts": self.counts,
+            "stage": self.stage,
         }
 
     @classmethod
@@ -77,6 +80,7 @@ class Journal:
             rows_seen=d.get("rows_seen", 0),
             completed=d.get("completed", False),
             counts=d.get("counts", {}),
+            stage=d.get("stage", 0),
         )
 
 

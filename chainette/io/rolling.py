@@ -65,6 +65,18 @@ class RollingJsonl:
             with open(current, "r+b") as f:
                 f.truncate(state["size"])
 
+    def rollback(self, state: dict[str, int]) -> None:
+        """After a failed write (e.g. a full disk): drop the handle, ignoring a failing flush of
+        the half-written batch, and cut the folder back to the committed ``state``."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+        self._dirty = False
+        self.restore(state)
+
     def reset(self) -> None:
         """Forget uncommitted state for a fresh run (folder is assumed empty)."""
         self._close_current()

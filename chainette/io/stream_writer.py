@@ -38,6 +38,11 @@ FLATTENED = "flattened"
 ERRORS = "errors"
 
 
+def spill_folder(stage: int) -> str:
+    """Where rows leaving ``stage`` of a staged run wait for the next stage."""
+    return f"{JOURNAL_DIR}/spill-{stage}"
+
+
 def _dumps(obj: Any) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
 
@@ -93,9 +98,11 @@ class StreamWriter(Writer):
             self._check_fingerprint(existing, run, force)
             self.journal = existing
             self.journal.completed = False
+            self.stage = existing.stage
             for name, state in existing.files.items():
                 self._folder(name).restore(state)
-            for name in {FLATTENED, ERRORS, *run.step_ids} - set(existing.files):
+            spills = {spill_folder(k) for k in range(existing.stage, existing.stage + 2)}
+            for name in {FLATTENED, ERRORS, *run.step_ids, *spills} - set(existing.files):
                 stale = out / name  # written after the last commit: drop it
                 if stale.is_dir():
                     shutil.rmtree(stale)
@@ -155,7 +162,19 @@ class StreamWriter(Writer):
 
     # -- writing ------------------------------------------------------------------------
     def write_rows(self, rows: "list[RowRecords]") -> None:
-        rows = sorted(rows, key=lambda r: r.index)  # input order within each commit
+        counts = {k: dict(v) for k, v in self.journal.counts.items()}
+        committed = len(self.journal.done)
+        try:
+            self._append_rows(rows)
+        except BaseException:
+            if len(self.journal.done) == committed:  # failed before the commit point (e.g. ENOSPC):
+                self.journal.counts = counts     # undo the partial append, so that close() and a
+                for name, folder in self._folders.items():  # resume see only committed lines
+                    folder.rollback(self.journal.files.get(name, {"index": 0, "lines": 0, "size": 0}))
+            raise
+
+    def _append_rows(self, rows: "list[RowRecords]") -> None:
+        rows = sorted(rows, key=lambda r: r.order)  # input order within each commit
         by_folder: dict[str, list[bytes]] = {}
         counts = self.journal.counts
         for rec in rows:
@@ -168,6 +187,8 @@ class StreamWriter(Writer):
             if self.flatten:
                 for flat in rec.flats:
                     by_folder.setdefault(FLATTENED, []).append(_dumps(flat))
+            for spilled in rec.spill:
+                by_folder.setdefault(spill_folder(self.stage), []).append(_dumps(spilled))
         for name, lines in by_folder.items():
             self._folder(name).write(lines)
         for folder in self._folders.values():
@@ -176,6 +197,25 @@ class StreamWriter(Writer):
             self.journal.done.add(rec.index)
         self.journal.files = {name: f.state() for name, f in self._folders.items()}
         save_journal(self.output_dir, self.journal, durable=self.durable)
+
+    def begin_stage(self, stage: int) -> None:
+        for folder in self._folders.values():
+            folder.flush(self.durable)
+        self.stage = stage
+        self.journal.stage = stage
+        self.journal.done = DoneSet()
+        self.journal.files = {name: f.state() for name, f in self._folders.items()}
+        save_journal(self.output_dir, self.journal, durable=self.durable)
+
+    def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
+        folder = self._folders.get(spill_folder(stage))
+        if folder is not None:
+            folder.flush(durable=False)
+        return read_records(self.output_dir / spill_folder(stage))
+
+    @property
+    def rows_seen(self) -> int:  # type: ignore[override]
+        return self.journal.rows_seen
 
     def note_rows_seen(self, n: int) -> None:
         self.journal.rows_seen = max(self.journal.rows_seen, n)
@@ -187,6 +227,9 @@ class StreamWriter(Writer):
             self.journal.completed = True
             if self.fmt == "parquet":
                 self._convert_to_parquet()
+            for name in [n for n in self._folders if n.startswith(f"{JOURNAL_DIR}/spill-")]:
+                shutil.rmtree(self.output_dir / name, ignore_errors=True)  # staged rows are no longer needed
+                del self._folders[name]
         self.journal.files = {name: f.state() for name, f in self._folders.items()}
         save_journal(self.output_dir, self.journal, durable=self.durable)
         self._write_metadata(status="interrupted" if result.interrupted else "completed", result=result)
@@ -237,7 +280,7 @@ class StreamWriter(Writer):
         import pyarrow.parquet as pq
 
         for name, folder in self._folders.items():
-            if name == ERRORS:
+            if name == ERRORS or name.startswith(JOURNAL_DIR):
                 continue
             for path in folder.files():
                 with open(path, "rb") as f:

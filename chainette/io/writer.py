@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from chainette.core.result import Result
 from chainette.io.flatten import flatten  # noqa: F401  (re-exported for writers)
@@ -45,8 +45,21 @@ class Writer:
         """Prepare storage; return the input indices already committed (resume)."""
         return DoneSet()
 
+    rows_seen: int = 0
+    """Input rows seen by earlier sessions of this run (resume)."""
+    stage: int = 0
+    """The stage whose rows are being written (staged runs; see ``core/plan.py``)."""
+
     def write_rows(self, rows: "list[RowRecords]") -> None:
         """Persist finished rows (called from a worker thread, one call at a time)."""
+        raise NotImplementedError
+
+    def begin_stage(self, stage: int) -> None:
+        """Everything of the previous stage is committed; start recording ``stage``."""
+        self.stage = stage
+
+    def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
+        """The rows spilled at the end of ``stage``, in commit order."""
         raise NotImplementedError
 
     def close(self, result: "RunResult") -> None:
@@ -58,12 +71,19 @@ class MemoryWriter(Writer):
 
     def __init__(self) -> None:
         self._rows: list[RowRecords] = []
+        self._spills: dict[int, list[dict[str, Any]]] = {}
 
     def write_rows(self, rows: "list[RowRecords]") -> None:
         self._rows.extend(rows)
+        spill = self._spills.setdefault(self.stage, [])
+        for rec in rows:
+            spill.extend(rec.spill)
+
+    def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
+        return iter(self._spills.pop(stage, []))
 
     def close(self, result: "RunResult") -> None:
-        self._rows.sort(key=lambda r: r.index)
+        self._rows.sort(key=lambda r: r.order)
         outputs: dict[str, list[Result]] = {}
         for rec in self._rows:
             for step_id, row_id, value, reasoning in rec.outputs:
