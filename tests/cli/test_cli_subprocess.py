@@ -144,13 +144,22 @@ class Out(BaseModel):
     answer: str
 
 chain = Chain(name="Local", steps=[Step("answer", input_model=In, output_model=Out,
-                                        sampling=SamplingParams(temperature=0, max_tokens=48),
-                                        user_prompt="Reply briefly to: {{text}}")])
+                                        sampling=SamplingParams(temperature=0, max_tokens=200),
+                                        user_prompt="Answer in at most five words: {{text}}")])
 ''')
     project.inputs(3, "three.jsonl")
-    r = cli("run", "local_chain.py:chain", "-i", "three.jsonl", "-o", "out", "-q", "--max-error-rate", "0.34",
-            cwd=project.root, timeout=600)
+    r = cli("run", "local_chain.py:chain", "-i", "three.jsonl", "-o", "out", "--json-logs", cwd=project.root,
+            timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "rows in: 3" in r.stdout
-    lines = (project.root / "out" / "flattened" / "000.jsonl").read_text().splitlines()
-    assert len(lines) >= 2
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    kinds = {e["event"] for e in events}
+    assert {"RunStarted", "ServerStarting", "ServerReady", "RunFinished", "Summary"} <= kinds
+    summary = events[-1]
+    assert summary["rows_in"] == 3
+    step = summary["steps"]["answer"]
+    assert step["done"] + step["errors"] == 3 and step["completion_tokens"] > 0
+    # a 135M model may break the schema on some rows; every row is accounted for either way
+    out = project.root / "out"
+    written = sum(len(p.read_text().splitlines()) for d in ("answer", "errors") if (out / d).is_dir()
+                  for p in (out / d).glob("*.jsonl"))
+    assert written == 3
