@@ -27,7 +27,7 @@ def test_python_m_chainette_and_script_entry(project):
 def test_help_is_fast(project):
     env = subprocess_env()
     best = min(_timed([sys.executable, "-m", "chainette.cli", "--help"], project.root, env) for _ in range(3))
-    assert best < 0.6, f"chainette --help took {best:.2f}s"
+    assert best < 0.6, f"chainette --help took {best:.2f}s of CPU"
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "chainette.cli", "--help"], cwd=project.root,
                        env=env, capture_output=True, text=True, timeout=60)
     for heavy in ("datasets", "pyarrow", "aiohttp", "chainette.core.executor", "pydantic"):
@@ -35,9 +35,13 @@ def test_help_is_fast(project):
 
 
 def _timed(argv, cwd, env):
-    t0 = time.perf_counter()
+    """CPU seconds (user + sys) of the child: robust to a machine busy with other work."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=60, check=True)
-    return time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def test_run_subprocess_fake_engine(project):
