@@ -134,7 +134,7 @@ def engines_cmd(
                           "set" if c.resolved_api_key() else "-")
         if not configs:
             console.print("No engines registered. Pass --engines engines.yml, or register them in your chain "
-                          "module with chainette.register_engine(...). The built-in 'local' engine is always available.")
+                          "module with chainette.register_engine(...). The built-in default engine (local llama.cpp) is always available.")
         else:
             console.print(table)
         if running:
