@@ -10,7 +10,7 @@ ENGINES = {"fake": FakeEngine()}
 def test_system_prompt_gets_schema_instruction_unless_overridden():
     s = Step("s", input_model=Question, output_model=Answer, engine_name="fake", system_prompt="Be brief.")
     assert s.system_prompt.startswith("Be brief.")
-    assert '"confidence"' in s.system_prompt and "JSON" in s.system_prompt
+    assert "- confidence: number" in s.system_prompt and "JSON object" in s.system_prompt
     s2 = Step("s2", output_model=Answer, output_format_instruction="Reply as JSON.")
     assert s2.system_prompt == "Reply as JSON."
     s3 = Step("s3", output_model=Answer, output_format_instruction="")
