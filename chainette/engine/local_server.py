@@ -42,6 +42,20 @@ def model_alias(model: str) -> str:
     return Path(model).stem
 
 
+def _watch_parent(pid: int, stop: threading.Event) -> None:
+    """Stop when the process that started us is gone (e.g. it was killed with SIGKILL)."""
+    import os
+
+    while not stop.wait(1.0):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"chainette local server: parent {pid} is gone, stopping", flush=True)
+            stop.set()
+        except PermissionError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m chainette.engine.local_server")
     ap.add_argument("--model", default="smollm2")
@@ -51,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-parallel", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ctx", type=int, default=4096, help="total context, shared by the parallel slots")
+    ap.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     args = ap.parse_args(argv)
 
     try:
@@ -74,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     print(f"chainette local server: {path.name} on http://{args.host}:{args.port}", flush=True)
     server = xllamacpp.Server(p)  # starts serving in background threads
+    if args.parent_pid:
+        threading.Thread(target=_watch_parent, args=(args.parent_pid, stop), daemon=True).start()
     stop.wait()
     del server
     print("chainette local server: stopped", flush=True)

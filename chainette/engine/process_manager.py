@@ -82,8 +82,12 @@ def _probe_host(host: str) -> str:
 
 
 # -- commands ------------------------------------------------------------------
-def build_command(cfg: "EngineConfig", port: int) -> list[str]:
-    """The argv that starts ``cfg``'s server on ``port`` (no shell involved)."""
+def build_command(cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
+    """The argv that starts ``cfg``'s server on ``port`` (no shell involved).
+
+    ``parent_pid``: the local server exits by itself once that process is gone (so a
+    ``kill -9`` of the run leaves no server behind); detached servers get none.
+    """
     if cfg.backend == "local":
         from chainette.engine.local_server import model_alias, resolve_model_path
 
@@ -98,7 +102,7 @@ def build_command(cfg: "EngineConfig", port: int) -> list[str]:
             "--alias", model_alias(cfg.model or "smollm2"),
             "--n-parallel", str(n_parallel), "--threads", str(cfg.threads or 1),
             "--ctx", str(cfg.n_ctx or 1024 * n_parallel),
-        ]
+        ] + (["--parent-pid", str(parent_pid)] if parent_pid else [])
     if cfg.backend != "vllm_api":
         raise ConfigError(f"engine '{cfg.name}': backend '{cfg.backend}' has no managed server", engine=cfg.name)
     exe = shutil.which("vllm")
@@ -251,15 +255,19 @@ def start_server(
     *,
     log_dir: str | Path | None = None,
     log_path: str | Path | None = None,
+    detached: bool = False,
 ) -> ServerProcess:
-    """Start ``cfg``'s server (or reuse one already serving it) and wait until it is ready."""
+    """Start ``cfg``'s server (or reuse one already serving it) and wait until it is ready.
+
+    A server that is not ``detached`` is tied to this process where the backend allows it.
+    """
     running = find_running(cfg)
     t0 = time.monotonic()
     if running is not None:
         bus.publish(ServerReady(engine=cfg.name, endpoint=running.endpoint, seconds=0.0, reused=True))
         return running
     port = cfg.port or free_port(_probe_host(cfg.host))
-    argv = build_command(cfg, port)
+    argv = build_command(cfg, port, parent_pid=None if detached else os.getpid())
     env = build_env(cfg)
     path = Path(log_path) if log_path else default_log_path(cfg, log_dir, port)
     path.parent.mkdir(parents=True, exist_ok=True)

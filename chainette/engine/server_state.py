@@ -120,7 +120,7 @@ def start_detached(cfg: "EngineConfig", *, log_dir: str | Path | None = None) ->
     existing = find(cfg.name)
     if existing is not None:
         return existing
-    sp = start_server(cfg, log_dir=log_dir)
+    sp = start_server(cfg, log_dir=log_dir, detached=True)
     if sp.reused or sp.pid is None or sp.pgid is None:
         return ServerInfo(name=cfg.name, model=sp.model, endpoint=sp.endpoint, pid=0, pgid=0,
                           log_path=None, backend=cfg.backend)
