@@ -246,6 +246,7 @@ class BaseHTTPClient:
                 if not self.policy.should_retry(exc, attempt):
                     exc.row_id = exc.row_id or request.row_id or None
                     exc.node_id = exc.node_id or request.step_id or None
+                    exc.attempts = attempt  # the error record reports every HTTP attempt
                     raise
                 delay = self.policy.delay(attempt, exc)
                 self.retries += 1
