@@ -71,11 +71,18 @@ class Suite:
         print(msg, flush=True)
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def child(self, name: str, argv: list[str], timeout: float, **kw) -> dict | None:
+    def child(self, name: str, argv: list[str], timeout: float, srv=None, **kw) -> dict | None:
+        """Run one measurement process; note the mock server's CPU use and the machine load."""
+        cpu0 = srv.cpu_seconds() if srv else None
+        t0 = time.perf_counter()
         res, err = run_child(argv, timeout=timeout, **kw)
         if res is None:
             self.crashes.append(f"{name}: {err}")
             self.log(f"  !! {name} crashed: {err[-600:]}")
+            return None
+        if srv:
+            res["server_cpu_pct"] = 100 * (srv.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+        res["loadavg_1m"] = os.getloadavg()[0]
         return res
 
     def add_row(self, workload: str, res: dict | None, raw: dict | None = None, note: str = "") -> None:
@@ -90,7 +97,9 @@ class Suite:
         self.rows.append(row)
         self.log(f"  {workload:18s} {res['client']:12s} {res['rows']:>9.0f} rows "
                  f"{res['rows_per_s']:9.0f} rows/s {res.get('cpu_us_per_row') or 0:8.0f} CPU us/row "
-                 f"{res['peak_rss_mb']:6.0f} MB" + (f"  x{row['ratio_rows_per_s']:.2f} raw" if "ratio_rows_per_s" in row else ""))
+                 f"{res['peak_rss_mb']:6.0f} MB" + (f"  x{row['ratio_rows_per_s']:.2f} raw" if "ratio_rows_per_s" in row else "")
+                 + (f"  [server CPU {res['server_cpu_pct']:.0f}%]" if "server_cpu_pct" in res else "")
+                 + f"  [load {res.get('loadavg_1m', 0):.1f}]")
 
     def target(self, name: str, measured: float | None, op: str, threshold: float, unit: str = "",
                note: str = "") -> None:
@@ -111,12 +120,12 @@ class Suite:
         with mock_server(*flags) as srv:
             raw = self.child(f"{workload}/raw", [PY, RAW, "--url", srv.base_url, "--rows", str(rows),
                                                   "--in-flight", "256", "--requests-per-row",
-                                                  str(requests_per_row)], timeout)
+                                                  str(requests_per_row)], timeout, srv)
             self.add_row(workload, raw, note="raw aiohttp baseline")
             srv.reset()
             ch = self.child(f"{workload}/chainette", [PY, WORKLOADS, chain, "--url", srv.base_url,
                                                        "--rows", str(rows), "--in-flight", "256",
-                                                       *(extra or [])], timeout)
+                                                       *(extra or [])], timeout, srv)
             self.add_row(workload, ch, raw)
         return raw, ch
 
@@ -151,7 +160,7 @@ class Suite:
     def default_settings(self) -> None:
         with mock_server("--latency-ms", "20") as srv:
             ch = self.child("default-settings", [PY, WORKLOADS, "step", "--url", srv.base_url,
-                                                 "--rows", str(self.sizes.step_rows), "--cache"], 300,
+                                                 "--rows", str(self.sizes.step_rows), "--cache"], 300, srv,
                             env={"XDG_CACHE_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "chainette-bench-cache")})
         self.add_row("step-20ms-cache-on", ch, note="default settings (item cache on, cold)")
 
@@ -193,8 +202,8 @@ class Suite:
             if p.returncode == 0:
                 times2.append(float(p.stdout.strip().splitlines()[-1]))
         self.targets.append({"target": "`from chainette import Chain, Step, register_engine` (info)",
-                             "measured": min(times2) if times2 else None, "op": "<=", "threshold": 0,
-                             "unit": "s", "pass": None, "note": "informational (no target)"})
+                             "measured": min(times2) if times2 else None, "op": "", "threshold": None,
+                             "unit": "s", "pass": None, "info": True, "note": "informational (no target)"})
         cli = shutil.which("chainette")
         argv = [cli, "--help"] if cli else [
             PY, "-c", "import sys; sys.argv[0] = 'chainette'; from chainette.cli import app; app()",
@@ -226,7 +235,7 @@ class Suite:
             wl = f"peers-{ms}ms"
             with mock_server("--latency-ms", str(ms)) as srv:
                 ch = self.child(f"{wl}/chainette", [PY, WORKLOADS, "step", "--url", srv.base_url,
-                                                    "--rows", str(n)], 300)
+                                                    "--rows", str(n)], 300, srv)
                 self.add_row(wl, ch)
                 for peer in PEER_NAMES:
                     label = f"Chainette vs {peer}, {n} rows, {ms} ms: rows/s ratio"
@@ -288,15 +297,17 @@ def fmt(v, spec: str = ".0f") -> str:
 
 
 def throughput_table(rows: list[dict]) -> str:
-    out = ["| workload | client | rows | rows/s | CPU µs/row | peak RSS MB | rows/s vs raw | CPU/row vs raw |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out = ["| workload | client | rows | rows/s | CPU µs/row | peak RSS MB | rows/s vs raw | CPU/row vs raw "
+           "| mock CPU % | load 1m |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "skipped" in r or "error" in r:
-            out.append(f"| {r['workload']} | {r['client']} | | SKIPPED ({r.get('skipped') or r.get('error')}) | | | | |")
+            out.append(f"| {r['workload']} | {r['client']} | | SKIPPED ({r.get('skipped') or r.get('error')}) | | | | | | |")
             continue
         out.append(f"| {r['workload']} | {r['client']} | {r['rows']:.0f} | {r['rows_per_s']:.0f} | "
                    f"{fmt(r.get('cpu_us_per_row'))} | {r['peak_rss_mb']:.0f} | "
-                   f"{fmt(r.get('ratio_rows_per_s'), '.2f')} | {fmt(r.get('ratio_cpu_per_row'), '.2f')} |")
+                   f"{fmt(r.get('ratio_rows_per_s'), '.2f')} | {fmt(r.get('ratio_cpu_per_row'), '.2f')} | "
+                   f"{fmt(r.get('server_cpu_pct'))} | {fmt(r.get('loadavg_1m'), '.1f')} |")
     return "\n".join(out)
 
 
@@ -312,7 +323,8 @@ def targets_table(targets: list[dict], smoke: bool) -> str:
                 verdict += " (informational, smoke)"
             if t["note"]:
                 verdict += f" — {t['note']}"
-        out.append(f"| {t['target']} | {meas} | {t['op']} {t['threshold']:g} {t['unit']} | {verdict} |")
+        req = "-" if t["threshold"] is None else f"{t['op']} {t['threshold']:g} {t['unit']}"
+        out.append(f"| {t['target']} | {meas} | {req} | {verdict} |")
     return "\n".join(out)
 
 
@@ -371,7 +383,7 @@ def main() -> int:
     print(targets_table(suite.targets, a.smoke))
     passed = sum(1 for t in suite.targets if t["pass"])
     failed = sum(1 for t in suite.targets if t["pass"] is False)
-    skipped = sum(1 for t in suite.targets if t["pass"] is None)
+    skipped = sum(1 for t in suite.targets if t["pass"] is None and not t.get("info"))
     print(f"\n{passed} PASS, {failed} FAIL, {skipped} SKIPPED; suite took {total:.0f} s"
           + (" (smoke: targets informational)" if a.smoke else ""))
     if suite.crashes:
