@@ -72,7 +72,7 @@ CASES = [
     Example("streaming_large", rows=60, filtered={str(i) for i in range(60)} - STREAMING_URGENT,
             counts={"parse": 60, "keep_urgent": 3}),
     Example("rag", rows=2, counts={"retrieve": 2}),
-    Example("chatbot_yaml", rows=2),
+    Example("chatbot", rows=2),
     Example("clinical_qa", rows=2, counts={"screen": 2}),
     Example("eval_loop", rows=3),
     Example("tool_use", rows=2, allowed_errors={"OutputValidationError", "ValueError"}),
