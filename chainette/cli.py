@@ -343,6 +343,9 @@ def _run(
             if skip_log.count:
                 console.print(f"[yellow]{skip_log.count} bad input row(s) skipped; see {skip_log.path}[/]")
         if result.interrupted:
+            if json_logger is not None:  # the rich summary says it; JSON logs need it too
+                json_logger.write({"event": "Interrupted", "output_dir": str(output_dir),
+                                   "hint": "rerun the same command with --resume to continue"})
             exit_code = EXIT_INTERRUPTED
         elif max_error_rate is not None and result.error_rate > max_error_rate:
             print_error(f"error rate {result.error_rate:.2%} is above --max-error-rate {max_error_rate:.2%}; "

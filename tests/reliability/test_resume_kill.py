@@ -166,3 +166,22 @@ def test_sigint_is_graceful_and_resumable(resume_ws, tmp_path):
     res = ws.run(out, "--batch-size", "16", "--quiet", "--resume", "--no-cache", timeout=60)
     assert res.returncode == 0, res.stderr
     _check_resumed(ws, out, committed_before, mark)
+
+
+def test_sigint_with_json_logs_emits_a_resume_event(resume_ws, tmp_path):
+    import json
+
+    out = tmp_path / "sigint-json"
+    proc = resume_ws.popen(out, "--batch-size", "16", "--json-logs", "--no-cache")
+    try:
+        assert wait_for(lambda: len(committed_rows(journal(out))) >= 30 or proc.poll() is not None, 30)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.wait(timeout=10)
+    events = [json.loads(line) for line in proc.stdout.read().decode().splitlines() if line.startswith("{")]
+    assert proc.returncode == 130
+    hint = [e for e in events if e.get("event") == "Interrupted"]
+    assert hint and "--resume" in hint[0]["hint"]
