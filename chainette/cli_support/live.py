@@ -186,11 +186,12 @@ def summary_table(result: Any, *, skipped: int = 0) -> Any:
     table.add_column("tokens in", justify="right")
     table.add_column("tokens out", justify="right")
     for sid, st in result.step_stats.items():
-        table.add_row(sid, f"{st.reached:,}", f"{st.done:,}",
+        table.add_row(sid, f"{st.reached:,}", f"{st.outputs:,}",
                       Text(f"{st.errors:,}", style="red" if st.errors else ""),
                       f"{st.cached:,}", f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}")
     lines = Text()
-    lines.append(f"rows in: {result.rows_in:,}   errors: {result.error_count:,} ({result.error_rate:.1%})   "
+    lines.append(f"rows in: {result.rows_in:,}   errors: {result.error_count:,} in "
+                 f"{result.failed_rows:,} row(s) ({result.error_rate:.1%})   "
                  f"time: {result.seconds:.1f}s")
     if skipped:
         lines.append(f"   skipped inputs: {skipped:,}", style="yellow")

@@ -38,7 +38,7 @@ class ApplyNode(Node):
         self.fn = fn
         self.id = id or getattr(fn, "__name__", "apply")
         self.name = name or self.id
-        self.input_model = input_model
+        self.input_model = input_model or _param_model(fn)
         self.output_model = output_model or _return_model(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.blocking = blocking
@@ -65,6 +65,17 @@ def apply(
         return ApplyNode(f, id=id, name=name, input_model=input_model, output_model=output_model, blocking=blocking)
 
     return build if fn is None else build(fn)
+
+
+def _param_model(fn: Callable[[Any], Any]) -> type[BaseModel] | None:
+    """``def f(x: In) -> ...`` declares ``In`` as the input model."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+        hints = inspect.get_annotations(fn, eval_str=True)
+    except Exception:
+        return None
+    ann = hints.get(params[0].name) if params else None
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
 def _return_model(fn: Callable[[Any], Any]) -> type[BaseModel] | None:

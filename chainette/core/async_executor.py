@@ -31,7 +31,7 @@ from chainette.core.chain import Chain
 from chainette.core.engines import RunEngines
 from chainette.core.plan import plan_stages, stage_engines
 from chainette.core.result import RunResult, StepStats
-from chainette.core.row import Row, RowRecords
+from chainette.core.row import SKIPPED, Row, RowRecords
 from chainette.core.runners import RunState, run_from
 from chainette.errors import ConfigError, ErrorRecord, ServerStartError
 from chainette.io.flatten import flatten
@@ -279,8 +279,13 @@ class AsyncExecutor:
 
         async def row_task(index: int, raw: Any) -> None:
             try:
+                if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
+                    commits.pending.append(RowRecords(index))
+                    return
                 row = make_row(index, raw, state)
                 await self._run_row(row, items, state, last)
+                if row.records.errors:
+                    result.failed_rows += 1
                 commits.pending.append(row.records)
                 if len(commits.pending) >= self.batch_size:
                     commits.wake.set()

@@ -135,6 +135,8 @@ def normalize_items(items: Any) -> list[ChainItem]:
             out.extend(normalize_items(item))
         elif isinstance(item, (list, tuple)):
             out.append(Parallel(item))
+        elif isinstance(item, Branch):
+            out.append(Parallel([item]))  # a lone branch is a parallel group of one
         elif isinstance(item, Node):
             out.append(item)
         else:

@@ -29,8 +29,12 @@ class StepStats:
     """Counters for one step (data; displays subscribe to events carrying them)."""
 
     reached: int = 0
+    """items that arrived at the step"""
     done: int = 0
+    """items the step processed without error (a filtered item counts, with no output)"""
     errors: int = 0
+    outputs: int = 0
+    """records the step wrote (fan-out writes several per item, a filter none)"""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: int = 0
@@ -40,6 +44,7 @@ class StepStats:
             "reached": self.reached,
             "done": self.done,
             "errors": self.errors,
+            "outputs": self.outputs,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached": self.cached,
@@ -67,6 +72,8 @@ class RunResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     datasets: Any = None
     interrupted: bool = False
+    failed_rows: int = 0
+    """input rows with at least one error record (in this session)"""
 
     @property
     def error_count(self) -> int:
@@ -74,7 +81,8 @@ class RunResult:
 
     @property
     def error_rate(self) -> float:
-        return self.error_count / self.rows_in if self.rows_in else 0.0
+        """Failed input rows / input rows (a row failing in two branches counts once)."""
+        return self.failed_rows / self.rows_in if self.rows_in else 0.0
 
     def __getitem__(self, step_id: str) -> list[Result]:
         return self.outputs[step_id]
@@ -97,6 +105,7 @@ class RunResult:
             "rows_in": self.rows_in,
             "seconds": round(self.seconds, 3),
             "errors": self.error_count,
+            "failed_rows": self.failed_rows,
             "interrupted": self.interrupted,
             "steps": {k: v.to_dict() for k, v in self.step_stats.items()},
         }

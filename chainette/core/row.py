@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class _Skipped:
+    """Marker an input reader yields in place of a bad row it skipped (``--on-bad-input skip``),
+    so that the rows after it keep ids equal to their position in the input."""
+
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+
+SKIPPED = _Skipped()
+
+
 @dataclass(slots=True)
 class RowRecords:
     """Everything one input row produced; handed to the writer when the row is finished.

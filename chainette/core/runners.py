@@ -94,6 +94,7 @@ def _fail(row: Row, node_id: str, exc: BaseException, state: RunState, attempts:
 
 def _succeed(row: Row, node_id: str, value: Any, reasoning: str | None, state: RunState) -> Row:
     row.records.outputs.append((node_id, row.row_id, value, reasoning))
+    state.stats[node_id].outputs += 1
     row.history[node_id] = value
     row.item = value
     return row

@@ -461,10 +461,15 @@ def validate_rows(
 ) -> Iterator[Any]:
     """Yield validated rows (model instances, or dicts when ``model`` is ``None``), lazily.
 
+    A skipped row is yielded as :data:`chainette.core.row.SKIPPED` so that row ids stay equal
+    to positions in the input.
+
     A malformed or invalid row raises :class:`InputError` (``on_bad="fail"``) naming the
     file, line and field, or is recorded in ``skip_log`` and skipped (``on_bad="skip"``).
     """
     from pydantic import ValidationError
+
+    from chainette.core.row import SKIPPED
 
     for raw in source:
         if on_row is not None:
@@ -494,3 +499,4 @@ def validate_rows(
         if skip_log is not None:
             skip_log.add({"source": source.display, "line": raw.line, "unit": source.unit,
                           "field": fld, "error": message})
+        yield SKIPPED  # keeps the following rows' ids equal to their position in the input

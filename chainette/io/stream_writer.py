@@ -285,8 +285,26 @@ class StreamWriter(Writer):
             for path in folder.files():
                 with open(path, "rb") as f:
                     rows = [json.loads(line) for line in f if line.strip()]
-                pq.write_table(pa.Table.from_pylist(rows), path.with_suffix(".parquet"))
+                pq.write_table(_arrow_table(rows), path.with_suffix(".parquet"))
                 path.unlink()
+
+
+def _arrow_table(rows: list[dict[str, Any]]) -> Any:
+    """A table with every key of every row (not just the first row's); a column whose values
+    Arrow cannot unify (e.g. text in one row, a number in another) is stored as JSON text."""
+    import pyarrow as pa
+
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    columns = {}
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        try:
+            columns[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[key] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values])
+    return pa.table(columns)
 
 
 def read_records(folder: Path) -> Iterator[dict[str, Any]]:
