@@ -68,8 +68,7 @@ rejudge = Step(
     user_prompt="Question: {{ chain_input.question }}\nReference: {{ chain_input.reference }}\nAnswer: {{ revise.answer }}",
 )
 
-# A branch placed directly in `steps` (not in a list) currently fails every row with a KeyError
-# (its nodes are not registered for the run); wrapping it in a one-branch parallel group works.
+# Only the rows the judge marked incorrect enter the retry branch; its result joins as `retry`.
 retry = Branch("retry_branch", [apply(keep_incorrect), revise, rejudge]).join("retry")
 
-chain = Chain(name="Eval loop", steps=[answer, judge, [retry]])  # a list: a parallel group of one branch
+chain = Chain(name="Eval loop", steps=[answer, judge, retry])
