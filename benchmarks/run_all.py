@@ -248,8 +248,12 @@ class Suite:
                         self.log(f"  {wl:18s} {peer:12s} SKIPPED ({reason})")
                         continue
                     srv.reset()
+                    cpu0, t0 = srv.cpu_seconds(), time.perf_counter()
                     r, err = run_child([py, PEERS, "--peer", peer, "--url", srv.base_url, "--rows", str(n)],
                                        timeout=300)
+                    if r is not None:
+                        r["server_cpu_pct"] = 100 * (srv.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+                        r["loadavg_1m"] = os.getloadavg()[0]
                     if r is None:
                         reason = f"run failed: {err[-200:]}"
                         self.rows.append({"workload": wl, "client": peer, "skipped": reason})
