@@ -16,6 +16,7 @@ every step and branch that uses it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import signal
 import sys
@@ -120,6 +121,7 @@ class AsyncExecutor:
         directory; ``force=True`` overwrites an existing run or resumes despite changes.
         """
         self.chain.validate(engines=self.engine_overrides)
+        self._input_model = self.chain.input_model
         writer = self._make_writer(writer, output_dir, fmt, max_lines_per_file)
         out_dir = writer.output_dir
         head, rest = await _peek(inputs, FINGERPRINT_ROWS)
@@ -142,7 +144,7 @@ class AsyncExecutor:
         result = RunResult(run_id=run.run_id, chain_name=self.chain.name, output_dir=out_dir, step_stats=stats)
         if window is None:
             biggest = max((engines.max_in_flight(n) for n in self.chain.engine_names()), default=64)
-            window = max(self.batch_size, 4 * biggest)
+            window = max(self.batch_size, biggest + biggest // 2)  # enough rows to keep every slot busy
         self.bus.publish(RunStarted(run.run_id, self.chain.name, str(out_dir) if out_dir else None, total, run.step_ids))
         stages = plan_stages(self.chain.items, engines.is_exclusive)
         started = time.monotonic()
@@ -150,11 +152,11 @@ class AsyncExecutor:
             for k in range(writer.stage, len(stages)):
                 last = k == len(stages) - 1
                 if k == 0:
-                    source, make_row = _chain_iter(head, rest), self._input_row
+                    source, make_row = _join_inputs(head, rest), self._input_row
                 else:
                     result.rows_in = max(result.rows_in, writer.rows_seen)
                     decoder = RowDecoder(self._models())
-                    source, make_row = _chain_iter([], writer.read_spill(k - 1)), _spilled_row(decoder)
+                    source, make_row = iter(writer.read_spill(k - 1)), _spilled_row(decoder)
                 await self._drive(stages[k], source, make_row, done, writer, state, result, window,
                                   handle_signals, on_rows, last=last, count_inputs=k == 0)
                 if result.interrupted or last:
@@ -218,7 +220,7 @@ class AsyncExecutor:
     async def _drive(
         self,
         items: list,
-        rows: AsyncIterator[Any],
+        rows: Any,  # a plain or an async iterator
         make_row: Any,
         done: DoneSet,
         writer: Writer,
@@ -234,7 +236,6 @@ class AsyncExecutor:
         """Stream ``rows`` through ``items`` (one stage) and commit them to ``writer``."""
         commits = _Commits()
         max_pending = max(4 * self.batch_size, 4096)
-        slots = anyio.Semaphore(window)
         reached_published: dict[str, int] = {}
         last_counts: dict[str, tuple[int, int, int, int]] = {}
 
@@ -277,22 +278,30 @@ class AsyncExecutor:
                 else:
                     publish_progress()
 
-        async def row_task(index: int, raw: Any) -> None:
-            try:
-                if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
-                    commits.pending.append(RowRecords(index))
+        async def process(index: int, raw: Any) -> None:
+            if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
+                commits.pending.append(RowRecords(index))
+                return
+            row = make_row(index, raw, state)
+            await self._run_row(row, items, state, last)
+            if row.records.errors:
+                result.failed_rows += 1
+            commits.pending.append(row.records)
+            if len(commits.pending) >= self.batch_size:
+                commits.wake.set()
+            if len(commits.pending) >= max_pending:  # back-pressure on a slow disk
+                await commits.done.wait()
+
+        feed = _Feed(rows, done, result if count_inputs else None)
+
+        async def worker() -> None:
+            # A fixed pool of `window` workers pulls rows: no task spawn and no loop turn per
+            # row, and a slow row only holds its own worker.
+            while True:
+                nxt = await feed.next()
+                if nxt is None:
                     return
-                row = make_row(index, raw, state)
-                await self._run_row(row, items, state, last)
-                if row.records.errors:
-                    result.failed_rows += 1
-                commits.pending.append(row.records)
-                if len(commits.pending) >= self.batch_size:
-                    commits.wake.set()
-                if len(commits.pending) >= max_pending:  # back-pressure on a slow disk
-                    await commits.done.wait()
-            finally:
-                slots.release()
+                await process(*nxt)
 
         stop_committer = anyio.Event()
         async with anyio.create_task_group() as outer:
@@ -303,15 +312,8 @@ class AsyncExecutor:
             try:
                 with rows_scope:
                     async with anyio.create_task_group() as tg:
-                        index = -1
-                        async for raw in rows:
-                            index += 1
-                            if count_inputs:
-                                result.rows_in = index + 1
-                            if index in done:
-                                continue
-                            await slots.acquire()
-                            tg.start_soon(row_task, index, raw)
+                        for _ in range(window):
+                            tg.start_soon(worker)
             finally:
                 with anyio.CancelScope(shield=True):
                     if rows_scope.cancel_called and not handle_signals:
@@ -328,7 +330,7 @@ class AsyncExecutor:
         records = RowRecords(index)
         row_id = str(index)
         try:
-            item = _as_input(raw, self.chain.input_model)
+            item = _as_input(raw, self._input_model)
         except ValidationError as exc:
             _input_error(records, row_id, exc, state)
             return Row(row_id=row_id, item=None, history={}, records=records)
@@ -381,6 +383,39 @@ def _spilled_row(decoder: RowDecoder) -> Any:
     return make
 
 
+class _Feed:
+    """Hands out ``(index, raw)`` pairs to workers, skipping committed indices (resume)."""
+
+    def __init__(self, rows: Any, done: DoneSet, result: RunResult | None) -> None:
+        self._async = hasattr(rows, "__anext__")
+        self._rows = rows
+        self._done = done
+        self._result = result
+        self._index = -1
+        self._lock = anyio.Lock()
+
+    async def next(self) -> tuple[int, Any] | None:
+        if self._async:  # one reader at a time: an async generator cannot be re-entered
+            async with self._lock:
+                while True:
+                    try:
+                        raw = await self._rows.__anext__()
+                    except StopAsyncIteration:
+                        return None
+                    if (pair := self._admit(raw)) is not None:
+                        return pair
+        for raw in self._rows:
+            if (pair := self._admit(raw)) is not None:
+                return pair
+        return None
+
+    def _admit(self, raw: Any) -> tuple[int, Any] | None:
+        self._index += 1
+        if self._result is not None:
+            self._result.rows_in = self._index + 1
+        return None if self._index in self._done else (self._index, raw)
+
+
 def _as_input(raw: Any, model: type[BaseModel] | None) -> Any:
     if model is None or isinstance(raw, model):
         return raw
@@ -423,15 +458,18 @@ async def _peek(inputs: Iterable[Any] | AsyncIterable[Any], n: int) -> tuple[lis
     return head, it2
 
 
-async def _chain_iter(head: list[Any], rest: Any) -> AsyncIterator[Any]:
-    for item in head:
-        yield item
-    if hasattr(rest, "__anext__"):
+def _join_inputs(head: list[Any], rest: Any) -> Any:
+    """The peeked head followed by the rest: a plain iterator for sync inputs (cheapest)."""
+    if not hasattr(rest, "__anext__"):
+        return itertools.chain(head, rest)
+
+    async def chained() -> AsyncIterator[Any]:
+        for item in head:
+            yield item
         async for item in rest:
             yield item
-    else:
-        for item in rest:
-            yield item
+
+    return chained()
 
 
 def _canonical(obj: Any) -> Any:

@@ -23,7 +23,7 @@ from chainette.core.row import Row
 from chainette.core.step import Step
 from chainette.engine.protocol import Completion, CompletionRequest, Engine
 from chainette.errors import ChainetteError, EngineError, ErrorRecord, OutputValidationError
-from chainette.utils.context import build_context, coerce
+from chainette.utils.context import coerce
 from chainette.utils.events import EventBus, ItemFailed
 from chainette.utils.ids import child_row_id
 from chainette.utils.json_schema import model_schema
@@ -138,7 +138,7 @@ async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
     stats.reached += 1
     try:
         item = coerce(row.item, step.input_model)
-        messages = step.render_messages(build_context(row.row_id, item, row.history))
+        messages = step.render_row(row.row_id, item, row.history)
     except jinja2.UndefinedError as exc:
         _fail(row, step.id, ChainetteError(f"template variable undefined for this row: {exc.message}"), state)
         return None

@@ -11,7 +11,7 @@ from chainette.engine.protocol import SamplingParams
 from chainette.engine.registry import DEFAULT_ENGINE_NAME
 from chainette.utils.ids import snake_case
 from chainette.utils.json_schema import generate_json_output_prompt
-from chainette.utils.templates import compile_template
+from chainette.utils.templates import compile_template, row_renderer
 
 
 class Step(Node):
@@ -62,6 +62,9 @@ class Step(Node):
         self.output_format_instruction = output_format_instruction
         self.max_validation_retries = max_validation_retries
         self.emoji = emoji
+        self._compiled_key: tuple[Any, ...] | None = None
+        self._system_renderer: Any = None
+        self._user_renderer: Any = None
 
     @property
     def system_prompt(self) -> str:
@@ -77,6 +80,20 @@ class Step(Node):
     @property
     def output_key(self) -> str:
         return snake_case(self.id)
+
+    def render_row(self, row_id: str, item: Any, history: Mapping[str, Any]) -> list[dict[str, str]]:
+        """Render the chat messages for one row (pure; templates compiled once per prompt)."""
+        key = (self.user_system_prompt, self.output_format_instruction, self.output_model, self.user_prompt)
+        if self._compiled_key != key:
+            system = self.system_prompt
+            self._system_renderer = row_renderer(system) if system else None
+            self._user_renderer = row_renderer(self.user_prompt)
+            self._compiled_key = key
+        messages = []
+        if self._system_renderer is not None:
+            messages.append({"role": "system", "content": self._system_renderer(row_id, item, history)})
+        messages.append({"role": "user", "content": self._user_renderer(row_id, item, history)})
+        return messages
 
     def render_messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
         """Render the chat messages for one row (pure)."""

@@ -16,6 +16,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
 
 
+@lru_cache(maxsize=256)
 def generate_json_output_prompt(model: type[BaseModel]) -> str:
     """The instruction appended to a step's system prompt so the model answers in JSON.
 
