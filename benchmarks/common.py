@@ -40,9 +40,7 @@ ANSWER_SCHEMA = {
 }
 # Chainette's own schema instruction (what its Step sends as the system message).
 SYSTEM_PROMPT = (
-    "Respond with a single JSON object and nothing else. It must validate against this JSON "
-    'schema: {"properties":{"answer":{"title":"Answer","type":"string"},"score":{"title":"Score",'
-    '"type":"number"}},"required":["answer","score"],"title":"A","type":"object"}'
+    "Reply with only a JSON object, no other text, with these fields:\n- answer: string\n- score: number"
 )
 
 
