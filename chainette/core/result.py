@@ -97,6 +97,9 @@ class RunResult:
     def __len__(self) -> int:
         return len(self.flattened)
 
+    def __bool__(self) -> bool:  # a run directory's result holds no rows in memory, yet is a result
+        return True
+
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
