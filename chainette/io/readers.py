@@ -275,8 +275,17 @@ class HFDatasetSource(InputSource):
         return len(self.dataset())
 
 
+def _import_datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("reading Hugging Face datasets needs the 'datasets' package: "
+                         "pip install 'chainette[datasets]'") from None
+    return datasets
+
+
 def _load_saved_dataset(path: Path) -> Any:
-    import datasets
+    datasets = _import_datasets()
 
     try:
         ds = datasets.load_from_disk(str(path))
