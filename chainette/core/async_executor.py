@@ -149,6 +149,10 @@ class AsyncExecutor:
         stages = plan_stages(self.chain.items, engines.is_exclusive)
         started = time.monotonic()
         try:
+            for name in self.chain.engine_names():  # persistent servers start up front
+                cfg = engines.config(name)
+                if cfg is not None and cfg.is_managed and not cfg.lazy:
+                    await engines.get(name)
             for k in range(writer.stage, len(stages)):
                 last = k == len(stages) - 1
                 if k == 0:

@@ -98,3 +98,23 @@ def test_staged_run_resumes_at_the_stage_it_stopped(tmp_path, monkeypatch):
     assert result.step_stats["b"].done == 7 and result.rows_in == 7
     assert len(list(read_records(tmp_path / "a"))) == 7
     assert sorted(r["row_id"] for r in read_records(tmp_path / "flattened")) == [str(i) for i in range(7)]
+
+
+def test_persistent_engine_starts_up_front_and_never_forces_a_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
+    register_engine(name="keep", backend="vllm_api", model="org/keep", startup_timeout=30, lazy=False)
+    register_engine(name="lazy1", backend="vllm_api", model="org/lazy1", startup_timeout=30)
+    events = []
+    unsubscribe = global_bus.subscribe(events.append)
+    try:
+        a = Step("a", input_model=Question, output_model=Answer, engine_name="lazy1", user_prompt="{{text}}")
+        b = Step("b", input_model=Answer, output_model=Summary, engine_name="keep", user_prompt="{{answer}}")
+        result = Chain("persist", steps=[a, b]).run([Question(text="x")], tmp_path, cache=False)
+    finally:
+        unsubscribe()
+        unregister_engine("keep")
+        unregister_engine("lazy1")
+    assert result.error_count == 0
+    starts = [e.engine for e in events if isinstance(e, ServerStarting)]
+    assert starts == ["keep", "lazy1"]  # the persistent one first, before any row
+    assert not (tmp_path / ".chainette" / "spill-0").exists()
