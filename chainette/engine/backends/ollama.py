@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainette.engine.backends.base import BaseHTTPClient, MalformedResponseError, split_think
+from chainette.engine.backends.base import BaseHTTPClient, MalformedResponseError, sampling_fields, split_think
 from chainette.engine.protocol import Completion, CompletionRequest, Usage
 from chainette.errors import EmptyCompletionError
 
@@ -28,18 +28,7 @@ class OllamaClient(BaseHTTPClient):
         super().__init__(cfg, endpoint, **kwargs)
 
     def body_extra(self, request: CompletionRequest) -> dict[str, Any]:
-        s = request.sampling
-        options: dict[str, Any] = {}
-        if s.temperature is not None:
-            options["temperature"] = s.temperature
-        if s.top_p is not None:
-            options["top_p"] = s.top_p
-        if s.max_tokens is not None:
-            options["num_predict"] = s.max_tokens
-        if s.seed is not None:
-            options["seed"] = s.seed
-        if s.stop:
-            options["stop"] = list(s.stop)
+        options = sampling_fields(request, max_tokens_key="num_predict")  # Ollama's name for it
         extra: dict[str, Any] = {"stream": False}
         if request.json_schema is not None:
             extra["format"] = request.json_schema
