@@ -158,10 +158,16 @@ class Suite:
                     "rows/s vs raw at 4 requests/row", self.ratio(ch, raw), ">=", 0.85, "x")
 
     def default_settings(self) -> None:
-        with mock_server("--latency-ms", "20") as srv:
-            ch = self.child("default-settings", [PY, WORKLOADS, "step", "--url", srv.base_url,
-                                                 "--rows", str(self.sizes.step_rows), "--cache"], 300, srv,
-                            env={"XDG_CACHE_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "chainette-bench-cache")})
+        import tempfile
+
+        cache_dir = tempfile.mkdtemp(prefix="chainette-bench-cache-")  # cold: a fresh cache every run
+        try:
+            with mock_server("--latency-ms", "20") as srv:
+                ch = self.child("default-settings", [PY, WORKLOADS, "step", "--url", srv.base_url,
+                                                     "--rows", str(self.sizes.step_rows), "--cache"], 300, srv,
+                                env={"CHAINETTE_CACHE_DIR": cache_dir})
+        finally:
+            shutil.rmtree(cache_dir, ignore_errors=True)
         self.add_row("step-20ms-cache-on", ch, note="default settings (item cache on, cold)")
 
     def memory(self) -> None:

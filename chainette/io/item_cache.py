@@ -18,12 +18,13 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from chainette.engine.protocol import Completion, CompletionRequest, Usage
 
-CACHE_VERSION = "chainette-item-v1"
+CACHE_VERSION = "chainette-item-v2"
 
 
 def default_cache_path() -> Path:
@@ -32,17 +33,25 @@ def default_cache_path() -> Path:
     return root / "items.sqlite"
 
 
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def cache_key(request: CompletionRequest, scope: dict[str, Any]) -> str:
-    """Canonical JSON of everything that determines a reply, hashed with a version prefix."""
-    payload = {
+    """SHA-256 over canonical JSON of everything that determines a reply, with a version prefix:
+    the step-constant part (schema, sampling, model, backend), then the rendered messages."""
+    digest = hashlib.sha256(_static_part(request, scope))
+    digest.update(_canonical(request.messages))
+    return digest.hexdigest()
+
+
+def _static_part(request: CompletionRequest, scope: dict[str, Any]) -> bytes:
+    return _canonical({
         "v": CACHE_VERSION,
-        "messages": request.messages,
         "schema": request.json_schema,
         "sampling": request.sampling.model_dump(exclude_none=True),
         **scope,
-    }
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    }) + b"\n"
 
 
 class ItemCache:
@@ -63,6 +72,7 @@ class ItemCache:
         self._writer.start()
         self.hits = 0
         self.misses = 0
+        self._prefixes: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
@@ -70,7 +80,18 @@ class ItemCache:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    key = staticmethod(cache_key)
+    def key(self, request: CompletionRequest, scope: dict[str, Any]) -> str:
+        """:func:`cache_key`, with the step-constant part hashed once per step."""
+        memo_key = (id(request.json_schema), id(request.sampling), tuple(sorted(scope.items())))
+        hit = self._prefixes.get(memo_key)
+        if hit is None or hit[0] is not request.json_schema or hit[1] is not request.sampling:
+            if len(self._prefixes) > 256:
+                self._prefixes.clear()
+            hit = self._prefixes[memo_key] = (
+                request.json_schema, request.sampling, hashlib.sha256(_static_part(request, scope)))
+        digest = hit[2].copy()
+        digest.update(_canonical(request.messages))
+        return digest.hexdigest()
 
     def get(self, key: str) -> Completion | None:
         row = self._read.execute(
@@ -86,24 +107,26 @@ class ItemCache:
         self._queue.put((key, completion))
 
     def _write_loop(self) -> None:
+        """Write queued replies in one transaction per ``flush_every`` seconds (not one per reply)."""
         conn = self._connect()
         stop = False
         while not stop:
+            item = self._queue.get()
             batch = []
-            try:
-                item = self._queue.get(timeout=self._flush_every)
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+                time.sleep(self._flush_every)  # let the batch fill
+            while not stop:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if item is None:
                     stop = True
                 else:
                     batch.append(item)
-                while True:
-                    item = self._queue.get_nowait()
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-            except queue.Empty:
-                pass
             if batch:
                 conn.executemany(
                     "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?)",
