@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from chainette.core.result import Result
-from chainette.io.flatten import flatten  # noqa: F401  (re-exported for writers)
 from chainette.io.journal import DoneSet
 
 if TYPE_CHECKING:

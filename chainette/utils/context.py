@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import BaseModel
 
@@ -10,17 +10,17 @@ RESERVED_NAMES = ("chain_input", "row_id")
 
 
 def item_fields(item: Any) -> dict[str, Any]:
-    """The fields of the current item, for top-level template access."""
+    """A new dict of the current item's fields, for top-level template access."""
     if isinstance(item, BaseModel):
         return dict(item.__dict__)
     if isinstance(item, dict):
-        return item
+        return dict(item)
     return {}
 
 
-def build_context(row_id: str, item: Any, history: dict[str, Any]) -> dict[str, Any]:
+def build_context(row_id: str, item: Any, history: Mapping[str, Any]) -> dict[str, Any]:
     """Template context: the item's fields, then history names (which win), then ``row_id``."""
-    ctx = item_fields(item).copy() if isinstance(item, dict) else item_fields(item)
+    ctx = item_fields(item)
     ctx.update(history)
     ctx["row_id"] = row_id
     return ctx
