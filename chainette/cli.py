@@ -265,6 +265,7 @@ def _run(
     writer_kind: WriterKind,
     on_bad_input: OnBadInput,
     resume: bool,
+    retry_errors: bool,
     force: bool,
     no_cache: bool,
     quiet: bool,
@@ -324,6 +325,7 @@ def _run(
                 result = chain.run(
                     rows, output_dir, writer=writer, fmt=fmt.value, max_lines_per_file=max_lines_per_file,
                     batch_size=batch_size, cache=not no_cache, resume=resume, force=force, total=total,
+                    retry_errors=retry_errors,
                 )
             finally:
                 if live is not None:
@@ -367,6 +369,8 @@ OnBadOpt = Annotated[OnBadInput, typer.Option("--on-bad-input", help="fail: stop
                                                                      "list it in <output-dir>/skipped_inputs.jsonl.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the same output directory.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run (or resume despite changes).")]
+RetryErrorsOpt = Annotated[bool, typer.Option(
+    "--retry-errors", help="With --resume: process again the rows that ended in an error record.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the item cache.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
 JsonLogsOpt = Annotated[bool, typer.Option("--json-logs", help="One JSON event per line on stdout, no colour.")]
@@ -393,6 +397,7 @@ def run_cmd(
     stream_writer: StreamWriterOpt = False,
     on_bad_input: OnBadOpt = OnBadInput.fail,
     resume: ResumeOpt = False,
+    retry_errors: RetryErrorsOpt = False,
     force: ForceOpt = False,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
@@ -412,7 +417,8 @@ def run_cmd(
         lambda: _load(target, engines, symbols, check_engines=target.lower().endswith((".yml", ".yaml"))),
         input=input, output_dir=output_dir, columns=columns, batch_size=batch_size,
         max_lines_per_file=max_lines_per_file, fmt=fmt, writer_kind=writer, on_bad_input=on_bad_input,
-        resume=resume, force=force, no_cache=no_cache, quiet=quiet, json_logs=json_logs, no_icons=no_icons,
+        resume=resume, retry_errors=retry_errors, force=force, no_cache=no_cache, quiet=quiet,
+        json_logs=json_logs, no_icons=no_icons,
         max_branches=max_branches, max_error_rate=max_error_rate, debug=debug,
     )
 
@@ -432,6 +438,7 @@ def run_yaml_cmd(
     stream_writer: StreamWriterOpt = False,
     on_bad_input: OnBadOpt = OnBadInput.fail,
     resume: ResumeOpt = False,
+    retry_errors: RetryErrorsOpt = False,
     force: ForceOpt = False,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
@@ -456,7 +463,8 @@ def run_yaml_cmd(
     _run(
         loader, input=input, output_dir=output_dir, columns=columns, batch_size=batch_size,
         max_lines_per_file=max_lines_per_file, fmt=fmt, writer_kind=writer, on_bad_input=on_bad_input,
-        resume=resume, force=force, no_cache=no_cache, quiet=quiet, json_logs=json_logs, no_icons=no_icons,
+        resume=resume, retry_errors=retry_errors, force=force, no_cache=no_cache, quiet=quiet,
+        json_logs=json_logs, no_icons=no_icons,
         max_branches=max_branches, max_error_rate=max_error_rate, debug=debug,
     )
 

@@ -105,6 +105,7 @@ class AsyncExecutor:
         max_lines_per_file: int = 10_000,
         resume: bool = False,
         force: bool = False,
+        retry_errors: bool = False,
         total: int | None = None,
         run_id: str | None = None,
         input_fingerprint: str | None = None,
@@ -118,7 +119,8 @@ class AsyncExecutor:
         (``RunResult.outputs`` / ``.flattened`` / ``.errors``). With it, rows stream to a
         :class:`StreamWriter` run directory (``fmt`` ``jsonl`` or ``parquet``, files rolling at
         ``max_lines_per_file``). ``resume=True`` continues an interrupted run in the same
-        directory; ``force=True`` overwrites an existing run or resumes despite changes.
+        directory; ``force=True`` overwrites an existing run or resumes despite changes;
+        ``retry_errors=True`` (with ``resume``) processes again the rows that ended in an error.
         """
         self.chain.validate(engines=self.engine_overrides)
         self._input_model = self.chain.input_model
@@ -136,7 +138,8 @@ class AsyncExecutor:
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             step_ids=[n.id for n in iter_nodes(self.chain.items) if hasattr(n, "output_model") and n.kind in ("step", "apply")],
         )
-        done = await anyio.to_thread.run_sync(lambda: writer.open(run, resume=resume, force=force))
+        done = await anyio.to_thread.run_sync(
+            lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors))
         stats = {sid: StepStats() for sid in run.step_ids}
         cache = self._make_cache()
         state = RunState(get_engine=engines.get, stats=stats, bus=self.bus, cache=cache,

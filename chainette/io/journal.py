@@ -23,27 +23,38 @@ class DoneSet:
 
     watermark: int = 0
     above: set[int] = field(default_factory=set)
+    redo: set[int] = field(default_factory=set)
+    """indices below the watermark that are to be processed again (``--retry-errors``)"""
 
     def add(self, index: int) -> None:
         if index < self.watermark:
+            self.redo.discard(index)
             return
         self.above.add(index)
         while self.watermark in self.above:
             self.above.discard(self.watermark)
             self.watermark += 1
 
+    def discard(self, index: int) -> None:
+        """Mark ``index`` as not done."""
+        if index < self.watermark:
+            self.redo.add(index)
+        else:
+            self.above.discard(index)
+
     def __contains__(self, index: int) -> bool:
-        return index < self.watermark or index in self.above
+        return (index < self.watermark and index not in self.redo) or index in self.above
 
     def __len__(self) -> int:
-        return self.watermark + len(self.above)
+        return self.watermark - len(self.redo) + len(self.above)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"watermark": self.watermark, "above": sorted(self.above)}
+        return {"watermark": self.watermark, "above": sorted(self.above), "redo": sorted(self.redo)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DoneSet":
-        return cls(watermark=int(d.get("watermark", 0)), above=set(d.get("above", [])))
+        return cls(watermark=int(d.get("watermark", 0)), above=set(d.get("above", [])),
+                   redo=set(d.get("redo", [])))
 
 
 @dataclass
@@ -59,6 +70,8 @@ class Journal:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     stage: int = 0
     """staged runs: the stage in progress (``done`` counts spill positions after stage 0)"""
+    rewrite: list[str] = field(default_factory=list)
+    """files being replaced by ``--retry-errors`` (see ``io/retry_errors.py``)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +82,7 @@ class Journal:
             "completed": self.completed,
             "counts": self.counts,
             "stage": self.stage,
+            "rewrite": self.rewrite,
         }
 
     @classmethod
@@ -81,6 +95,7 @@ class Journal:
             completed=d.get("completed", False),
             counts=d.get("counts", {}),
             stage=d.get("stage", 0),
+            rewrite=d.get("rewrite", []),
         )
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from chainette.errors import ConfigError, ResumeError
 from chainette.io.journal import JOURNAL_DIR, DoneSet, Journal, load_journal, save_journal
+from chainette.io.retry_errors import finish_pending_rewrite, remove_failed_rows
 from chainette.io.rolling import RollingJsonl
 from chainette.io.writer import RunInfo, Writer
 
@@ -88,14 +89,21 @@ class StreamWriter(Writer):
         self._run: RunInfo | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
-    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False) -> DoneSet:
+    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False,
+             retry_errors: bool = False) -> DoneSet:
         self._run = run
         out = self.output_dir
         existing = load_journal(out) if out.exists() else None
+        if retry_errors and not resume:
+            raise ConfigError("--retry-errors works with --resume (resume=True): it re-runs the failed rows "
+                              "of an existing run directory")
         if resume:
             if existing is None:
                 raise ResumeError(f"nothing to resume in {out}: it holds no Chainette run journal. Run without --resume.")
             self._check_fingerprint(existing, run, force)
+            finish_pending_rewrite(out, existing, durable=self.durable)
+            if retry_errors:
+                remove_failed_rows(out, existing, durable=self.durable)
             self.journal = existing
             self.journal.completed = False
             self.stage = existing.stage

@@ -40,7 +40,8 @@ class Writer:
 
     output_dir: Path | None = None
 
-    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False) -> DoneSet:
+    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False,
+             retry_errors: bool = False) -> DoneSet:
         """Prepare storage; return the input indices already committed (resume)."""
         return DoneSet()
 

@@ -409,3 +409,33 @@ def test_kill_without_servers(project):
     assert result.exit_code == 1 and "no running server recorded for ghost" in result.output
     result = invoke("kill")
     assert result.exit_code == 1 and "--all" in result.output
+
+
+def test_run_resume_retry_errors_reruns_only_failed_rows(project, monkeypatch):
+    project.write("flaky.py", '''
+import os
+from pydantic import BaseModel
+from chainette import Chain, apply
+
+class Row(BaseModel):
+    text: str
+
+def check(row: Row) -> list[Row]:
+    if row.text in os.environ.get("FLAKY_ROWS", "").split(","):
+        raise RuntimeError("flaky failure")
+    return [row]
+
+chain = Chain(name="Flaky", steps=[apply(check)])
+''')
+    project.write("rows.jsonl", "".join(f'{{"text": "r{i}"}}\n' for i in range(5)))
+    args = ["run", "flaky.py:chain", "-i", "rows.jsonl", "-o", "out", "-q"]
+    monkeypatch.setenv("FLAKY_ROWS", "r1,r3")
+    assert invoke(*args).exit_code == 0
+    assert len(jsonl(project.path("out/errors/000.jsonl"))) == 2
+    bad = invoke(*args, "--retry-errors")
+    assert bad.exit_code == 1 and "--resume" in bad.output
+    monkeypatch.setenv("FLAKY_ROWS", "")
+    result = invoke(*args, "--resume", "--retry-errors")
+    assert result.exit_code == 0, result.output
+    assert jsonl(project.path("out/errors/000.jsonl")) == []
+    assert sorted(r["row_id"] for r in jsonl(project.path("out/check/000.jsonl"))) == ["0", "1", "2", "3", "4"]
