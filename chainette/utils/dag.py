@@ -87,6 +87,9 @@ def _add_items(parent: Tree, items: Iterable[Any], icons: bool, max_branches: in
                engines: Mapping[str, Any] | None) -> None:
     for item in items:
         kind = _kind(item)
+        if kind == "parallel" and len(item.branches) == 1:  # a lone branch: nothing runs beside it
+            item = item.branches[0]
+            kind = _kind(item)
         if kind == "parallel":
             branches = list(item.branches)
             label = Text()

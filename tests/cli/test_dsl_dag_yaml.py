@@ -308,3 +308,14 @@ def test_parquet_rows_are_numbered(tmp_path):
     assert src.count() == 2
     with pytest.raises(InputError, match="row 2"):
         list(validate_rows(src, Q))
+
+
+def test_lone_branch_renders_without_a_parallel_wrapper():
+    from chainette import Branch, Chain, apply
+    from chainette.utils.dag import to_ascii
+
+    def same(x: Q) -> list[Q]:
+        return [x]
+
+    text = to_ascii(Chain("lone", steps=[apply(same, id="first"), Branch("solo", [apply(same, id="inner")]).join("s")]))
+    assert "parallel" not in text and "solo" in text and "inner" in text
