@@ -131,8 +131,10 @@ class BaseHTTPClient:
         raise NotImplementedError
 
     def parse(self, data: Any) -> Completion:
-        """Turn the decoded reply into a :class:`Completion` (latency is filled in later)."""
-        raise NotImplementedError
+        """Turn the decoded reply into a :class:`Completion` (latency is filled in later).
+
+        The default reads an OpenAI-style ``chat.completion`` (OpenAI, vLLM, llama.cpp)."""
+        return parse_chat_completion(data, self.name)
 
     # -- body ----------------------------------------------------------------
     def encode(self, request: CompletionRequest) -> bytes:

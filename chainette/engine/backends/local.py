@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainette.engine.backends.base import BaseHTTPClient, parse_chat_completion, sampling_fields
-from chainette.engine.protocol import Completion, CompletionRequest
+from chainette.engine.backends.base import BaseHTTPClient, sampling_fields
+from chainette.engine.protocol import CompletionRequest
 
 DEFAULT_MAX_TOKENS = 512
 
@@ -36,5 +36,3 @@ class LocalClient(BaseHTTPClient):
             }
         return extra
 
-    def parse(self, data: Any) -> Completion:
-        return parse_chat_completion(data, self.name)

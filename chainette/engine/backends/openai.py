@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chainette.engine.backends.base import BaseHTTPClient, dumps, loads, parse_chat_completion, sampling_fields
+from chainette.engine.backends.base import BaseHTTPClient, dumps, loads, sampling_fields
 from chainette.engine.protocol import Completion, CompletionRequest
 from chainette.utils.json_schema import drop_added_nulls, to_strict_schema
 
@@ -61,5 +61,3 @@ class OpenAIClient(BaseHTTPClient):
             hit = self._strict_cache[id(schema)] = (schema, added)
         return hit[1]
 
-    def parse(self, data: Any) -> Completion:
-        return parse_chat_completion(data, self.name)

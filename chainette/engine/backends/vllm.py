@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainette.engine.backends.base import BaseHTTPClient, parse_chat_completion, sampling_fields
-from chainette.engine.protocol import Completion, CompletionRequest
+from chainette.engine.backends.base import BaseHTTPClient, sampling_fields
+from chainette.engine.protocol import CompletionRequest
 
 STRUCTURED_OUTPUTS_SINCE = (0, 10, 2)
 
@@ -64,5 +64,3 @@ class VLLMClient(BaseHTTPClient):
                 extra["structured_outputs"] = {"json": request.json_schema}
         return extra
 
-    def parse(self, data: Any) -> Completion:
-        return parse_chat_completion(data, self.name)
