@@ -22,7 +22,7 @@ class RunEngines:
         self._overrides = dict(overrides or {})
         self._log_dir = log_dir
         self._engines: dict[str, Engine] = {}
-        self._configs: dict[str, EngineConfig] = {}
+        self._scopes: dict[str, dict[str, Any] | None] = {}
         self._owned: list[str] = []
         self._started: list[EngineConfig] = []
         self._locks: dict[str, anyio.Lock] = {}
@@ -59,7 +59,6 @@ class RunEngines:
             return override
         cfg = self.config(name)
         assert cfg is not None
-        self._configs[name] = cfg
         from chainette.engine.broker import EngineBroker
         from chainette.engine.factory import create_engine
 
@@ -71,20 +70,17 @@ class RunEngines:
         return create_engine(cfg, endpoint)
 
     def cache_scope(self, step: Step) -> dict[str, Any] | None:
-        """What identifies this step's engine in cache keys; ``None`` = do not cache."""
-        cfg = self._configs.get(step.engine_name) or (
-            None if step.engine_name in self._overrides and not isinstance(self._overrides[step.engine_name], EngineConfig)
-            else self.config(step.engine_name)
-        )
-        if cfg is None or cfg.backend == "fake":
-            return None
-        return {"model": cfg.model, "backend": cfg.backend}
+        """What identifies this step's engine in cache keys; ``None`` = do not cache (per row: memoised)."""
+        name = step.engine_name
+        if name not in self._scopes:
+            cfg = self.config(name)  # None for an injected engine instance
+            self._scopes[name] = (
+                None if cfg is None or cfg.backend == "fake" else {"model": cfg.model, "backend": cfg.backend}
+            )
+        return self._scopes[name]
 
     def is_exclusive(self, name: str) -> bool:
         """A server Chainette starts itself and may stop between stages (managed and lazy)."""
-        override = self._overrides.get(name)
-        if override is not None and not isinstance(override, EngineConfig):
-            return False
         cfg = self.config(name)
         return cfg is not None and cfg.is_managed and cfg.lazy
 

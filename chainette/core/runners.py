@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import anyio
@@ -38,7 +38,6 @@ class RunState:
     bus: EventBus
     cache: Any = None  # ItemCache | None
     cache_scope: Callable[[Step], dict[str, Any]] | None = None
-    schema_cache: dict[type, dict[str, Any]] = field(default_factory=dict)
 
 
 async def run_from(items: list[ChainItem], start: int, row: Row, state: RunState) -> list[Row] | None:

@@ -11,7 +11,7 @@ from chainette.engine.protocol import SamplingParams
 from chainette.engine.registry import DEFAULT_ENGINE_NAME
 from chainette.utils.ids import snake_case
 from chainette.utils.json_schema import generate_json_output_prompt
-from chainette.utils.templates import compile_template, row_renderer
+from chainette.utils.templates import row_renderer
 
 
 class Step(Node):
@@ -96,13 +96,8 @@ class Step(Node):
         return messages
 
     def render_messages(self, context: Mapping[str, Any]) -> list[dict[str, str]]:
-        """Render the chat messages for one row (pure)."""
-        messages = []
-        system = self.system_prompt
-        if system:
-            messages.append({"role": "system", "content": compile_template(system).render(context)})
-        messages.append({"role": "user", "content": compile_template(self.user_prompt).render(context)})
-        return messages
+        """Render the chat messages from a ready template context (names at top level)."""
+        return self.render_row(str(context.get("row_id", "")), None, context)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
