@@ -15,6 +15,21 @@ from typing import Any
 
 JOURNAL_DIR = ".chainette"
 JOURNAL_FILE = "progress.json"
+FLATTENED = "flattened"
+"""run-directory folder of flattened records"""
+ERRORS = "errors"
+"""run-directory folder of error records"""
+
+
+def write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``text`` in one step (a temporary file, then ``os.replace``)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        if durable:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -113,10 +128,4 @@ def load_journal(run_dir: Path) -> Journal | None:
 def save_journal(run_dir: Path, journal: Journal, *, durable: bool = True) -> None:
     p = journal_path(run_dir)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(journal.to_dict(), f, separators=(",", ":"))
-        f.flush()
-        if durable:
-            os.fsync(f.fileno())
-    os.replace(tmp, p)
+    write_atomic(p, json.dumps(journal.to_dict(), separators=(",", ":")), durable=durable)

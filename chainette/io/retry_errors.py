@@ -15,10 +15,9 @@ import os
 from pathlib import Path
 
 from chainette.errors import ResumeError
-from chainette.io.journal import Journal, save_journal
+from chainette.io.journal import ERRORS, FLATTENED, Journal, save_journal
 
 RETRY_SUFFIX = ".retry"
-ERRORS = "errors"
 
 
 def input_index(row_id: str) -> int:
@@ -80,7 +79,7 @@ def remove_failed_rows(run_dir: Path, journal: Journal, *, durable: bool) -> int
                     kept.append(line)
                     if name == ERRORS:
                         counts.setdefault(rec["step_id"], {"outputs": 0, "errors": 0})["errors"] += 1
-                    elif name != "flattened":
+                    elif name != FLATTENED:
                         counts.setdefault(name, {"outputs": 0, "errors": 0})["outputs"] += 1
             data = b"".join(kept)
             with open(str(path) + RETRY_SUFFIX, "wb") as f:

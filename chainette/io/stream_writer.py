@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 from pydantic import BaseModel
 
 from chainette.errors import ConfigError, ResumeError
-from chainette.io.journal import JOURNAL_DIR, DoneSet, Journal, load_journal, save_journal
+from chainette.io.journal import (
+    ERRORS,
+    FLATTENED,
+    JOURNAL_DIR,
+    DoneSet,
+    Journal,
+    load_journal,
+    save_journal,
+    write_atomic,
+)
 from chainette.io.retry_errors import finish_pending_rewrite, remove_failed_rows
 from chainette.io.rolling import RollingJsonl
 from chainette.io.writer import RunInfo, Writer
@@ -35,8 +44,6 @@ if TYPE_CHECKING:
     from chainette.core.result import RunResult
     from chainette.core.row import RowRecords
 
-FLATTENED = "flattened"
-ERRORS = "errors"
 
 
 def spill_folder(stage: int) -> str:
@@ -203,6 +210,10 @@ class StreamWriter(Writer):
             folder.flush(self.durable)
         for rec in rows:
             self.journal.done.add(rec.index)
+        self._save_journal()
+
+    def _save_journal(self) -> None:
+        """Record every folder's committed state and replace the journal (the commit point)."""
         self.journal.files = {name: f.state() for name, f in self._folders.items()}
         save_journal(self.output_dir, self.journal, durable=self.durable)
 
@@ -212,8 +223,7 @@ class StreamWriter(Writer):
         self.stage = stage
         self.journal.stage = stage
         self.journal.done = DoneSet()
-        self.journal.files = {name: f.state() for name, f in self._folders.items()}
-        save_journal(self.output_dir, self.journal, durable=self.durable)
+        self._save_journal()
 
     def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
         folder = self._folders.get(spill_folder(stage))
@@ -238,8 +248,7 @@ class StreamWriter(Writer):
             for name in [n for n in self._folders if n.startswith(f"{JOURNAL_DIR}/spill-")]:
                 shutil.rmtree(self.output_dir / name, ignore_errors=True)  # staged rows are no longer needed
                 del self._folders[name]
-        self.journal.files = {name: f.state() for name, f in self._folders.items()}
-        save_journal(self.output_dir, self.journal, durable=self.durable)
+        self._save_journal()
         self._write_metadata(status="interrupted" if result.interrupted else "completed", result=result)
 
     # -- reading back -------------------------------------------------------------------
@@ -252,9 +261,8 @@ class StreamWriter(Writer):
 
     # -- helpers ------------------------------------------------------------------------
     def _write_json(self, name: str, data: Any) -> None:
-        tmp = self.output_dir / (name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-        tmp.replace(self.output_dir / name)
+        write_atomic(self.output_dir / name, json.dumps(data, indent=2, ensure_ascii=False, default=str),
+                     durable=False)
 
     def _write_metadata(self, status: str, result: "RunResult | None" = None) -> None:
         run = self._run
