@@ -251,21 +251,14 @@ def chain_from_dict(
 ) -> Any:
     """Build a chain from an already parsed YAML document (validated first)."""
     from chainette.core.chain import Chain
-    from chainette.engine.registry import EngineConfig, _describe_validation, has_engine, register_engine
+    from chainette.engine.registry import engine_configs, has_engine, register_engine
 
     if data is None:
         raise ConfigError(f"{source}: the file is empty; a chain needs 'name:' and 'steps:'")
     validate_document(data, source=source)
     builder = _Builder(source, Path(base_dir) if base_dir is not None else None, list(symbols))
 
-    engines: list[Any] = []
-    for i, entry in enumerate(data.get("engines") or []):
-        from pydantic import ValidationError
-
-        try:
-            engines.append(EngineConfig(**entry))
-        except ValidationError as exc:
-            raise ConfigError(_describe_validation(exc, entry.get("name"), f"{source}: engines[{i}]: ")) from None
+    engines = engine_configs(data.get("engines") or [], source=source)
     if register_engines:
         for cfg in engines:
             register_engine(cfg)

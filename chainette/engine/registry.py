@@ -228,18 +228,23 @@ def load_engines_file(path: str | Path, *, register: bool = True) -> list[Engine
         raise ConfigError(f"{p}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict) or not isinstance(data.get("engines"), list):
         raise ConfigError(f"{p}: expected a mapping with a list under 'engines:'")
+    configs = engine_configs(data["engines"], source=str(p))
+    if register:
+        for cfg in configs:
+            register_engine(cfg)
+    return configs
+
+
+def engine_configs(entries: list[Any], *, source: str) -> list[EngineConfig]:
+    """Validate an ``engines:`` list (from an engines file or a YAML chain); errors name the entry."""
     configs = []
-    for i, entry in enumerate(data["engines"]):
-        where = f"{p}: engines[{i}]: "
+    for i, entry in enumerate(entries):
+        where = f"{source}: engines[{i}]: "
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}expected a mapping of engine fields")
         # the spec's nested `env:` inside extra_serve_flags is accepted as extra_env
         try:
-            cfg = EngineConfig(**entry)
+            configs.append(EngineConfig(**entry))
         except ValidationError as exc:
             raise ConfigError(_describe_validation(exc, entry.get("name"), where)) from None
-        configs.append(cfg)
-    if register:
-        for cfg in configs:
-            register_engine(cfg)
     return configs
