@@ -11,19 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from chainette.core.sampling import SamplingParams
 
-class SamplingParams(BaseModel):
-    """Sampling parameters, mapped by each backend to its own names."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    stop: list[str] | None = None
-    seed: int | None = None
+__all__ = [
+    "Completion",
+    "CompletionRequest",
+    "Engine",
+    "SamplingParams",
+    "Usage",
+]
 
 
 @dataclass(slots=True)
