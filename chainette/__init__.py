@@ -9,18 +9,18 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from chainette._version import __version__
 
 _EXPORTS: dict[str, str] = {
     "ApplyNode": "chainette.core.apply",
-    "AsyncExecutor": "chainette.core.async_executor",
+    "AsyncExecutor": "chainette.run.async_executor",
     "Branch": "chainette.core.branch",
     "Chain": "chainette.core.chain",
     "ChainetteError": "chainette.errors",
     "EngineBroker": "chainette.engine.broker",
     "EngineConfig": "chainette.engine.registry",
-    "EventBus": "chainette.utils.events",
-    "Executor": "chainette.core.executor",
+    "EventBus": "chainette.events",
+    "Executor": "chainette.run.executor",
     "FakeEngine": "chainette.engine.fake",
     "Graph": "chainette.core.graph",
     "JoinBranch": "chainette.core.branch",
@@ -79,10 +79,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from chainette.core.apply import ApplyNode, apply
-    from chainette.core.async_executor import AsyncExecutor
+    from chainette.run.async_executor import AsyncExecutor
     from chainette.core.branch import Branch, JoinBranch
     from chainette.core.chain import Chain
-    from chainette.core.executor import Executor
+    from chainette.run.executor import Executor
     from chainette.core.graph import Graph
     from chainette.core.node import Node
     from chainette.core.result import Result, RunResult
@@ -94,4 +94,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from chainette.errors import ChainetteError
     from chainette.io.stream_writer import StreamWriter
     from chainette.io.writer import RunWriter
-    from chainette.utils.events import EventBus
+    from chainette.events import EventBus

@@ -225,7 +225,7 @@ def inspect_dag_cmd(
     """
     with user_errors(debug):
         chain = _load(target, engines, symbols)
-        from chainette.utils import dag
+        from chainette import dag
 
         if fmt is DagFormat.mermaid:
             typer.echo(dag.to_mermaid(chain), nl=False)
@@ -280,7 +280,7 @@ def _run(
         chain = chain_loader()
         chain.validate()
         from chainette.io.readers import SkipLog, open_input, validate_rows
-        from chainette.utils.events import RunStarted, bus
+        from chainette.events import RunStarted, bus
 
         source = open_input(input, columns=columns.split(",") if columns else None)
         total = source.count()
@@ -309,8 +309,8 @@ def _run(
             from rich.live import Live
 
             from chainette.cli_support.live import RunProgress
-            from chainette.utils.banner import banner
-            from chainette.utils.dag import to_rich_tree
+            from chainette.cli_support.banner import banner
+            from chainette.dag import to_rich_tree
 
             console.print(banner(chain.name, subtitle=f"input: {input} ({total if total is not None else '?'} rows)"
                                  f"  →  {output_dir}", compact=no_icons))

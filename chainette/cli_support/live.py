@@ -20,7 +20,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from chainette.utils.events import (
+from chainette.events import (
     BatchFinished,
     Event,
     ItemFailed,

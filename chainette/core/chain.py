@@ -7,15 +7,14 @@ from typing import TYPE_CHECKING, Any, AsyncIterable, Iterable, Mapping
 
 from pydantic import BaseModel
 
+from chainette.core import extensions
 from chainette.core.branch import ChainItem, normalize_items
 from chainette.core.graph import Graph
+from chainette.core.validation import chain_input_model, iter_steps, validate_chain
 from chainette.errors import ChainValidationError, Problem
 
 if TYPE_CHECKING:
     from chainette.core.result import RunResult
-    from chainette.engine.protocol import Engine
-    from chainette.io.writer import Writer
-    from chainette.utils.events import EventBus
 
 
 class Chain:
@@ -56,8 +55,6 @@ class Chain:
     @property
     def input_model(self) -> type[BaseModel] | None:
         """The model chain inputs are validated against (the first node's input model)."""
-        from chainette.utils.validate import chain_input_model
-
         return chain_input_model(self.items)
 
     def validate(self, *, engines: Mapping[str, Any] | None = None) -> None:
@@ -67,14 +64,17 @@ class Chain:
             raise ChainValidationError(problems)
 
     def problems(self, *, engines: Mapping[str, Any] | None = None) -> list[Problem]:
-        from chainette.utils.validate import validate_chain
+        """Every problem: structural ones, then the registered checks (unknown engines...).
 
-        return validate_chain(self.items, engines=engines)
+        ``engines`` maps engine names to instances or configs that override the registry.
+        """
+        problems = validate_chain(self.items)
+        for check in extensions.chain_checks():
+            problems += check(self, engines or {})
+        return problems
 
     def engine_names(self) -> list[str]:
         """Engines used by the chain's steps, in execution order, without duplicates."""
-        from chainette.utils.validate import iter_steps
-
         seen: dict[str, None] = {}
         for step in iter_steps(self.items):
             seen.setdefault(step.engine_name, None)
@@ -85,32 +85,26 @@ class Chain:
         self,
         inputs: Iterable[Any],
         output_dir: str | Path | None = None,
+        *,
+        runner: str = "local",
         **options: Any,
     ) -> "RunResult":
-        """Run the chain (blocking). See :meth:`AsyncExecutor.run` for the options."""
-        from chainette.core.executor import Executor
+        """Run the chain (blocking) with ``runner`` (default ``"local"``).
 
-        return Executor(self, **_executor_options(self, options)).run(inputs, output_dir, **options)
+        See :meth:`chainette.run.async_executor.AsyncExecutor.run` for the options.
+        """
+        return extensions.get_runner(runner).run(self, inputs, output_dir, **options)
 
     async def run_async(
         self,
         inputs: Iterable[Any] | AsyncIterable[Any],
         output_dir: str | Path | None = None,
+        *,
+        runner: str = "local",
         **options: Any,
     ) -> "RunResult":
         """Awaitable form of :meth:`run`."""
-        from chainette.core.async_executor import AsyncExecutor
-
-        return await AsyncExecutor(self, **_executor_options(self, options)).run(inputs, output_dir, **options)
+        return await extensions.get_runner(runner).run_async(self, inputs, output_dir, **options)
 
     def __repr__(self) -> str:
         return f"Chain(name={self.name!r}, items={[i.id for i in self.items]})"
-
-
-_EXECUTOR_KEYS = ("batch_size", "engines", "events", "cache")
-
-
-def _executor_options(chain: Chain, options: dict[str, Any]) -> dict[str, Any]:
-    out = {k: options.pop(k) for k in _EXECUTOR_KEYS if k in options}
-    out.setdefault("batch_size", chain.batch_size)
-    return out

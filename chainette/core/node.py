@@ -1,17 +1,24 @@
-"""``Node``: the base of every chain element, with ``.connect()`` and the ``>>`` / ``|`` DSL.
+"""``Node``, the base of every chain element, and the shapes nodes compose into.
 
 Nodes are pure declarations: they hold ids, models and prompts, never connections to
-servers. The executor (``core/run/``) gives them behaviour.
+servers; the runtime (``chainette.run``) gives them behaviour. ``a >> b``, ``b | c`` and
+``node.join(alias)`` build the composite shapes below, which are nodes themselves, so they
+live in this one module:
+
+* A ``Branch`` runs its steps on an isolated copy of each row's history; its outputs are
+  written but not merged back.
+* A ``JoinBranch`` (``Branch(...).join(alias)``) merges the branch's final output into the
+  parent history under ``alias``, matched by row id.
+* A ``Parallel`` group holds branches that run concurrently (a list in ``Chain.steps``,
+  or ``b | c | d`` in the DSL).
+* A ``Sequence`` is what ``a >> b`` builds: an ordered list of chain items.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable, Union
 
 from pydantic import BaseModel
-
-if TYPE_CHECKING:
-    from chainette.core.branch import JoinBranch, Parallel, Sequence
 
 
 class Node:
@@ -39,24 +46,16 @@ class Node:
 
     # -- DSL ------------------------------------------------------------------
     def __rshift__(self, other: Any) -> "Sequence":
-        from chainette.core.branch import Sequence
-
         return Sequence([self]) >> other
 
     def __rrshift__(self, other: Any) -> "Sequence":
-        from chainette.core.branch import Sequence
-
         return Sequence.coerce(other) >> self
 
     def __or__(self, other: Any) -> "Parallel":
-        from chainette.core.branch import Parallel
-
         return Parallel([self]) | other
 
     def join(self, alias: str) -> "JoinBranch":
         """Run this node as a branch and merge its output into the parent under ``alias``."""
-        from chainette.core.branch import JoinBranch
-
         return JoinBranch(name=self.id, steps=[self], alias=alias)
 
     # -- introspection ----------------------------------------------------------
@@ -86,3 +85,134 @@ def _schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
 
 def iter_ids(nodes: Iterable[Node]) -> list[str]:
     return [n.id for n in nodes]
+
+
+ChainItem = Union[Node, "Parallel"]
+
+
+class Branch(Node):
+    """A named sub-sequence executed on an isolated copy of each row's history."""
+
+    kind = "branch"
+
+    def __init__(self, name: str, steps: Iterable[Any] | Any, *, id: str | None = None, emoji: str = "") -> None:
+        super().__init__()
+        if not name:
+            raise ValueError("Branch needs a name")
+        self.name = name
+        self.id = id or name
+        self.steps: list[ChainItem] = normalize_items(steps)
+        if not self.steps:
+            raise ValueError(f"Branch '{self.name}' has no steps")
+        self.emoji = emoji
+        last = self.steps[-1]
+        self.output_model = getattr(last, "output_model", None)
+        self.input_model = getattr(self.steps[0], "input_model", None)
+
+    def join(self, alias: str) -> "JoinBranch":
+        """Merge this branch's final output into the parent history under ``alias``."""
+        return JoinBranch(name=self.name, steps=self.steps, alias=alias, id=self.id, emoji=self.emoji)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["steps"] = [item.id for item in self.steps]
+        return d
+
+
+class JoinBranch(Branch):
+    """A branch whose final output is merged into the parent history under ``alias``."""
+
+    kind = "join_branch"
+
+    def __init__(self, name: str, steps: Iterable[Any] | Any, alias: str, *, id: str | None = None, emoji: str = "") -> None:
+        if not alias or not str(alias).isidentifier():
+            raise ValueError(f"join alias must be a Python identifier usable in templates, got {alias!r}")
+        super().__init__(name, steps, id=id, emoji=emoji)
+        self.alias = alias
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["alias"] = self.alias
+        return d
+
+
+class Parallel(Node):
+    """Branches that run concurrently on the same rows."""
+
+    kind = "parallel"
+
+    def __init__(self, branches: Iterable[Any]) -> None:
+        super().__init__()
+        self.branches: list[Branch] = [as_branch(b) for b in branches]
+        self.id = "parallel(" + ",".join(b.id for b in self.branches) + ")"
+        self.name = self.id
+
+    def __or__(self, other: Any) -> "Parallel":
+        others = other.branches if isinstance(other, Parallel) else [other]
+        return Parallel([*self.branches, *others])
+
+    def __ror__(self, other: Any) -> "Parallel":
+        return Parallel([other, *self.branches])
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "type": self.kind, "branches": [b.id for b in self.branches]}
+
+
+class Sequence(list):
+    """An ordered list of chain items built with ``>>``; usable as ``Chain(steps=...)``."""
+
+    @classmethod
+    def coerce(cls, value: Any) -> "Sequence":
+        if isinstance(value, Sequence):
+            return cls(value)
+        if isinstance(value, (list, tuple)) and not all(isinstance(v, Branch) for v in value):
+            return cls(value)
+        return cls([value])
+
+    def __rshift__(self, other: Any) -> "Sequence":
+        out = Sequence(self)
+        if isinstance(other, Sequence):
+            out.extend(other)
+        else:
+            out.append(other)
+        return out
+
+    def __or__(self, other: Any) -> Parallel:
+        return Parallel([self]) | other
+
+    def join(self, alias: str) -> JoinBranch:
+        items = normalize_items(self)
+        return JoinBranch(name=items[0].id, steps=items, alias=alias)
+
+
+def as_branch(value: Any) -> Branch:
+    """Wrap a bare node or sequence so it can sit in a parallel group."""
+    if isinstance(value, Branch):
+        return value
+    if isinstance(value, Sequence):
+        items = normalize_items(value)
+        return Branch(name=items[0].id, steps=items)
+    if isinstance(value, Node):
+        return Branch(name=value.id, steps=[value])
+    raise TypeError(f"a parallel group holds branches or nodes, got {type(value).__name__}")
+
+
+def normalize_items(items: Any) -> list[ChainItem]:
+    """Turn user input (nodes, lists of branches, sequences, parallels) into chain items."""
+    if isinstance(items, (Node, Parallel)):
+        items = [items]
+    out: list[ChainItem] = []
+    for item in items:
+        if isinstance(item, Sequence):
+            out.extend(normalize_items(item))
+        elif isinstance(item, (list, tuple)):
+            out.append(Parallel(item))
+        elif isinstance(item, Branch):
+            out.append(Parallel([item]))  # a lone branch is a parallel group of one
+        elif isinstance(item, Node):
+            out.append(item)
+        else:
+            raise TypeError(
+                f"chain items must be Step, ApplyNode, Branch or a list of branches; got {type(item).__name__}"
+            )
+    return out

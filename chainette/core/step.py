@@ -7,11 +7,15 @@ from typing import Any, Mapping
 from pydantic import BaseModel
 
 from chainette.core.node import Node
-from chainette.engine.protocol import SamplingParams
-from chainette.engine.registry import DEFAULT_ENGINE_NAME
+from chainette.core.sampling import SamplingParams
 from chainette.utils.ids import snake_case
 from chainette.utils.json_schema import generate_json_output_prompt
-from chainette.utils.templates import row_renderer
+from chainette.core.templates import row_renderer
+
+DEFAULT_ENGINE_NAME = "default"
+"""The engine a step uses when it names none. Unless an engine is registered under this name
+(e.g. ``name: default`` in an engines.yml pointing at OpenAI), it is the embedded llama.cpp
+server, like the built-in ``local`` engine."""
 
 
 class Step(Node):

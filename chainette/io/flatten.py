@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainette.utils.context import dump
+from chainette.core.context import dump
 
 
 def flatten(row_id: str, history: dict[str, Any]) -> dict[str, Any]:

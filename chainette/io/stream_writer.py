@@ -38,7 +38,7 @@ from chainette.io.journal import (
 )
 from chainette.io.retry_errors import finish_pending_rewrite, remove_failed_rows
 from chainette.io.rolling import RollingJsonl
-from chainette.io.writer import RunInfo, Writer
+from chainette.io.base_writer import RunInfo, Writer
 
 if TYPE_CHECKING:
     from chainette.core.result import RunResult

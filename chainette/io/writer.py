@@ -1,107 +1,14 @@
-"""Writers receive finished rows from the executor: ``open`` → ``write_rows``* → ``close``.
+"""The writers, by the spec's import path (``from chainette.io.writer import RunWriter``).
 
 * :class:`MemoryWriter` keeps everything in memory (``Chain.run`` without ``output_dir``).
-* :class:`~chainette.io.stream_writer.StreamWriter` streams to a run directory (default).
+* :class:`StreamWriter` streams to a run directory (the default with ``output_dir``).
 * :class:`RunWriter` is a StreamWriter that also returns and saves a ``datasets.DatasetDict``
   with one split per step.
-
-``write_rows`` runs in a worker thread, never on the event loop.
+* :class:`Writer` is the interface they implement, :class:`RunInfo` what they are told.
 """
 
-from __future__ import annotations
+from chainette.io.base_writer import MemoryWriter, RunInfo, Writer
+from chainette.io.run_writer import RunWriter
+from chainette.io.stream_writer import StreamWriter
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
-
-from chainette.core.result import Result
-from chainette.io.journal import DoneSet
-
-if TYPE_CHECKING:
-    from chainette.core.result import RunResult
-    from chainette.core.row import RowRecords
-
-
-@dataclass
-class RunInfo:
-    """What a writer needs to know about the run it records."""
-
-    run_id: str
-    chain_name: str
-    graph: dict[str, Any]
-    engines: list[dict[str, Any]]
-    fingerprint: dict[str, str]
-    started_at: str
-    step_ids: list[str] = field(default_factory=list)
-
-
-class Writer:
-    """Base class (and protocol) of writers."""
-
-    output_dir: Path | None = None
-
-    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False,
-             retry_errors: bool = False) -> DoneSet:
-        """Prepare storage; return the input indices already committed (resume)."""
-        return DoneSet()
-
-    rows_seen: int = 0
-    """Input rows seen by earlier sessions of this run (resume)."""
-    stage: int = 0
-    """The stage whose rows are being written (staged runs; see ``core/plan.py``)."""
-
-    def write_rows(self, rows: "list[RowRecords]") -> None:
-        """Persist finished rows (called from a worker thread, one call at a time)."""
-        raise NotImplementedError
-
-    def begin_stage(self, stage: int) -> None:
-        """Everything of the previous stage is committed; start recording ``stage``."""
-        self.stage = stage
-
-    def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
-        """The rows spilled at the end of ``stage``, in commit order."""
-        raise NotImplementedError
-
-    def close(self, result: "RunResult") -> None:
-        """Finish the run; fill in-memory fields of ``result`` where the writer keeps them."""
-
-
-class MemoryWriter(Writer):
-    """Keeps every result in memory, returned in input order."""
-
-    def __init__(self) -> None:
-        self._rows: list[RowRecords] = []
-        self._spills: dict[int, list[dict[str, Any]]] = {}
-
-    def write_rows(self, rows: "list[RowRecords]") -> None:
-        self._rows.extend(rows)
-        spill = self._spills.setdefault(self.stage, [])
-        for rec in rows:
-            spill.extend(rec.spill)
-
-    def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
-        return iter(self._spills.pop(stage, []))
-
-    def close(self, result: "RunResult") -> None:
-        self._rows.sort(key=lambda r: r.order)
-        outputs: dict[str, list[Result]] = {}
-        for rec in self._rows:
-            for step_id, row_id, value, reasoning in rec.outputs:
-                outputs.setdefault(step_id, []).append(
-                    Result(row_id=row_id, step_id=step_id, value=value, reasoning_content=reasoning)
-                )
-            result.errors.extend(rec.errors)
-            result.flattened.extend(rec.flats)
-        result.outputs = outputs
-
-
-def __getattr__(name: str) -> Any:
-    if name == "RunWriter":
-        from chainette.io.run_writer import RunWriter
-
-        return RunWriter
-    if name == "StreamWriter":
-        from chainette.io.stream_writer import StreamWriter
-
-        return StreamWriter
-    raise AttributeError(name)
+__all__ = ["MemoryWriter", "RunInfo", "RunWriter", "StreamWriter", "Writer"]

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from chainette import Chain, Step, register_engine
-from chainette.core.plan import plan_stages
+from chainette.run.stages import plan_stages
 from chainette.engine.registry import unregister_engine
 from chainette.io.stream_writer import read_records
 from chainette.utils.events import EventBus, ServerReady, ServerStarting, ServerStopped, bus as global_bus

@@ -10,7 +10,7 @@ import json
 import anyio
 
 from chainette.engine.registry import EngineConfig
-from chainette.utils.context import build_context
+from chainette.core.context import build_context
 
 from .conftest import assert_accounted, messages_hash, run_records
 

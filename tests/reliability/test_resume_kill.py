@@ -44,7 +44,7 @@ def _load_chain_module(path: Path):
 
 def _row_of_hash(chain_path: Path, flattened: list[dict]) -> dict[str, str]:
     """hash of every request the chain sends -> row id (label and summary requests)."""
-    from chainette.utils.context import build_context
+    from chainette.core.context import build_context
 
     mod = _load_chain_module(chain_path)
     out: dict[str, str] = {}

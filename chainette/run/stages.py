@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from chainette.core.branch import ChainItem
-from chainette.utils.validate import iter_steps
+from chainette.core.validation import iter_steps
 
 
 def item_engines(item: ChainItem) -> set[str]:

@@ -21,7 +21,7 @@ def banner(chain_name: str | None = None, *, version: str | None = None, subtitl
            compact: bool = False) -> Any:
     """A renderable banner (ASCII art, version, chain name). ``compact`` drops the art."""
     if version is None:
-        from chainette import __version__ as version
+        from chainette._version import __version__ as version
     text = Text()
     if not compact:
         text.append(_ART.strip("\n") + "\n", style="bold cyan")

@@ -23,8 +23,8 @@ from chainette.core.row import Row
 from chainette.core.step import Step
 from chainette.engine.protocol import Completion, CompletionRequest, Engine
 from chainette.errors import ChainetteError, EngineError, ErrorRecord, OutputValidationError
-from chainette.utils.context import coerce
-from chainette.utils.events import EventBus, ItemFailed
+from chainette.core.context import coerce
+from chainette.events import EventBus, ItemFailed
 from chainette.utils.ids import child_row_id
 from chainette.utils.json_schema import model_schema
 

@@ -1,0 +1,162 @@
+"""Static chain validation: every problem at once, before any request is sent.
+
+Checks: duplicate ids, reserved names, input/output model compatibility
+between connected nodes, template syntax, and template variables that cannot resolve
+(naming the step and the variable).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import jinja2
+from pydantic import BaseModel
+
+from chainette.core.apply import ApplyNode
+from chainette.core.branch import Branch, ChainItem, JoinBranch, Parallel
+from chainette.core.step import Step
+from chainette.errors import Problem
+from chainette.core.context import RESERVED_NAMES
+from chainette.core.templates import variables
+
+_UNKNOWN = object()  # a name whose model is not known statically (apply without output_model)
+
+
+def iter_nodes(items: list[ChainItem]) -> Iterator[Any]:
+    """Every node in execution order, descending into branches."""
+    for item in items:
+        if isinstance(item, Parallel):
+            for branch in item.branches:
+                yield branch
+                yield from iter_nodes(branch.steps)
+        else:
+            yield item
+
+
+def iter_steps(items: list[ChainItem]) -> Iterator[Step]:
+    return (n for n in iter_nodes(items) if isinstance(n, Step))
+
+
+def chain_input_model(items: list[ChainItem]) -> type[BaseModel] | None:
+    first = items[0]
+    while isinstance(first, Parallel):
+        first = first.branches[0].steps[0]
+    return first.input_model
+
+
+def validate_chain(items: list[ChainItem]) -> list[Problem]:
+    """Every structural problem of a chain: ids, input/output models, templates.
+
+    Problems that need the runtime (unknown engines, missing API keys) are found by the
+    checks registered in :mod:`chainette.core.extensions` (see ``Chain.problems``).
+    """
+    problems: list[Problem] = []
+    _check_ids(items, problems)
+    input_model = chain_input_model(items)
+    scope: dict[str, Any] = {"chain_input": input_model or _UNKNOWN}
+    _walk(items, scope, input_model, "input", problems)
+    return problems
+
+
+def _check_ids(items: list[ChainItem], problems: list[Problem]) -> None:
+    seen: set[str] = set()
+    for node in iter_nodes(items):
+        names = {node.id}
+        if isinstance(node, JoinBranch):
+            names.add(node.alias)  # a branch may share its name with its alias
+        for name in sorted(names):
+            if name in RESERVED_NAMES:
+                problems.append(Problem(node.id, f"'{name}' is reserved for templates; choose another id"))
+            if name in seen:
+                problems.append(Problem(node.id, f"duplicate id '{name}' (ids and join aliases must be unique)"))
+            seen.add(name)
+
+
+def _walk(
+    items: list[ChainItem],
+    scope: dict[str, Any],
+    current: Any,
+    current_from: str,
+    problems: list[Problem],
+) -> tuple[Any, str]:
+    for item in items:
+        if isinstance(item, Parallel):
+            joins: list[tuple[str, Any]] = []
+            for branch in item.branches:
+                out, _ = _walk(branch.steps, dict(scope), current, current_from, problems)
+                if isinstance(branch, JoinBranch):
+                    joins.append((branch.alias, out))
+            for alias, model in joins:
+                scope[alias] = model
+            continue
+        _check_io(item, current, current_from, problems)
+        if isinstance(item, Step):
+            visible_item = item.input_model or current
+            _check_templates(item, scope, visible_item, problems)
+        produced = item.output_model if item.output_model is not None else (
+            _UNKNOWN if isinstance(item, ApplyNode) else current
+        )
+        scope[item.id] = produced
+        current, current_from = produced, item.id
+    return current, current_from
+
+
+def _check_io(node: Any, current: Any, current_from: str, problems: list[Problem]) -> None:
+    want = node.input_model
+    if want is None or current is None or current is _UNKNOWN:
+        return
+    if not isinstance(current, type):
+        return
+    if issubclass(current, want):
+        return
+    have = current.model_fields
+    missing = [n for n, f in want.model_fields.items() if f.is_required() and n not in have]
+    if missing:
+        problems.append(
+            Problem(node.id, f"expects input {want.__name__} but receives {current.__name__} from "
+                             f"'{current_from}', which lacks required field(s): {', '.join(missing)}")
+        )
+
+
+def _check_templates(step: Step, scope: dict[str, Any], item_model: Any, problems: list[Problem]) -> None:
+    item_names: set[str] | None
+    if isinstance(item_model, type) and issubclass(item_model, BaseModel):
+        item_names = set(item_model.model_fields)
+    else:
+        item_names = None  # unknown: cannot check top-level names
+    for label, source in (("system_prompt", step.system_prompt), ("user_prompt", step.user_prompt)):
+        try:
+            uses = variables(source)
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(Problem(step.id, f"{label} has a template syntax error at line {exc.lineno}: {exc.message}"))
+            continue
+        for use in uses:
+            msg = _resolve(use.name, use.attr, scope, item_names, item_model)
+            if msg:
+                problems.append(Problem(step.id, f"{label} uses '{{{{ {use} }}}}': {msg}"))
+
+
+def _resolve(name: str, attr: str | None, scope: dict[str, Any], item_names: set[str] | None, item_model: Any) -> str | None:
+    if name == "row_id":
+        return None
+    if name in scope:
+        model = scope[name]
+    elif item_names is None:
+        return None
+    elif name in item_names:
+        if attr is None:
+            return None
+        model = _field_model(item_model, name)
+    else:
+        known = sorted(set(scope) | (item_names or set()) | {"row_id"})
+        return f"'{name}' is not defined here. Available: {', '.join(known)}"
+    if attr is None or model is _UNKNOWN or model is None:
+        return None
+    if isinstance(model, type) and issubclass(model, BaseModel) and attr not in model.model_fields:
+        return f"'{name}' ({model.__name__}) has no field '{attr}'. Fields: {', '.join(model.model_fields)}"
+    return None
+
+
+def _field_model(model: Any, name: str) -> Any:
+    ann = model.model_fields[name].annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else _UNKNOWN

@@ -1,0 +1,141 @@
+"""Typed events and a tiny synchronous pub/sub bus.
+
+The executor and the engines publish; the rich UI, JSON logs and tests subscribe.
+Stats are data: events carry numbers, never formatted text for a display.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(slots=True)
+class Event:
+    """Base class of every event."""
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["event"] = self.kind
+        return d
+
+
+@dataclass(slots=True)
+class RunStarted(Event):
+    run_id: str
+    chain_name: str
+    output_dir: str | None
+    total_inputs: int | None
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StepTotalItems(Event):
+    """The number of items that reached a step so far (grows as rows stream in)."""
+
+    step_id: str
+    total: int
+
+
+@dataclass(slots=True)
+class BatchStarted(Event):
+    step_id: str
+    count: int
+
+
+@dataclass(slots=True)
+class BatchFinished(Event):
+    """``count`` items finished at ``step_id`` since the last event (``errors`` of them failed)."""
+
+    step_id: str
+    count: int
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class ItemFailed(Event):
+    step_id: str
+    row_id: str
+    error_type: str
+    message: str
+    attempts: int = 1
+
+
+@dataclass(slots=True)
+class EngineRetry(Event):
+    engine: str
+    error_type: str
+    attempt: int
+    delay_s: float
+
+
+@dataclass(slots=True)
+class ServerStarting(Event):
+    engine: str
+    command: list[str]
+    endpoint: str
+
+
+@dataclass(slots=True)
+class ServerReady(Event):
+    engine: str
+    endpoint: str
+    seconds: float
+    reused: bool = False
+
+
+@dataclass(slots=True)
+class ServerStopped(Event):
+    engine: str
+
+
+@dataclass(slots=True)
+class RunFinished(Event):
+    run_id: str
+    seconds: float
+    rows_in: int
+    step_stats: dict[str, dict[str, int]]
+    output_dir: str | None
+    interrupted: bool = False
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Synchronous publish/subscribe. Subscribers must be quick; errors in them are swallowed."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subs.append(fn)
+        return lambda: self.unsubscribe(fn)
+
+    def unsubscribe(self, fn: Subscriber) -> None:
+        with self._lock:
+            if fn in self._subs:
+                self._subs.remove(fn)
+
+    def publish(self, event: Event) -> None:
+        for fn in tuple(self._subs):
+            try:
+                fn(event)
+            except Exception:  # a broken display must never break a run
+                pass
+
+    def __bool__(self) -> bool:
+        return bool(self._subs)
+
+
+bus = EventBus()
+"""The process-wide bus (the CLI subscribes here)."""

@@ -1,0 +1,494 @@
+"""``AsyncExecutor``: streams rows through a chain in a bounded window, with no batch barriers.
+
+Data flow of one run::
+
+    inputs ─► admission (window of rows in flight) ─► row tasks (runners.run_from)
+                                                          │ finished rows
+                                                          ▼
+                                    committer ─► writer.write_rows (worker thread) ─► run dir
+                                        └──────► progress events (BatchFinished, StepTotalItems)
+
+Memory stays flat: at most ``window`` rows are in flight and at most ``max_pending``
+finished rows wait for the writer. Each engine bounds its own in-flight requests, shared by
+every step and branch that uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Mapping
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from chainette.core.chain import Chain
+from chainette.run.engines import RunEngines
+from chainette.run.stages import plan_stages, stage_engines
+from chainette.core.result import RunResult, StepStats
+from chainette.core.row import SKIPPED, Row, RowRecords
+from chainette.run.row_runner import RunState, run_from
+from chainette.errors import ConfigError, ErrorRecord, ServerStartError
+from chainette.io.flatten import flatten
+from chainette.io.journal import DoneSet
+from chainette.io.spill import RowDecoder, encode_row
+from chainette.io.base_writer import MemoryWriter, RunInfo, Writer
+from chainette.events import (
+    BatchFinished,
+    EventBus,
+    RunFinished,
+    RunStarted,
+    StepTotalItems,
+    bus as global_bus,
+)
+from chainette.utils.ids import new_run_id
+from chainette.core.validation import iter_nodes
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+INPUT_STEP = "chain_input"
+FINGERPRINT_ROWS = 100
+
+
+@dataclass
+class _Commits:
+    """Finished rows waiting for the writer, and the bookkeeping around them."""
+
+    pending: list[RowRecords] = field(default_factory=list)
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    last: float = field(default_factory=time.monotonic)
+
+
+class AsyncExecutor:
+    """Run a chain on an event loop (anyio).
+
+    Args:
+        chain: the chain to run.
+        batch_size: rows per commit to the writer (and per progress update).
+        engines: engine instances or configs by name, overriding the registry.
+        events: the event bus to publish on (default: the global bus).
+        cache: ``True`` for the default on-disk item cache, ``False`` for none, or an ``ItemCache``.
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        *,
+        batch_size: int = 256,
+        engines: Mapping[str, Any] | None = None,
+        events: EventBus | None = None,
+        cache: Any = True,
+    ) -> None:
+        self.chain = chain
+        self.batch_size = max(1, int(batch_size))
+        self.engine_overrides = dict(engines or {})
+        self.bus = events if events is not None else global_bus
+        self.cache_option = cache
+        self.commit_interval = 1.0
+
+    # -- public API ---------------------------------------------------------------------
+    async def run(
+        self,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        output_dir: str | Path | None = None,
+        *,
+        writer: Writer | None = None,
+        fmt: str = "jsonl",
+        max_lines_per_file: int = 10_000,
+        resume: bool = False,
+        force: bool = False,
+        retry_errors: bool = False,
+        total: int | None = None,
+        run_id: str | None = None,
+        input_fingerprint: str | None = None,
+        handle_signals: bool = False,
+        window: int | None = None,
+        on_rows: Any = None,
+    ) -> RunResult:
+        """Run every input row through the chain.
+
+        Without ``output_dir`` (and no ``writer``) results are returned in memory
+        (``RunResult.outputs`` / ``.flattened`` / ``.errors``). With it, rows stream to a
+        :class:`StreamWriter` run directory (``fmt`` ``jsonl`` or ``parquet``, files rolling at
+        ``max_lines_per_file``). ``resume=True`` continues an interrupted run in the same
+        directory; ``force=True`` overwrites an existing run or resumes despite changes;
+        ``retry_errors=True`` (with ``resume``) processes again the rows that ended in an error.
+        """
+        self.chain.validate(engines=self.engine_overrides)
+        self._input_model = self.chain.input_model
+        writer = self._make_writer(writer, output_dir, fmt, max_lines_per_file)
+        out_dir = writer.output_dir
+        head, rest = await _peek(inputs, FINGERPRINT_ROWS)
+        fingerprint = {"chain": _chain_fingerprint(self.chain), "inputs": input_fingerprint or _inputs_fingerprint(head)}
+        engines = RunEngines(self.engine_overrides, log_dir=out_dir)
+        run = RunInfo(
+            run_id=run_id or new_run_id(),
+            chain_name=self.chain.name,
+            graph=self.chain.graph.to_dict(),
+            engines=[c.public_dict() for c in (engines.config(n) for n in self.chain.engine_names()) if c],
+            fingerprint=fingerprint,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            step_ids=[n.id for n in iter_nodes(self.chain.items) if hasattr(n, "output_model") and n.kind in ("step", "apply")],
+        )
+        done = await anyio.to_thread.run_sync(
+            lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors))
+        stats = {sid: StepStats() for sid in run.step_ids}
+        cache = self._make_cache()
+        state = RunState(get_engine=engines.get, stats=stats, bus=self.bus, cache=cache,
+                         cache_scope=engines.cache_scope)
+        result = RunResult(run_id=run.run_id, chain_name=self.chain.name, output_dir=out_dir, step_stats=stats)
+        if window is None:
+            biggest = max((engines.max_in_flight(n) for n in self.chain.engine_names()), default=64)
+            window = max(self.batch_size, biggest + biggest // 2)  # enough rows to keep every slot busy
+        self.bus.publish(RunStarted(run.run_id, self.chain.name, str(out_dir) if out_dir else None, total, run.step_ids))
+        stages = plan_stages(self.chain.items, engines.is_exclusive)
+        started = time.monotonic()
+        try:
+            for name in self.chain.engine_names():  # persistent servers start up front
+                cfg = engines.config(name)
+                if cfg is not None and cfg.is_managed and not cfg.lazy:
+                    await engines.get(name)
+            for k in range(writer.stage, len(stages)):
+                last = k == len(stages) - 1
+                if k == 0:
+                    source, make_row = _join_inputs(head, rest), self._input_row
+                else:
+                    result.rows_in = max(result.rows_in, writer.rows_seen)
+                    decoder = RowDecoder(self._models())
+                    source, make_row = iter(writer.read_spill(k - 1)), _spilled_row(decoder)
+                await self._drive(stages[k], source, make_row, done, writer, state, result, window,
+                                  handle_signals, on_rows, last=last, count_inputs=k == 0)
+                if result.interrupted or last:
+                    break
+                await engines.release_except(stage_engines(stages[k + 1]))
+                await anyio.to_thread.run_sync(writer.begin_stage, k + 1)
+                done = DoneSet()
+        except BaseExceptionGroup as group:
+            result.interrupted = True  # failed: keep what was committed, resumable
+            raise _first_chainette_error(group) or group
+        except BaseException:
+            result.interrupted = True  # cancelled or failed: keep what was committed, resumable
+            raise
+        finally:
+            result.seconds = time.monotonic() - started
+            with anyio.CancelScope(shield=True):
+                await engines.aclose()
+                if cache is not None:
+                    await anyio.to_thread.run_sync(cache.close)
+                await anyio.to_thread.run_sync(lambda: writer.close(result))
+        self.bus.publish(RunFinished(run.run_id, result.seconds, result.rows_in,
+                                     {k: v.to_dict() for k, v in stats.items()},
+                                     str(out_dir) if out_dir else None, result.interrupted))
+        return result
+
+    async def run_iter(
+        self, inputs: Iterable[Any] | AsyncIterable[Any], output_dir: str | Path | None = None, **options: Any
+    ) -> AsyncIterator[list[RowRecords]]:
+        """Run and yield finished rows in committed groups as they reach the writer."""
+        send, receive = anyio.create_memory_object_stream[list[RowRecords]](4)
+
+        async def produce() -> None:
+            async with send:
+                await self.run(inputs, output_dir, on_rows=send.send, **options)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            async with receive:
+                async for batch in receive:
+                    yield batch
+
+    # -- internals ----------------------------------------------------------------------
+    def _make_writer(self, writer: Writer | None, output_dir: Any, fmt: str, max_lines: int) -> Writer:
+        if writer is not None:
+            return writer
+        if output_dir is None:
+            return MemoryWriter()
+        from chainette.io.stream_writer import StreamWriter
+
+        return StreamWriter(output_dir, fmt=fmt, max_lines_per_file=max_lines)
+
+    def _make_cache(self) -> Any:
+        if self.cache_option is True:
+            from chainette.io.item_cache import ItemCache
+
+            return ItemCache()
+        if self.cache_option in (False, None):
+            return None
+        return self.cache_option
+
+    async def _drive(
+        self,
+        items: list,
+        rows: Any,  # a plain or an async iterator
+        make_row: Any,
+        done: DoneSet,
+        writer: Writer,
+        state: RunState,
+        result: RunResult,
+        window: int,
+        handle_signals: bool,
+        on_rows: Any,
+        *,
+        last: bool,
+        count_inputs: bool,
+    ) -> None:
+        """Stream ``rows`` through ``items`` (one stage) and commit them to ``writer``."""
+        commits = _Commits()
+        max_pending = max(4 * self.batch_size, 4096)
+        reached_published: dict[str, int] = {}
+        last_counts: dict[str, tuple[int, int, int, int]] = {}
+
+        def publish_progress() -> None:
+            if not self.bus:
+                return
+            for sid, st in state.stats.items():
+                if reached_published.get(sid) != st.reached:
+                    reached_published[sid] = st.reached
+                    self.bus.publish(StepTotalItems(sid, st.reached))
+                prev = last_counts.get(sid, (0, 0, 0, 0))
+                now = (st.done, st.errors, st.prompt_tokens, st.completion_tokens)
+                if now != prev:
+                    last_counts[sid] = now
+                    self.bus.publish(BatchFinished(sid, now[0] + now[1] - prev[0] - prev[1], now[1] - prev[1],
+                                                   now[2] - prev[2], now[3] - prev[3]))
+
+        commit_lock = anyio.Lock()
+
+        async def commit() -> None:
+            async with commit_lock:  # one writer call at a time, in order
+                batch, commits.pending = commits.pending, []
+                commits.last = time.monotonic()
+                if batch:
+                    await anyio.to_thread.run_sync(writer.write_rows, batch)
+                    if on_rows is not None:
+                        await on_rows(batch)
+                publish_progress()
+                commits.done.set()
+                commits.done = anyio.Event()
+
+        async def committer(stop: anyio.Event) -> None:
+            while not stop.is_set():
+                with anyio.move_on_after(0.25):
+                    await commits.wake.wait()
+                commits.wake = anyio.Event()
+                due = time.monotonic() - commits.last >= self.commit_interval
+                if len(commits.pending) >= self.batch_size or (due and commits.pending) or len(commits.pending) >= max_pending:
+                    await commit()
+                else:
+                    publish_progress()
+
+        async def process(index: int, raw: Any) -> None:
+            if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
+                commits.pending.append(RowRecords(index))
+                return
+            row = make_row(index, raw, state)
+            await self._run_row(row, items, state, last)
+            if row.records.errors:
+                result.failed_rows += 1
+            commits.pending.append(row.records)
+            if len(commits.pending) >= self.batch_size:
+                commits.wake.set()
+            if len(commits.pending) >= max_pending:  # back-pressure on a slow disk
+                await commits.done.wait()
+
+        feed = _Feed(rows, done, result if count_inputs else None)
+
+        async def worker() -> None:
+            # A fixed pool of `window` workers pulls rows: no task spawn and no loop turn per
+            # row, and a slow row only holds its own worker.
+            while True:
+                nxt = await feed.next()
+                if nxt is None:
+                    return
+                await process(*nxt)
+
+        stop_committer = anyio.Event()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(committer, stop_committer)
+            rows_scope = anyio.CancelScope()
+            if handle_signals:
+                outer.start_soon(_watch_signals, rows_scope, result)
+            try:
+                with rows_scope:
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(window):
+                            tg.start_soon(worker)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    if rows_scope.cancel_called and not handle_signals:
+                        result.interrupted = True
+                    stop_committer.set()
+                    commits.wake.set()
+                    await commit()
+                    writer.note_rows_seen(result.rows_in)
+                outer.cancel_scope.cancel()
+
+    def _input_row(self, index: int, raw: Any, state: RunState) -> Row:
+        """A chain input becomes a row (an invalid one becomes a row with only an error record)."""
+        records = RowRecords(index)
+        row_id = str(index)
+        try:
+            item = _as_input(raw, self._input_model)
+        except ValidationError as exc:
+            _input_error(records, row_id, exc, state)
+            return Row(row_id=row_id, item=None, history={}, records=records)
+        return Row(row_id=row_id, item=item, history={INPUT_STEP: item}, records=records)
+
+    def _models(self) -> list[type[BaseModel]]:
+        models = []
+        for node in iter_nodes(self.chain.items):
+            for m in (node.input_model, node.output_model):
+                if isinstance(m, type) and issubclass(m, BaseModel):
+                    models.append(m)
+        return models
+
+    async def _run_row(self, row: Row, items: list, state: RunState, last: bool) -> None:
+        records = row.records
+        if records.errors and row.item is None:
+            return  # the input itself was invalid
+        try:
+            finals = await run_from(items, 0, row, state)
+        except (ConfigError, ServerStartError):
+            raise
+        except Exception as exc:  # a bug or an unexpected failure: record it, keep the run going
+            records.errors.append(
+                ErrorRecord(row.row_id, "<executor>", type(exc).__name__, str(exc) or repr(exc)).to_dict()
+            )
+            return
+        for final in finals or ():
+            if last:
+                records.flats.append(flatten(final.row_id, final.history))
+            else:
+                records.spill.append(encode_row(final))
+
+
+def _first_chainette_error(group: BaseExceptionGroup) -> BaseException | None:
+    """The run-stopping error inside task-group wrapping (e.g. a server that failed to start)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_chainette_error(exc)
+            if found is not None:
+                return found
+        elif isinstance(exc, (ConfigError, ServerStartError)):
+            return exc
+    return None
+
+
+def _spilled_row(decoder: RowDecoder) -> Any:
+    def make(index: int, raw: Any, state: RunState) -> Row:
+        return decoder.row(raw, index)
+
+    return make
+
+
+class _Feed:
+    """Hands out ``(index, raw)`` pairs to workers, skipping committed indices (resume)."""
+
+    def __init__(self, rows: Any, done: DoneSet, result: RunResult | None) -> None:
+        self._async = hasattr(rows, "__anext__")
+        self._rows = rows
+        self._done = done
+        self._result = result
+        self._index = -1
+        self._lock = anyio.Lock()
+
+    async def next(self) -> tuple[int, Any] | None:
+        if self._async:  # one reader at a time: an async generator cannot be re-entered
+            async with self._lock:
+                while True:
+                    try:
+                        raw = await self._rows.__anext__()
+                    except StopAsyncIteration:
+                        return None
+                    if (pair := self._admit(raw)) is not None:
+                        return pair
+        for raw in self._rows:
+            if (pair := self._admit(raw)) is not None:
+                return pair
+        return None
+
+    def _admit(self, raw: Any) -> tuple[int, Any] | None:
+        self._index += 1
+        if self._result is not None:
+            self._result.rows_in = self._index + 1
+        return None if self._index in self._done else (self._index, raw)
+
+
+def _as_input(raw: Any, model: type[BaseModel] | None) -> Any:
+    if model is None or isinstance(raw, model):
+        return raw
+    if isinstance(raw, BaseModel):
+        return model.model_validate(raw.model_dump())
+    return model.model_validate(raw)
+
+
+def _input_error(records: RowRecords, row_id: str, exc: ValidationError, state: RunState) -> None:
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])
+    records.errors.append(ErrorRecord(row_id, INPUT_STEP, "InputValidationError", detail).to_dict())
+    state.stats.setdefault(INPUT_STEP, StepStats()).errors += 1
+
+
+async def _watch_signals(scope: anyio.CancelScope, result: RunResult) -> None:
+    sigs = [signal.SIGINT] + ([signal.SIGTERM] if sys.platform != "win32" else [])
+    with anyio.open_signal_receiver(*sigs) as received:
+        async for _ in received:
+            result.interrupted = True
+            scope.cancel()
+            return
+
+
+async def _peek(inputs: Iterable[Any] | AsyncIterable[Any], n: int) -> tuple[list[Any], Any]:
+    """Take up to ``n`` items from the front (for the input fingerprint) without losing them."""
+    head: list[Any] = []
+    if hasattr(inputs, "__aiter__"):
+        it = inputs.__aiter__()  # type: ignore[union-attr]
+        try:
+            while len(head) < n:
+                head.append(await it.__anext__())
+        except StopAsyncIteration:
+            pass
+        return head, it
+    it2 = iter(inputs)  # type: ignore[arg-type]
+    for item in it2:
+        head.append(item)
+        if len(head) >= n:
+            break
+    return head, it2
+
+
+def _join_inputs(head: list[Any], rest: Any) -> Any:
+    """The peeked head followed by the rest: a plain iterator for sync inputs (cheapest)."""
+    if not hasattr(rest, "__anext__"):
+        return itertools.chain(head, rest)
+
+    async def chained() -> AsyncIterator[Any]:
+        for item in head:
+            yield item
+        async for item in rest:
+            yield item
+
+    return chained()
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    return obj
+
+
+def _inputs_fingerprint(head: list[Any]) -> str:
+    blob = json.dumps([_canonical(x) for x in head], sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _chain_fingerprint(chain: Chain) -> str:
+    blob = json.dumps(chain.graph.to_dict(), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
