@@ -2,11 +2,11 @@
 
 Data flow of one run::
 
-    inputs ─► admission (window of rows in flight) ─► row tasks (runners.run_from)
-                                                          │ finished rows
-                                                          ▼
-                                    committer ─► writer.write_rows (worker thread) ─► run dir
-                                        └──────► progress events (BatchFinished, StepTotalItems)
+    inputs ─► InputFeed ─► row workers (a fixed pool of ``window``) ─► row_runner.run_from
+              (inputs.py)                                                    │ finished rows
+                                                                             ▼
+                          CommitLoop ─► writer.write_rows (worker thread) ─► run directory
+                        (commit_loop.py)  └─► progress events (BatchFinished, StepTotalItems)
 
 Memory stays flat: at most ``window`` rows are in flight and at most ``max_pending``
 finished rows wait for the writer. Each engine bounds its own in-flight requests, shared by
@@ -15,13 +15,9 @@ every step and branch that uses it.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterable, AsyncIterator, Iterable, Mapping
 
@@ -29,42 +25,28 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from chainette.core.chain import Chain
-from chainette.run.engines import RunEngines
-from chainette.run.stages import plan_stages, stage_engines
+from chainette.core.context import coerce
 from chainette.core.result import RunResult, StepStats
 from chainette.core.row import SKIPPED, Row, RowRecords
-from chainette.run.row_runner import RunState, run_from
+from chainette.core.validation import iter_nodes
 from chainette.errors import ConfigError, ErrorRecord, ServerStartError
+from chainette.events import EventBus, RunFinished, RunStarted, bus as global_bus
+from chainette.io.base_writer import MemoryWriter, RunInfo, Writer
 from chainette.io.flatten import flatten
 from chainette.io.journal import DoneSet
 from chainette.io.spill import RowDecoder, encode_row
-from chainette.io.base_writer import MemoryWriter, RunInfo, Writer
-from chainette.events import (
-    BatchFinished,
-    EventBus,
-    RunFinished,
-    RunStarted,
-    StepTotalItems,
-    bus as global_bus,
-)
+from chainette.run.commit_loop import CommitLoop
+from chainette.run.engines import RunEngines
+from chainette.run.inputs import InputFeed, graph_fingerprint, inputs_fingerprint, peek, rejoin
+from chainette.run.row_runner import RunState, run_from
+from chainette.run.stages import plan_stages, stage_engines
 from chainette.utils.ids import new_run_id
-from chainette.core.validation import iter_nodes
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
     from exceptiongroup import BaseExceptionGroup
 
 INPUT_STEP = "chain_input"
 FINGERPRINT_ROWS = 100
-
-
-@dataclass
-class _Commits:
-    """Finished rows waiting for the writer, and the bookkeeping around them."""
-
-    pending: list[RowRecords] = field(default_factory=list)
-    wake: anyio.Event = field(default_factory=anyio.Event)
-    done: anyio.Event = field(default_factory=anyio.Event)
-    last: float = field(default_factory=time.monotonic)
 
 
 class AsyncExecutor:
@@ -126,8 +108,9 @@ class AsyncExecutor:
         self._input_model = self.chain.input_model
         writer = self._make_writer(writer, output_dir, fmt, max_lines_per_file)
         out_dir = writer.output_dir
-        head, rest = await _peek(inputs, FINGERPRINT_ROWS)
-        fingerprint = {"chain": _chain_fingerprint(self.chain), "inputs": input_fingerprint or _inputs_fingerprint(head)}
+        head, rest = await peek(inputs, FINGERPRINT_ROWS)
+        fingerprint = {"chain": graph_fingerprint(self.chain.graph.to_dict()),
+                       "inputs": input_fingerprint or inputs_fingerprint(head)}
         engines = RunEngines(self.engine_overrides, log_dir=out_dir)
         run = RunInfo(
             run_id=run_id or new_run_id(),
@@ -159,7 +142,7 @@ class AsyncExecutor:
             for k in range(writer.stage, len(stages)):
                 last = k == len(stages) - 1
                 if k == 0:
-                    source, make_row = _join_inputs(head, rest), self._input_row
+                    source, make_row = rejoin(head, rest), self._input_row
                 else:
                     result.rows_in = max(result.rows_in, writer.rows_seen)
                     decoder = RowDecoder(self._models())
@@ -241,65 +224,20 @@ class AsyncExecutor:
         count_inputs: bool,
     ) -> None:
         """Stream ``rows`` through ``items`` (one stage) and commit them to ``writer``."""
-        commits = _Commits()
-        max_pending = max(4 * self.batch_size, 4096)
-        reached_published: dict[str, int] = {}
-        last_counts: dict[str, tuple[int, int, int, int]] = {}
-
-        def publish_progress() -> None:
-            if not self.bus:
-                return
-            for sid, st in state.stats.items():
-                if reached_published.get(sid) != st.reached:
-                    reached_published[sid] = st.reached
-                    self.bus.publish(StepTotalItems(sid, st.reached))
-                prev = last_counts.get(sid, (0, 0, 0, 0))
-                now = (st.done, st.errors, st.prompt_tokens, st.completion_tokens)
-                if now != prev:
-                    last_counts[sid] = now
-                    self.bus.publish(BatchFinished(sid, now[0] + now[1] - prev[0] - prev[1], now[1] - prev[1],
-                                                   now[2] - prev[2], now[3] - prev[3]))
-
-        commit_lock = anyio.Lock()
-
-        async def commit() -> None:
-            async with commit_lock:  # one writer call at a time, in order
-                batch, commits.pending = commits.pending, []
-                commits.last = time.monotonic()
-                if batch:
-                    await anyio.to_thread.run_sync(writer.write_rows, batch)
-                    if on_rows is not None:
-                        await on_rows(batch)
-                publish_progress()
-                commits.done.set()
-                commits.done = anyio.Event()
-
-        async def committer(stop: anyio.Event) -> None:
-            while not stop.is_set():
-                with anyio.move_on_after(0.25):
-                    await commits.wake.wait()
-                commits.wake = anyio.Event()
-                due = time.monotonic() - commits.last >= self.commit_interval
-                if len(commits.pending) >= self.batch_size or (due and commits.pending) or len(commits.pending) >= max_pending:
-                    await commit()
-                else:
-                    publish_progress()
+        commits = CommitLoop(writer, self.bus, state.stats, batch_size=self.batch_size,
+                             commit_interval=self.commit_interval, on_rows=on_rows)
 
         async def process(index: int, raw: Any) -> None:
             if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
-                commits.pending.append(RowRecords(index))
+                await commits.add(RowRecords(index))
                 return
             row = make_row(index, raw, state)
             await self._run_row(row, items, state, last)
             if row.records.errors:
                 result.failed_rows += 1
-            commits.pending.append(row.records)
-            if len(commits.pending) >= self.batch_size:
-                commits.wake.set()
-            if len(commits.pending) >= max_pending:  # back-pressure on a slow disk
-                await commits.done.wait()
+            await commits.add(row.records)
 
-        feed = _Feed(rows, done, result if count_inputs else None)
+        feed = InputFeed(rows, done, result if count_inputs else None)
 
         async def worker() -> None:
             # A fixed pool of `window` workers pulls rows: no task spawn and no loop turn per
@@ -312,7 +250,7 @@ class AsyncExecutor:
 
         stop_committer = anyio.Event()
         async with anyio.create_task_group() as outer:
-            outer.start_soon(committer, stop_committer)
+            outer.start_soon(commits.run, stop_committer)
             rows_scope = anyio.CancelScope()
             if handle_signals:
                 outer.start_soon(_watch_signals, rows_scope, result)
@@ -326,8 +264,8 @@ class AsyncExecutor:
                     if rows_scope.cancel_called and not handle_signals:
                         result.interrupted = True
                     stop_committer.set()
-                    commits.wake.set()
-                    await commit()
+                    commits.wake()
+                    await commits.flush()
                     writer.note_rows_seen(result.rows_in)
                 outer.cancel_scope.cancel()
 
@@ -336,7 +274,7 @@ class AsyncExecutor:
         records = RowRecords(index)
         row_id = str(index)
         try:
-            item = _as_input(raw, self._input_model)
+            item = coerce(raw, self._input_model)
         except ValidationError as exc:
             _input_error(records, row_id, exc, state)
             return Row(row_id=row_id, item=None, history={}, records=records)
@@ -389,47 +327,6 @@ def _spilled_row(decoder: RowDecoder) -> Any:
     return make
 
 
-class _Feed:
-    """Hands out ``(index, raw)`` pairs to workers, skipping committed indices (resume)."""
-
-    def __init__(self, rows: Any, done: DoneSet, result: RunResult | None) -> None:
-        self._async = hasattr(rows, "__anext__")
-        self._rows = rows
-        self._done = done
-        self._result = result
-        self._index = -1
-        self._lock = anyio.Lock()
-
-    async def next(self) -> tuple[int, Any] | None:
-        if self._async:  # one reader at a time: an async generator cannot be re-entered
-            async with self._lock:
-                while True:
-                    try:
-                        raw = await self._rows.__anext__()
-                    except StopAsyncIteration:
-                        return None
-                    if (pair := self._admit(raw)) is not None:
-                        return pair
-        for raw in self._rows:
-            if (pair := self._admit(raw)) is not None:
-                return pair
-        return None
-
-    def _admit(self, raw: Any) -> tuple[int, Any] | None:
-        self._index += 1
-        if self._result is not None:
-            self._result.rows_in = self._index + 1
-        return None if self._index in self._done else (self._index, raw)
-
-
-def _as_input(raw: Any, model: type[BaseModel] | None) -> Any:
-    if model is None or isinstance(raw, model):
-        return raw
-    if isinstance(raw, BaseModel):
-        return model.model_validate(raw.model_dump())
-    return model.model_validate(raw)
-
-
 def _input_error(records: RowRecords, row_id: str, exc: ValidationError, state: RunState) -> None:
     detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])
     records.errors.append(ErrorRecord(row_id, INPUT_STEP, "InputValidationError", detail).to_dict())
@@ -443,52 +340,3 @@ async def _watch_signals(scope: anyio.CancelScope, result: RunResult) -> None:
             result.interrupted = True
             scope.cancel()
             return
-
-
-async def _peek(inputs: Iterable[Any] | AsyncIterable[Any], n: int) -> tuple[list[Any], Any]:
-    """Take up to ``n`` items from the front (for the input fingerprint) without losing them."""
-    head: list[Any] = []
-    if hasattr(inputs, "__aiter__"):
-        it = inputs.__aiter__()  # type: ignore[union-attr]
-        try:
-            while len(head) < n:
-                head.append(await it.__anext__())
-        except StopAsyncIteration:
-            pass
-        return head, it
-    it2 = iter(inputs)  # type: ignore[arg-type]
-    for item in it2:
-        head.append(item)
-        if len(head) >= n:
-            break
-    return head, it2
-
-
-def _join_inputs(head: list[Any], rest: Any) -> Any:
-    """The peeked head followed by the rest: a plain iterator for sync inputs (cheapest)."""
-    if not hasattr(rest, "__anext__"):
-        return itertools.chain(head, rest)
-
-    async def chained() -> AsyncIterator[Any]:
-        for item in head:
-            yield item
-        async for item in rest:
-            yield item
-
-    return chained()
-
-
-def _canonical(obj: Any) -> Any:
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
-    return obj
-
-
-def _inputs_fingerprint(head: list[Any]) -> str:
-    blob = json.dumps([_canonical(x) for x in head], sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _chain_fingerprint(chain: Chain) -> str:
-    blob = json.dumps(chain.graph.to_dict(), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -7,7 +7,6 @@ are no batch barriers: a slow row only delays itself.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
