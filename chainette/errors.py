@@ -16,6 +16,8 @@ ChainetteError
 │   └── EmptyCompletionError    the reply had no content
 ├── OutputValidationError    the reply was not valid JSON or did not fit the schema
 ├── ServerStartError         a managed server failed to start (``.log_tail``)
+├── ModelError               a local GGUF model that cannot be had (``.model``); also a FileNotFoundError
+│   └── ModelDownloadError      fetching it failed: index unreachable, checksum mismatch, interrupted
 └── ApplyError               an exception raised inside an apply function
 ```
 
@@ -160,6 +162,23 @@ class ServerStartError(ChainetteError):
         full = message if not log_tail else f"{message}\n--- server log (tail) ---\n{log_tail}"
         super().__init__(full, engine=engine)
         self.log_tail = log_tail
+
+
+class ModelError(ChainetteError, FileNotFoundError):
+    """A local engine's model is not a file, not a reachable ``hf://`` file, nor a named model
+    that could be fetched. A ``FileNotFoundError`` too, so callers that only knew that still work."""
+
+    def __init__(self, message: str, *, model: str | None = None, engine: str | None = None) -> None:
+        super().__init__(message, engine=engine)
+        self.model = model
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelDownloadError(ModelError):
+    """Fetching a model failed (index unreachable, checksum mismatch, interrupted download);
+    nothing partial was kept."""
 
 
 class ApplyError(ChainetteError):

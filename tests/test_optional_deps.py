@@ -1,0 +1,19 @@
+"""An optional dependency that is missing is named with the extra that brings it."""
+
+import sys
+
+import pytest
+
+from chainette.errors import ConfigError
+from chainette.utils.optional import require
+
+
+def test_require_returns_the_module():
+    assert require("json", extra="x", feature="y").dumps({}) == "{}"
+
+
+def test_a_missing_module_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.delitem(sys.modules, "pyarrow.parquet", raising=False)
+    with pytest.raises(ConfigError, match=r"reading Parquet files needs the 'pyarrow' package: pip install 'chainette\[parquet\]'"):
+        require("pyarrow.parquet", extra="parquet", feature="reading Parquet files")
