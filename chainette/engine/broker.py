@@ -10,8 +10,10 @@ EngineBroker.flush(force=True)                         # at run end
 with EngineBroker.acquire("gpt") as eng:               # the spec's sync API
     ...
 ```
-Managed engines (``vllm_api`` without endpoint, ``local``) get a server started or
-reused and reference-counted; unmanaged ones just return their endpoint, no I/O.
+Managed engines (a backend with a managed server and no ``endpoint``: ``vllm_api``,
+``local``) get a server started or reused and reference-counted in a
+:class:`~chainette.engine.servers.pool.ServerPool`; unmanaged ones just return their
+endpoint, no I/O; in-process ones (``fake``) return ``""``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from chainette.engine.engine_pool import EnginePool
+from chainette.engine.backend_registry import backend_of
+from chainette.engine.servers.pool import ServerPool
 from chainette.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,14 +33,14 @@ if TYPE_CHECKING:
 
 
 class EngineBroker:
-    """Class-level facade over a process-wide :class:`EnginePool`."""
+    """Class-level facade over a process-wide :class:`ServerPool`."""
 
-    pool: EnginePool = EnginePool()
+    pool: ServerPool = ServerPool()
 
     @classmethod
     def start(cls, cfg: "EngineConfig", log_dir: str | Path | None = None) -> str:
         """Base URL for ``cfg``; starts (or reuses) its server when Chainette manages it."""
-        if cfg.backend == "fake":
+        if backend_of(cfg).in_process:
             return ""
         if not cfg.is_managed:
             endpoint = cfg.resolved_endpoint()
@@ -45,13 +48,6 @@ class EngineBroker:
                 raise ConfigError(f"engine '{cfg.name}': no endpoint configured", engine=cfg.name)
             return endpoint
         return cls.pool.start(cfg, log_dir=log_dir)
-
-    @classmethod
-    async def astart(cls, cfg: "EngineConfig", log_dir: str | Path | None = None) -> str:
-        """:meth:`start` from async code: runs in a worker thread so the event loop keeps going."""
-        import anyio
-
-        return await anyio.to_thread.run_sync(lambda: cls.start(cfg, log_dir=log_dir))
 
     @classmethod
     def release(cls, name: str) -> None:

@@ -53,6 +53,11 @@ class FakeEngine:
         self.calls = 0
         self._limiter = anyio.CapacityLimiter(max_in_flight)
 
+    @classmethod
+    def from_config(cls, cfg: Any, endpoint: str | None = None) -> "FakeEngine":
+        """The engine of a registered ``backend: fake`` config (``endpoint`` is not used)."""
+        return cls(name=cfg.name, max_in_flight=cfg.max_in_flight)
+
     async def complete(self, request: CompletionRequest) -> Completion:
         async with self._limiter:
             self.calls += 1

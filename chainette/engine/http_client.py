@@ -8,6 +8,8 @@ backend         class                  structured output
 ``ollama_api``  :class:`OllamaClient`  ``format: schema`` on ``/api/chat``
 ``local``       :class:`LocalClient`   ``response_format: json_schema`` (llama.cpp)
 ==============  =====================  ==========================================
+
+Which backend name builds which client is said in :mod:`chainette.engine.backend_registry`.
 """
 
 from chainette.engine.backends.base import BaseHTTPClient, MalformedResponseError, split_think
@@ -16,15 +18,7 @@ from chainette.engine.backends.ollama import OllamaClient
 from chainette.engine.backends.openai import OpenAIClient
 from chainette.engine.backends.vllm import VLLMClient
 
-CLIENTS: dict[str, type[BaseHTTPClient]] = {
-    "openai": OpenAIClient,
-    "vllm_api": VLLMClient,
-    "ollama_api": OllamaClient,
-    "local": LocalClient,
-}
-
 __all__ = [
-    "CLIENTS",
     "BaseHTTPClient",
     "LocalClient",
     "MalformedResponseError",

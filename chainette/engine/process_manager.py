@@ -1,12 +1,16 @@
-"""Start, probe and stop the LLM server processes Chainette owns.
+"""Spawn, probe, log and stop the LLM server processes Chainette owns.
 
-``vllm serve`` (backend ``vllm_api`` without an endpoint) and the embedded llama.cpp
-server (backend ``local``) are started with an argv list (never a shell), in their
-own session/process group, GPU-pinned through ``CUDA_VISIBLE_DEVICES``, with stdout
-and stderr in a log file. Readiness: ``/health`` then ``/v1/models`` listing the
-wanted model, polled with exponential back-off until ``startup_timeout``. A server
-already answering with the wanted model on the configured port is reused. Stopping
-sends SIGTERM to the whole group, then SIGKILL after a grace period.
+What to run comes from the server's description (a
+:class:`~chainette.engine.servers.base.ManagedServer`, looked up for the engine's backend
+in :mod:`chainette.engine.backend_registry`): argv, environment, served model name,
+readiness paths, API key. This module does the same for every kind: the argv runs
+without a shell, in its own session/process group, with stdout and stderr in a log file.
+Readiness: the health path answers 200 and the models path lists the served model,
+polled with exponential back-off until ``startup_timeout``; a server answering 401/403
+there is an immediate :class:`~chainette.errors.ServerStartError` (it wants a key we do not
+send; waiting would not help). A server already answering with the wanted model on the
+configured port is reused. Stopping sends SIGTERM to the whole group, then SIGKILL after
+a grace period.
 """
 
 from __future__ import annotations
@@ -14,23 +18,24 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from chainette.errors import ConfigError, ServerStartError
-from chainette.utils.events import ServerReady, ServerStarting, ServerStopped, bus
+from chainette.engine.servers import managed_server
+from chainette.errors import ServerStartError
+from chainette.events import ServerReady, ServerStarting, ServerStopped, bus
 
 if TYPE_CHECKING:
     from chainette.engine.registry import EngineConfig
 
 LOG_TAIL_LINES = 40
+PROBE_TIMEOUT = 2.0
+REFUSED_STATUSES = (401, 403)
 
 
 @dataclass
@@ -38,7 +43,7 @@ class ServerProcess:
     """A running server: ours (``popen`` set or ``owned``), or one we found and reuse."""
 
     name: str
-    model: str
+    model: str  # the served model name
     endpoint: str  # base URL ending in /v1
     host: str
     port: int
@@ -60,17 +65,6 @@ def state_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "chainette"
 
 
-def served_name(cfg: "EngineConfig") -> str:
-    """The model id the server lists in ``/v1/models``."""
-    if cfg.backend == "local":
-        from chainette.engine.local_server import model_alias
-
-        return model_alias(cfg.model)
-    from chainette.engine.backends.vllm import served_model_name
-
-    return served_model_name(cfg)
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -81,88 +75,70 @@ def _probe_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-# -- commands ------------------------------------------------------------------
+# -- what to spawn (from the server's description) ---------------------------
 def build_command(cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
     """The argv that starts ``cfg``'s server on ``port`` (no shell involved).
 
-    ``parent_pid``: the local server exits by itself once that process is gone (so a
-    ``kill -9`` of the run leaves no server behind); detached servers get none.
+    ``parent_pid``: the server exits by itself once that process is gone, where its kind
+    can watch it (so a ``kill -9`` of the run leaves no server behind); detached servers get none.
     """
-    if cfg.backend == "local":
-        from chainette.engine.local_server import model_alias, resolve_model_path
-
-        try:
-            path = resolve_model_path(cfg.model or "smollm2")
-        except FileNotFoundError as exc:
-            raise ConfigError(f"engine '{cfg.name}': {exc}", engine=cfg.name) from None
-        n_parallel = cfg.n_parallel or 4
-        return [
-            sys.executable, "-m", "chainette.engine.local_server",
-            "--model", str(path), "--host", cfg.host, "--port", str(port),
-            "--alias", model_alias(cfg.model or "smollm2"),
-            "--n-parallel", str(n_parallel), "--threads", str(cfg.threads or 1),
-            "--ctx", str(cfg.n_ctx or 1024 * n_parallel),
-        ] + (["--parent-pid", str(parent_pid)] if parent_pid else [])
-    if cfg.backend != "vllm_api":
-        raise ConfigError(f"engine '{cfg.name}': backend '{cfg.backend}' has no managed server", engine=cfg.name)
-    exe = shutil.which("vllm")
-    if exe is None:
-        raise ServerStartError(
-            f"engine '{cfg.name}': the `vllm` executable is not on PATH. Install it with "
-            "`pip install vllm` (on a machine with a GPU), or run the server elsewhere and set "
-            f"`endpoint:` for engine '{cfg.name}' (e.g. http://host:8000/v1).",
-            engine=cfg.name,
-        )
-    argv = [exe, "serve", cfg.model, "--host", cfg.host, "--port", str(port)]
-    if cfg.dtype:
-        argv += ["--dtype", cfg.dtype]
-    if cfg.gpu_memory_utilization is not None:
-        argv += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]
-    if cfg.max_model_len is not None:
-        argv += ["--max-model-len", str(cfg.max_model_len)]
-    tp = cfg.tensor_parallel_size or (len(cfg.gpu_ids) if cfg.gpu_ids and len(cfg.gpu_ids) > 1 else None)
-    if tp:
-        argv += ["--tensor-parallel-size", str(tp)]
-    extra = list(cfg.extra_serve_flags)
-    if cfg.enable_reasoning or cfg.reasoning_parser:
-        has_parser = any(f.startswith("--reasoning-parser") for f in extra)
-        if not has_parser:
-            if not cfg.reasoning_parser:
-                raise ConfigError(
-                    f"engine '{cfg.name}': enable_reasoning needs reasoning_parser "
-                    "(e.g. deepseek_r1, qwen3; see `vllm serve --help`)",
-                    engine=cfg.name,
-                )
-            from chainette.engine.backends.vllm import parse_version
-
-            version = parse_version(cfg.server_version)
-            # --enable-reasoning was deprecated in 0.9 and removed in 0.10; the parser alone enables it
-            if version is not None and version < (0, 10):
-                argv.append("--enable-reasoning")
-            argv += ["--reasoning-parser", cfg.reasoning_parser]
-    return argv + extra
+    return managed_server(cfg).argv(cfg, port, parent_pid=parent_pid)
 
 
 def build_env(cfg: "EngineConfig") -> dict[str, str]:
-    """The server's environment: ours + ``extra_env`` + ``CUDA_VISIBLE_DEVICES`` from ``gpu_ids``."""
-    env = dict(os.environ)
-    env.update(cfg.extra_env)
-    if cfg.gpu_ids is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in cfg.gpu_ids)
-    key = cfg.resolved_api_key() if cfg.backend == "vllm_api" else None
-    if key:
-        env["VLLM_API_KEY"] = key  # via the environment: never in argv or the log
-    if cfg.backend == "local":
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        # the server runs `python -m chainette.engine.local_server`: make this chainette importable
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
+    """The server's environment, as its description builds it."""
+    return managed_server(cfg).env(cfg)
+
+
+def served_name(cfg: "EngineConfig") -> str:
+    """The model id ``cfg``'s server lists once ready."""
+    return managed_server(cfg).served_model_name(cfg)
 
 
 # -- probing -----------------------------------------------------------------
-def _get(host: str, port: int, path: str, timeout: float = 2.0, api_key: str | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(_probe_host(host), port, timeout=timeout)
+@dataclass(frozen=True)
+class Probe:
+    """What a server answered to one readiness check."""
+
+    healthy: bool = False
+    """The health path answered 200."""
+    models: list[str] | None = None
+    """Ids (with aliases and roots) listed by the models path; ``None``: no list came back."""
+    refused: str | None = None
+    """E.g. ``"401 on /v1/models"``: the server wants credentials the probe did not have."""
+
+    def serves(self, model: str) -> bool:
+        return self.healthy and self.models is not None and model in self.models
+
+
+def probe(cfg: "EngineConfig", host: str, port: int) -> Probe:
+    """Ask the server of ``cfg``'s kind on ``host:port`` whether it is up, with the key it demands."""
+    server = managed_server(cfg)
+    key = server.api_key(cfg)
+    try:
+        health, _ = _get(host, port, server.health_path, key)
+    except (OSError, http.client.HTTPException):
+        return Probe()  # nothing answers (yet)
+    try:
+        status, body = _get(host, port, server.models_path, key)
+    except (OSError, http.client.HTTPException):
+        status, body = None, b""
+    refused = next((f"{code} on {path}" for code, path in ((health, server.health_path), (status, server.models_path))
+                    if code in REFUSED_STATUSES), None)
+    return Probe(healthy=health == 200, models=_model_ids(body) if status == 200 else None, refused=refused)
+
+
+def served_models(host: str, port: int, *, api_key: str | None = None, path: str = "/v1/models") -> list[str] | None:
+    """Model ids listed at ``path`` (with aliases and roots), or ``None`` if nothing lists any."""
+    try:
+        status, body = _get(host, port, path, api_key)
+    except (OSError, http.client.HTTPException):
+        return None
+    return _model_ids(body) if status == 200 else None
+
+
+def _get(host: str, port: int, path: str, api_key: str | None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(_probe_host(host), port, timeout=PROBE_TIMEOUT)
     try:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         conn.request("GET", path, headers=headers)
@@ -172,17 +148,13 @@ def _get(host: str, port: int, path: str, timeout: float = 2.0, api_key: str | N
         conn.close()
 
 
-def served_models(host: str, port: int, *, timeout: float = 2.0, api_key: str | None = None) -> list[str] | None:
-    """Model ids listed by ``/v1/models`` (with aliases and roots), or ``None`` if nothing answers."""
-    try:
-        status, body = _get(host, port, "/v1/models", timeout, api_key)
-    except (OSError, http.client.HTTPException):
-        return None
-    if status != 200:
-        return None
+def _model_ids(body: bytes) -> list[str] | None:
+    """The ids, roots and aliases in an OpenAI ``/v1/models`` reply (``None`` if unreadable)."""
     try:
         data = json.loads(body)
     except ValueError:
+        return None
+    if not isinstance(data, dict):
         return None
     ids: list[str] = []
     for entry in data.get("data") or []:
@@ -190,18 +162,6 @@ def served_models(host: str, port: int, *, timeout: float = 2.0, api_key: str | 
             ids += [v for v in (entry.get("id"), entry.get("root")) if isinstance(v, str)]
             ids += [a for a in entry.get("aliases") or [] if isinstance(a, str)]
     return ids
-
-
-def is_ready(host: str, port: int, model: str, *, api_key: str | None = None) -> bool:
-    """``/health`` answers 200 and ``/v1/models`` lists ``model``."""
-    try:
-        status, _ = _get(host, port, "/health", 2.0, api_key)
-    except (OSError, http.client.HTTPException):
-        return False
-    if status != 200:
-        return False
-    models = served_models(host, port, api_key=api_key)
-    return models is not None and model in models
 
 
 def log_tail(path: str | Path | None, lines: int = LOG_TAIL_LINES) -> str:
@@ -221,22 +181,28 @@ def log_tail(path: str | Path | None, lines: int = LOG_TAIL_LINES) -> str:
 def find_running(cfg: "EngineConfig") -> ServerProcess | None:
     """A server already answering on ``cfg.port`` with the wanted model, if any.
 
-    Raises :class:`ServerStartError` when the port answers with a different model.
+    Raises :class:`ServerStartError` when the port answers with a different model, or
+    refuses our credentials.
     """
     if cfg.port is None:
         return None
     want = served_name(cfg)
-    key = cfg.resolved_api_key() if cfg.backend == "vllm_api" else None
-    models = served_models(cfg.host, cfg.port, api_key=key)
-    if models is None:
-        return None
-    if want not in models:
+    found = probe(cfg, cfg.host, cfg.port)
+    if found.refused:
         raise ServerStartError(
-            f"engine '{cfg.name}': port {cfg.port} is already used by a server serving "
-            f"{models or 'no model'}, not '{want}'. Choose another `port:` or stop that server.",
+            f"engine '{cfg.name}': port {cfg.port} is already used by a server that answered "
+            f"{found.refused}: {managed_server(cfg).unauthorized_hint(cfg)}. Or choose another `port:`.",
             engine=cfg.name,
         )
-    if not is_ready(cfg.host, cfg.port, want, api_key=key):
+    if found.models is None:
+        return None
+    if want not in found.models:
+        raise ServerStartError(
+            f"engine '{cfg.name}': port {cfg.port} is already used by a server serving "
+            f"{found.models or 'no model'}, not '{want}'. Choose another `port:` or stop that server.",
+            engine=cfg.name,
+        )
+    if not found.healthy:
         return None
     return ServerProcess(
         name=cfg.name, model=want, endpoint=f"http://{_probe_host(cfg.host)}:{cfg.port}/v1",
@@ -259,7 +225,7 @@ def start_server(
 ) -> ServerProcess:
     """Start ``cfg``'s server (or reuse one already serving it) and wait until it is ready.
 
-    A server that is not ``detached`` is tied to this process where the backend allows it.
+    A server that is not ``detached`` is tied to this process where its kind allows it.
     """
     running = find_running(cfg)
     t0 = time.monotonic()
@@ -298,7 +264,6 @@ def start_server(
 
 def _wait_ready(sp: ServerProcess, cfg: "EngineConfig", t0: float) -> None:
     deadline = t0 + cfg.startup_timeout
-    key = cfg.resolved_api_key() if cfg.backend == "vllm_api" else None
     delay = 0.05
     while True:
         code = sp.popen.poll() if sp.popen is not None else None
@@ -307,7 +272,14 @@ def _wait_ready(sp: ServerProcess, cfg: "EngineConfig", t0: float) -> None:
                 f"engine '{cfg.name}': server exited with code {code} during startup (log: {sp.log_path})",
                 log_tail=log_tail(sp.log_path), engine=cfg.name,
             )
-        if is_ready(sp.host, sp.port, sp.model, api_key=key):
+        found = probe(cfg, sp.host, sp.port)
+        if found.refused:  # it wants a key we do not send: waiting would not help
+            raise ServerStartError(
+                f"engine '{cfg.name}': the server answered {found.refused} while starting: "
+                f"{managed_server(cfg).unauthorized_hint(cfg)} (log: {sp.log_path})",
+                log_tail=log_tail(sp.log_path), engine=cfg.name,
+            )
+        if found.serves(sp.model):
             return
         now = time.monotonic()
         if now >= deadline:
@@ -374,6 +346,3 @@ def _signal_group(pgid: int, sig: int) -> None:
     except (ProcessLookupError, PermissionError):
         pass
 
-
-def describe(sp: ServerProcess) -> dict[str, Any]:
-    return {k: getattr(sp, k) for k in ("name", "model", "endpoint", "pid", "pgid", "log_path", "reused")}

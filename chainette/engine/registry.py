@@ -15,9 +15,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from chainette.engine.backend_registry import (
+    OLLAMA_DEFAULT_ENDPOINT,
+    OPENAI_DEFAULT_ENDPOINT,
+    backend_names,
+    backend_of,
+)
 from chainette.errors import ConfigError, UnknownEngineError
 
 Backend = Literal["openai", "vllm_api", "ollama_api", "local", "fake"]
+"""The built-in backends (each registered in :mod:`chainette.engine.backend_registry`,
+where ``register_backend`` adds more)."""
 
 DEFAULT_ENGINE_NAME = "default"
 """The engine a step uses when it names none. Unless you register an engine under this
@@ -27,9 +35,6 @@ llama.cpp server, like the built-in ``local`` engine."""
 LOCAL_ENGINE_NAME = "local"
 BUILTIN_ENGINES = (DEFAULT_ENGINE_NAME, LOCAL_ENGINE_NAME)
 
-OLLAMA_DEFAULT_ENDPOINT = "http://localhost:11434"
-OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
-
 
 class EngineConfig(BaseModel):
     """How to reach (or start) one LLM server."""
@@ -38,7 +43,7 @@ class EngineConfig(BaseModel):
 
     name: str
     model: str = ""
-    backend: Backend = "vllm_api"
+    backend: str = "vllm_api"  # a registered backend name (see Backend for the built-in ones)
     endpoint: str | None = None
     api_key: SecretStr | None = Field(default=None, repr=False)
     api_key_env: str | None = None
@@ -79,6 +84,13 @@ class EngineConfig(BaseModel):
             data = _merge_spec_env(data)
         return data
 
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, v: str) -> str:
+        if v not in backend_names():
+            raise ValueError(f"unknown backend '{v}' (registered: {', '.join(backend_names())})")
+        return v
+
     @field_validator("endpoint")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
@@ -91,24 +103,20 @@ class EngineConfig(BaseModel):
             return self.api_key.get_secret_value()
         if self.api_key_env:
             return os.environ.get(self.api_key_env)
-        if self.backend == "openai":
-            return os.environ.get("OPENAI_API_KEY")
-        return None
+        default_env = backend_of(self).api_key_env
+        return os.environ.get(default_env) if default_env else None
 
     def resolved_endpoint(self) -> str | None:
         """Where to send requests; ``None`` means a server must be started."""
         if self.endpoint:
             return self.endpoint
-        if self.backend == "openai":
-            return (os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_ENDPOINT).rstrip("/")
-        if self.backend == "ollama_api":
-            return OLLAMA_DEFAULT_ENDPOINT
-        return None
+        default = backend_of(self).default_endpoint
+        return default() if default else None
 
     @property
     def is_managed(self) -> bool:
         """True when Chainette starts and stops this engine's server itself."""
-        return self.backend in ("vllm_api", "local") and not self.endpoint
+        return backend_of(self).is_managed(self)
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to ``metadata.json``: no secret, no environment values."""

@@ -3,8 +3,9 @@
 The file is ``$CHAINETTE_STATE_DIR/servers.json`` (default ``~/.cache/chainette/servers.json``).
 ``start_detached(cfg)`` starts and records a server; ``list_running()`` returns the live
 ones (dead pids are dropped); ``stop_recorded(name)`` / ``stop_all_recorded()`` stop them
-(SIGTERM then SIGKILL of the process group). The engine broker reuses a recorded server
-that still serves the wanted model.
+(SIGTERM then SIGKILL of the process group). The engine broker's server pool
+(:class:`~chainette.engine.servers.pool.ServerPool`) reuses a recorded server that still
+serves the wanted model.
 """
 
 from __future__ import annotations

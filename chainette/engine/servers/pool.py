@@ -1,4 +1,4 @@
-"""A thread-safe, reference-counted pool of the servers behind managed engines.
+"""``ServerPool``: a thread-safe, reference-counted pool of the servers behind managed engines.
 
 ``start(cfg)`` makes sure ``cfg``'s server runs (starting it at most once, even when
 many threads ask at the same time), counts one reference and returns the base URL.
@@ -14,11 +14,12 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chainette.engine.process_manager import ServerProcess, is_ready, served_name, start_server, stop_server
+from chainette.engine.process_manager import ServerProcess, probe, served_name, start_server, stop_server
 
 if TYPE_CHECKING:
     from chainette.engine.registry import EngineConfig
@@ -27,23 +28,23 @@ DEFAULT_IDLE_TIMEOUT = 180.0
 
 
 @dataclass
-class PoolEntry:
+class PooledServer:
+    """One server in the pool, with the config it was started for and its reference count."""
+
     cfg: "EngineConfig"
     server: ServerProcess
     refs: int = 0
     idle_since: float | None = None
-    starts: int = 1
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-class EnginePool:
+class ServerPool:
     """Reference-counted servers, keyed by engine name."""
 
     def __init__(self, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._name_locks: dict[str, threading.Lock] = {}
-        self._entries: dict[str, PoolEntry] = {}
+        self._entries: dict[str, PooledServer] = {}
         self._atexit = False
 
     def _name_lock(self, name: str) -> threading.Lock:
@@ -69,17 +70,17 @@ class EnginePool:
                 atexit.register(self.flush, force=True, all_refs=True)
                 self._atexit = True
             with self._lock:
-                self._entries[cfg.name] = PoolEntry(cfg=cfg, server=server, refs=1)
+                self._entries[cfg.name] = PooledServer(cfg=cfg, server=server, refs=1)
             return server.endpoint
 
     @staticmethod
-    def _usable(entry: PoolEntry, cfg: "EngineConfig") -> bool:
-        if served_name(entry.cfg) != served_name(cfg) or entry.cfg.backend != cfg.backend:
+    def _usable(entry: PooledServer, cfg: "EngineConfig") -> bool:
+        if entry.cfg.backend != cfg.backend or served_name(entry.cfg) != served_name(cfg):
             return entry.refs > 0  # keep serving current users; restart once idle
         sp = entry.server
         if sp.popen is not None:
             return sp.popen.poll() is None
-        return is_ready(sp.host, sp.port, sp.model)
+        return probe(entry.cfg, sp.host, sp.port).serves(sp.model)
 
     @staticmethod
     def _recorded(cfg: "EngineConfig") -> ServerProcess | None:
@@ -93,7 +94,7 @@ class EnginePool:
         if info is None or info.model != served_name(cfg):
             return None
         sp = info.to_process()
-        if not is_ready(sp.host, sp.port, sp.model):
+        if not probe(cfg, sp.host, sp.port).serves(sp.model):
             return None
         sp.reused = True
         return sp
@@ -126,7 +127,7 @@ class EnginePool:
         """Stop idle lazy servers now (``force``: every idle server; ``all_refs``: even referenced ones)."""
         return self._stop_where(lambda e: (all_refs or e.refs == 0) and (force or e.cfg.lazy))
 
-    def _stop_where(self, pred) -> list[str]:  # type: ignore[no-untyped-def]
+    def _stop_where(self, pred: Callable[[PooledServer], bool]) -> list[str]:
         with self._lock:
             names = [n for n, e in self._entries.items() if pred(e)]
         stopped = []
