@@ -58,6 +58,14 @@ class EngineConfig(BaseModel):
     tensor_parallel_size: int | None = None
     enable_reasoning: bool = False
     reasoning_parser: str | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    """Sent as ``reasoning_effort`` (openai, vllm_api) or Ollama's ``think`` level."""
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """openai backend: the body key of ``max_tokens`` (default: ``max_completion_tokens`` on
+    api.openai.com, ``max_tokens`` elsewhere)."""
+    strict_schema: Literal["auto", "always", "never"] = "auto"
+    """openai backend: strict structured outputs when the schema allows it (auto), or else
+    refuse the chain (always), or never."""
     extra_serve_flags: list[str] = Field(default_factory=list)
     extra_env: dict[str, str] = Field(default_factory=dict, repr=False)
     max_in_flight: int = Field(default=256, ge=1)

@@ -14,7 +14,7 @@ from chainette.engine.http_client import LocalClient, OllamaClient, OpenAIClient
 from chainette.engine.protocol import CompletionRequest, SamplingParams
 from chainette.engine.registry import EngineConfig
 from chainette.errors import EmptyCompletionError, RefusalError
-from chainette.utils.json_schema import to_strict_schema
+from chainette.engine.backends.strict_schema import to_strict_schema
 
 from ._support import fake_api, ok, payload
 

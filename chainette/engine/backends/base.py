@@ -4,7 +4,10 @@ One ``aiohttp.ClientSession`` per engine object, created lazily inside the runni
 event loop (a new loop gets a new session); an :class:`AdaptiveLimiter` that bounds
 in-flight requests for every step and branch using the engine; optional RPM/TPM
 buckets; retries with back-off; timing, usage and ``<think>`` splitting. Backends
-only say how to build a body (:meth:`body_extra`) and read a reply (:meth:`parse`).
+only say how to build a body (:meth:`body_extra`) and read a reply (:meth:`parse`),
+which wire name each sampling field has (:attr:`sampling_names`; ``None`` = the server
+cannot honour it, reported by :meth:`sampling_problems` at validation) and how a base
+URL is normalised (:meth:`normalize_endpoint`, applied on every construction path).
 
 The request body is assembled from cached bytes: ``{"model":..,"messages":`` + the
 serialised messages + a tail cached per (schema, sampling) object pair, so the
@@ -15,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from chainette.engine.limiter import AdaptiveLimiter, TokenBucket
-from chainette.engine.protocol import Completion, CompletionRequest, Usage
+from chainette.engine.protocol import Completion, CompletionRequest, SamplingParams, Usage
 from chainette.engine.retry import RetryPolicy, parse_retry_after
 from chainette.errors import (
     ConfigError,
@@ -28,7 +32,7 @@ from chainette.errors import (
     EngineTimeoutError,
     RateLimitError,
 )
-from chainette.utils.events import EngineRetry, bus
+from chainette.events import EngineRetry, bus
 
 if TYPE_CHECKING:
     import aiohttp
@@ -70,11 +74,32 @@ def split_think(text: str) -> tuple[str, str | None]:
     return text[end + 8 :].strip(), head.strip() or None
 
 
+OPENAI_SAMPLING: Mapping[str, str | None] = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "stop": "stop",
+    "seed": "seed",
+    "top_k": None,
+    "min_p": None,
+    "repetition_penalty": None,
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "logit_bias": "logit_bias",
+}
+"""OpenAI Chat Completions names; ``None``: the API has no such parameter."""
+
+
 class BaseHTTPClient:
     """Shared machinery of the HTTP engines; subclasses set ``path`` and implement two hooks."""
 
     backend: ClassVar[str] = ""
     path: ClassVar[str] = "/chat/completions"
+    sampling_names: ClassVar[Mapping[str, str | None]] = OPENAI_SAMPLING
+    """SamplingParams field -> body key; ``None`` when the server cannot honour the field."""
+    unsupported_hint: ClassVar[str] = ""
+    reasoning_efforts: ClassVar[frozenset[str]] = frozenset()
+    """The ``reasoning_effort`` values this wire accepts (empty: none)."""
 
     def __init__(
         self,
@@ -87,7 +112,7 @@ class BaseHTTPClient:
         self.cfg = cfg
         self.name = cfg.name
         self.max_in_flight = cfg.max_in_flight
-        base = (endpoint or cfg.resolved_endpoint() or "").rstrip("/")
+        base = self.normalize_endpoint((endpoint or cfg.resolved_endpoint() or "").strip())
         if not base:
             raise ConfigError(
                 f"engine '{cfg.name}' has no endpoint: set `endpoint:` or let "
@@ -116,6 +141,18 @@ class BaseHTTPClient:
         return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, endpoint={self.endpoint!r})"
 
     # -- hooks -------------------------------------------------------------
+    @classmethod
+    def normalize_endpoint(cls, url: str) -> str:
+        """The base URL requests are built from (``{base}{path}``).
+
+        Trailing slashes and a pasted ``/chat/completions`` are removed; OpenAI-compatible
+        servers we know always serve ``/v1`` get it when the URL has no path at all.
+        """
+        url = url.rstrip("/")
+        if url.endswith("/chat/completions"):
+            url = url[: -len("/chat/completions")].rstrip("/")
+        return url
+
     def request_model(self) -> str:
         """The ``model`` value sent in every request."""
         return self.cfg.model
@@ -129,6 +166,53 @@ class BaseHTTPClient:
     def body_extra(self, request: CompletionRequest) -> dict[str, Any]:
         """Everything in the body except ``model`` and ``messages`` (schema, sampling)."""
         raise NotImplementedError
+
+    @property
+    def max_tokens_key(self) -> str:
+        """The body key of ``SamplingParams.max_tokens``."""
+        return self.sampling_names.get("max_tokens") or "max_tokens"
+
+    def sampling_body(self, sampling: SamplingParams) -> dict[str, Any]:
+        """The set sampling fields under this wire's names (``extra`` not included)."""
+        out: dict[str, Any] = {}
+        for name, value in sampling.set_fields().items():
+            key = self.max_tokens_key if name == "max_tokens" else self.sampling_names.get(name)
+            if key is None:
+                raise ConfigError(self._unsupported(name), engine=self.name)
+            if name == "stop":
+                if not value:
+                    continue
+                value = list(value)
+            elif name == "logit_bias":
+                value = dict(value)
+            out[key] = value
+        return out
+
+    def sampling_problems(self, sampling: SamplingParams) -> list[str]:
+        """One message per set sampling field this wire cannot honour (checked at validation)."""
+        return [self._unsupported(name) for name in sampling.set_fields()
+                if name != "max_tokens" and self.sampling_names.get(name) is None]
+
+    def _unsupported(self, name: str) -> str:
+        return (f"engine '{self.name}' (backend {self.backend}) cannot honour sampling field "
+                f"'{name}'{self.unsupported_hint.format(field=name)}")
+
+    def config_problems(self) -> list[str]:
+        """Problems of the engine's own settings for this wire (checked at validation)."""
+        effort = getattr(self.cfg, "reasoning_effort", None)
+        if effort is not None and effort not in self.reasoning_efforts:
+            accepted = ", ".join(sorted(self.reasoning_efforts)) or "none: remove it"
+            return [f"engine '{self.name}' (backend {self.backend}): reasoning_effort '{effort}' "
+                    f"is not accepted by this server (accepted: {accepted})"]
+        return []
+
+    def schema_warnings(self, schema: dict[str, Any] | None, model_name: str = "output") -> list[str]:
+        """How this wire weakens the enforcement of ``schema`` (empty: fully enforced)."""
+        return []
+
+    def schema_problems(self, schema: dict[str, Any] | None, model_name: str = "output") -> list[str]:
+        """Why this wire refuses ``schema`` (empty: it can send it)."""
+        return []
 
     def parse(self, data: Any) -> Completion:
         """Turn the decoded reply into a :class:`Completion` (latency is filled in later).
@@ -290,21 +374,19 @@ class BaseHTTPClient:
             session._connector = None  # type: ignore[attr-defined]  # its loop is gone
 
 
-def sampling_fields(request: CompletionRequest, *, max_tokens_key: str = "max_tokens") -> dict[str, Any]:
-    """The OpenAI-style sampling fields of a request (only those set)."""
-    s = request.sampling
-    out: dict[str, Any] = {}
-    if s.temperature is not None:
-        out["temperature"] = s.temperature
-    if s.top_p is not None:
-        out["top_p"] = s.top_p
-    if s.max_tokens is not None:
-        out[max_tokens_key] = s.max_tokens
-    if s.stop:
-        out["stop"] = list(s.stop)
-    if s.seed is not None:
-        out["seed"] = s.seed
-    return out
+def merge_extra(body: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``SamplingParams.extra`` laid over ``body``: its keys are sent verbatim and win."""
+    if extra:
+        body.update(extra)
+    return body
+
+
+def add_v1_if_bare(url: str) -> str:
+    """``http://host:8000`` -> ``http://host:8000/v1``; a URL with a path is left alone."""
+    parts = urlsplit(url)
+    if parts.scheme and parts.netloc and parts.path in ("", "/"):
+        return urlunsplit((parts.scheme, parts.netloc, "/v1", parts.query, parts.fragment))
+    return url
 
 
 def parse_chat_completion(data: Any, engine: str) -> Completion:
