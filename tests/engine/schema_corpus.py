@@ -172,6 +172,12 @@ class NullableInLists(BaseModel):
 
 class Secret(BaseModel):
     token: SecretStr
+    note: str = Field(default="", pattern=r"^[A-Z][a-z]*( [a-z]+)*$")
+
+
+class Money(BaseModel):
+    """Decimal's string form is a pattern with a lookahead."""
+
     amount: Decimal
 
 
@@ -292,5 +298,6 @@ CORPUS: list[tuple[type[BaseModel], bool, str | None]] = [
     (Loose, False, "Loose.payload: any value"),
     (Link, False, "Link.url: string format 'uri'"),
     (Blob, False, "Blob.data: string format 'binary'"),
+    (Money, False, "Money.amount: pattern"),
     (TooDeep, False, "levels of object nesting"),
 ]

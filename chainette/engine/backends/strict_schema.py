@@ -26,6 +26,8 @@ discriminated union (``oneOf``)      ``anyOf`` (the variants are disjoint on the
                                      a type)
 ``format`` outside strict's list     not strict (``uri``, ``binary``, ...); ``password``
                                      (``SecretStr``) is dropped, any string fits it
+``pattern`` with lookarounds,        not strict (e.g. ``Decimal``'s string form)
+named groups or backreferences
 ==================================  ================================================
 
 The result is then checked against :func:`~chainette.engine.backends.strict_rules.strict_mode_violations`
@@ -36,6 +38,7 @@ The result is then checked against :func:`~chainette.engine.backends.strict_rule
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -50,6 +53,9 @@ _KEPT = frozenset({
     "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "enum", "const", "type",
 })
 _HARMLESS_FORMATS = frozenset({"password"})  # SecretStr: any string validates
+_EXOTIC_REGEX = re.compile(r"\(\?[=!<]|\(\?P|\\[1-9]")
+"""Lookarounds, named groups, backreferences: the guide does not say its regex dialect has
+them and constrained decoders generally do not, so such a pattern is not sent strict."""
 _NULL = {"type": "null"}
 
 
@@ -258,6 +264,10 @@ class _Converter:
             self._problem(where, "any value (Any) has no type; strict mode needs one")
             return {}
         out = {k: v for k, v in node.items() if k in _KEPT}
+        pattern = out.get("pattern")
+        if isinstance(pattern, str) and _EXOTIC_REGEX.search(pattern):
+            self._problem(where, f"pattern {pattern!r} uses a lookaround, named group or backreference, "
+                                 "which strict mode's regular expressions are not documented to support")
         fmt = out.get("format")
         if fmt is not None and fmt not in STRICT_FORMATS:
             if fmt in _HARMLESS_FORMATS:
