@@ -1,7 +1,7 @@
 """The embedded llama.cpp server (xllamacpp), run as its own process.
 
 ``python -m chainette.engine.local_server --model PATH --host 127.0.0.1 --port N
---alias NAME --n-parallel 2 --threads 2 --ctx 4096`` serves the OpenAI-compatible API
+--alias NAME --n-parallel 2 --threads 1 --ctx 2048`` serves the OpenAI-compatible API
 (``/health``, ``/v1/models``, ``/v1/chat/completions``) until SIGTERM/SIGINT. The
 process manager starts it exactly like ``vllm serve``. ``--model`` is resolved by
 :mod:`chainette.engine.local_models` (a GGUF path, ``hf://owner/repo/file.gguf``, or a

@@ -1,18 +1,28 @@
 """Threads and parallel slots of the embedded llama.cpp server, chosen for this machine.
 
-Measured with ``benchmarks/local_tuning.py`` (SmolLM2-135M Q4_1, the sentiment example's
-request, 2 cores; numbers in ``docs/benchmarks.md``): the server is fastest with one
-llama.cpp thread per core, and continuous batching over a few slots beats one slot at a
-time. More slots than that add latency per request without adding rows per second, and
-every slot reserves its share of the context. ``threads`` / ``n_parallel`` on the engine
-config (or ``CHAINETTE_LOCAL_THREADS`` / ``CHAINETTE_LOCAL_PARALLEL``) override these.
+Measured with ``benchmarks/local_tuning.py`` on the 2-core reference machine (SmolLM2-135M
+Q4_1, the sentiment example's request; numbers in ``docs/benchmarks.md``):
+
+* **threads = cores - 1** (at least 1). With one llama.cpp thread per core the server went
+  10-25x *slower* (0.05-0.14 rows/s against 0.9-3.7 with one thread): its threads meet at a
+  barrier after every operation, and the Chainette process driving the requests (and anything
+  else on the machine) keeps taking one of the cores, so a thread waits for a descheduled
+  peer. Leaving one core free avoids that. Capped at :data:`MAX_THREADS`: a small model stops
+  gaining from more threads long before that (not measured here: 2 cores).
+* **n_parallel = 2 slots per thread**, capped at :data:`MAX_SLOTS`. On 1 thread, 1, 2 and 4
+  slots were within the measurement noise of each other and 8 slots were about 30% slower;
+  2 keeps one long reply from holding the queue alone.
+
+``threads`` / ``n_parallel`` on the engine config, or ``CHAINETTE_LOCAL_THREADS`` /
+``CHAINETTE_LOCAL_PARALLEL`` in the environment, override these.
 """
 
 from __future__ import annotations
 
 import os
 
-SLOTS_PER_CORE = 2
+MAX_THREADS = 8
+SLOTS_PER_THREAD = 2
 MAX_SLOTS = 16
 CTX_PER_SLOT = 1024
 
@@ -33,8 +43,8 @@ def _env_int(name: str) -> int | None:
 def local_defaults(cpus: int | None = None) -> tuple[int, int]:
     """``(threads, n_parallel)`` for the local server on a machine with ``cpus`` cores."""
     cpus = cpus or cpu_count()
-    threads = _env_int("CHAINETTE_LOCAL_THREADS") or cpus
-    slots = _env_int("CHAINETTE_LOCAL_PARALLEL") or min(MAX_SLOTS, max(2, SLOTS_PER_CORE * cpus))
+    threads = _env_int("CHAINETTE_LOCAL_THREADS") or max(1, min(MAX_THREADS, cpus - 1))
+    slots = _env_int("CHAINETTE_LOCAL_PARALLEL") or min(MAX_SLOTS, SLOTS_PER_THREAD * threads)
     return threads, slots
 
 

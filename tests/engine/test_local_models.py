@@ -271,13 +271,30 @@ def _reload_hf_constants(monkeypatch) -> None:
 def test_threads_and_slots_follow_the_cpu_count_and_the_config_wins(monkeypatch):
     monkeypatch.delenv("CHAINETTE_LOCAL_THREADS", raising=False)
     monkeypatch.delenv("CHAINETTE_LOCAL_PARALLEL", raising=False)
-    t1, s1 = local_defaults(1)
-    t2, s2 = local_defaults(2)
-    t16, s16 = local_defaults(16)
-    assert t1 == 1 and t2 == 2 and t16 == 16
-    assert 1 <= s1 <= s2 <= s16 <= 16
+    # one core left to the process driving the requests (measured: benchmarks/local_tuning.py)
+    assert local_defaults(1) == (1, 2)
+    assert local_defaults(2) == (1, 2)
+    assert local_defaults(4) == (3, 6)
+    assert local_defaults(64) == (8, 16)
     monkeypatch.setenv("CHAINETTE_LOCAL_THREADS", "3")
     monkeypatch.setenv("CHAINETTE_LOCAL_PARALLEL", "5")
     assert local_defaults(2) == (3, 5)
     assert local_server_settings(1, 2, None) == (1, 2, 2048)
     assert local_server_settings(None, None, 9000) == (3, 5, 9000)
+
+
+def test_the_local_server_command_uses_the_tuned_defaults_unless_the_config_says(tmp_path, monkeypatch):
+    from chainette.engine import process_manager as pm
+    from chainette.engine.registry import EngineConfig
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(GGUF_BYTES)
+    monkeypatch.setenv("CHAINETTE_LOCAL_THREADS", "3")
+    monkeypatch.setenv("CHAINETTE_LOCAL_PARALLEL", "5")
+
+    def flags(**kw):
+        argv = pm.build_command(EngineConfig(name="t", backend="local", model=str(gguf), **kw), 1234)
+        return [argv[argv.index(f) + 1] for f in ("--threads", "--n-parallel", "--ctx")]
+
+    assert flags() == ["3", "5", "5120"]
+    assert flags(threads=2, n_parallel=1, n_ctx=999) == ["2", "1", "999"]

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 SERVER_MODULE = "chainette.engine.local_server"
 DEFAULT_MODEL = "smollm2"
-DEFAULT_PARALLEL_SLOTS = 4
-CONTEXT_PER_SLOT = 1024
 
 
 class LlamaCppServer(ManagedServer):
@@ -34,18 +32,18 @@ class LlamaCppServer(ManagedServer):
 
     def argv(self, cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
         from chainette.engine.local_server import resolve_model_path
+        from chainette.engine.local_tuning import local_server_settings
 
         try:
             path = resolve_model_path(cfg.model or DEFAULT_MODEL)
         except FileNotFoundError as exc:
             raise ConfigError(f"engine '{cfg.name}': {exc}", engine=cfg.name) from None
-        n_parallel = cfg.n_parallel or DEFAULT_PARALLEL_SLOTS
+        threads, n_parallel, n_ctx = local_server_settings(cfg.threads, cfg.n_parallel, cfg.n_ctx)
         return [
             sys.executable, "-m", SERVER_MODULE,
             "--model", str(path), "--host", cfg.host, "--port", str(port),
             "--alias", self.served_model_name(cfg),
-            "--n-parallel", str(n_parallel), "--threads", str(cfg.threads or 1),
-            "--ctx", str(cfg.n_ctx or CONTEXT_PER_SLOT * n_parallel),
+            "--n-parallel", str(n_parallel), "--threads", str(threads), "--ctx", str(n_ctx),
         ] + (["--parent-pid", str(parent_pid)] if parent_pid else [])
 
     def env(self, cfg: "EngineConfig") -> dict[str, str]:
