@@ -1,0 +1,79 @@
+"""Stopping a run early, resumable: who asked, why, and the error-rate guard.
+
+A run stops reading new rows when one of these asks (the first reason is kept):
+
+* ``engine`` — an engine hit a systemic fault (see :mod:`chainette.engine.health`);
+* ``error_guard`` — the failure rate over the finished rows is overwhelming (below);
+* ``max_cost`` / ``max_tokens`` — a budget cap (see :mod:`chainette.run.budget`).
+
+Rows that were stopped before they finished are not committed, so ``--resume`` runs them;
+the rows already committed stay. ``RunResult.stopped_by`` / ``stop_reason`` say what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainette.errors import ConfigError
+
+
+
+
+@dataclass(frozen=True)
+class ErrorGuard:
+    """Stop a run once ``max_failure_rate`` of at least ``min_rows`` finished rows failed.
+
+    The default (90% of 50 rows) lets a run with a few bad rows go on and stops one where
+    nearly everything fails (a wrong prompt, a model that cannot follow the schema), after
+    about ``min_rows`` rows instead of the whole input. ``error_guard=None`` (CLI
+    ``--error-guard off``) disables it.
+    """
+
+    min_rows: int = 50
+    max_failure_rate: float = 0.9
+
+    def verdict(self, finished: int, failed: int) -> str | None:
+        """Why the run should stop now, or ``None``."""
+        if finished < self.min_rows or failed < self.max_failure_rate * finished:
+            return None
+        return (f"{failed} of the first {finished} finished rows failed (error guard: stop at "
+                f"{self.max_failure_rate:.0%} of at least {self.min_rows} rows); see errors/ for why, fix the "
+                "chain or engine, then rerun with --resume (or --resume --retry-errors to redo the failed rows)")
+
+    @classmethod
+    def parse(cls, text: str) -> "ErrorGuard | None":
+        """``"off"``, ``"RATE"`` or ``"RATE:MIN_ROWS"`` (e.g. ``0.9:50``), as the CLI takes it."""
+        if text.strip().lower() in ("off", "none", "0"):
+            return None
+        rate, _, rows = text.partition(":")
+        try:
+            guard = cls(min_rows=int(rows) if rows else cls.min_rows, max_failure_rate=float(rate))
+        except ValueError:
+            guard = None
+        if guard is None or not 0 < guard.max_failure_rate <= 1 or guard.min_rows < 1:
+            raise ConfigError(f"--error-guard {text!r}: expected RATE or RATE:ROWS with 0 < RATE <= 1 and "
+                              "ROWS >= 1 (e.g. 0.9:50), or 'off'")
+        return guard
+
+
+@dataclass
+class RunStop:
+    """The run's stop request (the first one wins), and the error guard that may make one."""
+
+    guard: ErrorGuard | None = None
+    by: str | None = None
+    reason: str = ""
+    finished: int = 0
+    failed: int = 0
+
+    def request(self, by: str, reason: str) -> None:
+        """Ask the run to stop reading rows (ignored when a stop was already asked)."""
+        if self.by is None:
+            self.by, self.reason = by, reason
+
+    def note_row(self, failed: bool) -> None:
+        """Count a finished row for the error guard; ask to stop when it says so."""
+        self.finished += 1
+        self.failed += failed
+        if self.guard is not None and (verdict := self.guard.verdict(self.finished, self.failed)):
+            self.request("error_guard", verdict)
