@@ -84,6 +84,10 @@ class StreamWriter(Writer):
     ) -> None:
         if fmt not in ("jsonl", "parquet"):
             raise ConfigError(f"unknown output format '{fmt}': use jsonl or parquet")
+        if fmt == "parquet":  # fail before the run, not when its files are converted at the end
+            from chainette.utils.optional import require
+
+            require("pyarrow.parquet", extra="parquet", feature="--format parquet")
         if max_lines_per_file < 1:
             raise ConfigError("max_lines_per_file must be at least 1")
         self.output_dir = Path(output_dir)
