@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ class ManagedServer(ABC):
     def served_model_name(self, cfg: "EngineConfig") -> str:
         """The model id the server lists at :attr:`models_path` (what requests name)."""
         return cfg.model
+
+    def weights(self, cfg: "EngineConfig") -> str:
+        """What the server loads (a weights path or a repository id): the item cache keys on it,
+        so other weights under the same name never share answers, and a restart on another
+        port still hits the cache."""
+        path = Path(cfg.model).expanduser()
+        return str(path.resolve()) if path.exists() else cfg.model
 
     def api_key(self, cfg: "EngineConfig") -> str | None:
         """The key sent as ``Authorization: Bearer`` by the readiness probe; ``None``: none."""

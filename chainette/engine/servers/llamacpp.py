@@ -53,6 +53,11 @@ class LlamaCppServer(ManagedServer):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_chainette_root(), env.get("PYTHONPATH", "")) if p)
         return env
 
+    def weights(self, cfg: "EngineConfig") -> str:
+        from chainette.engine.local_server import resolve_model_path
+
+        return str(resolve_model_path(cfg.model or DEFAULT_MODEL).resolve())
+
     def served_model_name(self, cfg: "EngineConfig") -> str:
         from chainette.engine.local_server import model_alias
 
