@@ -6,12 +6,19 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from chainette.utils.paths import ensure_within
+
 
 class RollingJsonl:
-    """One output folder. Lines are written whole; ``state()`` / ``restore()`` support resume."""
+    """One output folder. Lines are written whole; ``state()`` / ``restore()`` support resume.
 
-    def __init__(self, folder: Path, max_lines: int) -> None:
+    With ``root`` (the run directory), every file opened for writing or truncated is checked
+    to resolve inside it (see :mod:`chainette.utils.paths`).
+    """
+
+    def __init__(self, folder: Path, max_lines: int, *, root: Path | None = None) -> None:
         self.folder = folder
+        self.root = root
         self.max_lines = max_lines
         self.index = 0
         self.lines = 0
@@ -24,7 +31,7 @@ class RollingJsonl:
     def _open(self) -> BinaryIO:
         if self._fh is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path(), "ab")
+            self._fh = open(self._checked(self.path()), "ab")
         return self._fh
 
     def write(self, lines: list[bytes]) -> None:
@@ -62,8 +69,11 @@ class RollingJsonl:
                     p.unlink()
         current = self.path()
         if current.exists():
-            with open(current, "r+b") as f:
+            with open(self._checked(current), "r+b") as f:
                 f.truncate(state["size"])
+
+    def _checked(self, path: Path) -> Path:
+        return path if self.root is None else ensure_within(self.root, path)
 
     def rollback(self, state: dict[str, int]) -> None:
         """After a failed write (e.g. a full disk): drop the handle, ignoring a failing flush of
