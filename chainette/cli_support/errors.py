@@ -18,6 +18,10 @@ import typer
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_ERROR_RATE = 3
+EXIT_BUDGET = 4
+"""``--max-cost`` / ``--max-tokens`` stopped the run (resumable: raise the cap and ``--resume``)."""
+EXIT_STOPPED = 5
+"""an engine's systemic fault or the error guard stopped the run (resumable)"""
 EXIT_INTERRUPTED = 130
 
 _SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")

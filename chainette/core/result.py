@@ -38,8 +38,18 @@ class StepStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: int = 0
+    """requests answered from the item cache (no request sent)"""
+    cached_prompt_tokens: int = 0
+    """of ``prompt_tokens``, those the provider served from its own prompt cache"""
+    requests: int = 0
+    """requests answered by the engine (validation retries included; item-cache hits not)"""
+    latency_s: float = 0.0
+    """the sum of those requests' latencies"""
+    saved_prompt_tokens: int = 0
+    """tokens the item-cache hits did not spend (what the cached replies cost when first made)"""
+    saved_completion_tokens: int = 0
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "reached": self.reached,
             "done": self.done,
@@ -48,6 +58,11 @@ class StepStats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached": self.cached,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "requests": self.requests,
+            "latency_s": round(self.latency_s, 3),
+            "saved_prompt_tokens": self.saved_prompt_tokens,
+            "saved_completion_tokens": self.saved_completion_tokens,
         }
 
 
@@ -74,6 +89,14 @@ class RunResult:
     interrupted: bool = False
     failed_rows: int = 0
     """input rows with at least one error record (in this session)"""
+    cost: dict[str, Any] = field(default_factory=dict)
+    """tokens and cost per step, per engine and in total, and the item cache's savings
+    (see ``chainette/run/costs.py``); costs are ``None`` where an engine's price is unknown"""
+    stopped_by: str | None = None
+    """what stopped the run early, resumable: ``"max_cost"`` / ``"max_tokens"`` (a budget),
+    ``"engine"`` (a systemic engine fault) or ``"error_guard"`` (see ``chainette/run/stop.py``)"""
+    stop_reason: str = ""
+    """why, in words, with how to continue"""
 
     @property
     def error_count(self) -> int:
@@ -110,5 +133,7 @@ class RunResult:
             "errors": self.error_count,
             "failed_rows": self.failed_rows,
             "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
             "steps": {k: v.to_dict() for k, v in self.step_stats.items()},
+            "cost": self.cost,
         }

@@ -35,6 +35,8 @@ class RowRecords:
     flats: list[dict[str, Any]] = field(default_factory=list)
     spill: list[dict[str, Any]] = field(default_factory=list)
     """rows handed to the next stage of a staged run (encoded by ``io.spill``)"""
+    unfinished: bool = False
+    """the run stopped (a budget) before this row was done: it is not committed, a resume runs it"""
 
     def __post_init__(self) -> None:
         if self.order < 0:

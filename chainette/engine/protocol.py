@@ -30,6 +30,8 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    """of ``prompt_tokens``, those the provider served from its prompt cache (a lower price)"""
 
     @property
     def total_tokens(self) -> int:

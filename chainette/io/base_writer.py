@@ -30,6 +30,8 @@ class RunInfo:
     fingerprint: dict[str, str]
     started_at: str
     step_ids: list[str] = field(default_factory=list)
+    resumed: bool = False
+    """this session continues an earlier one (``--resume``); set for custom writers' ``init``"""
 
 
 class Writer:
@@ -46,6 +48,8 @@ class Writer:
     """Input rows seen by earlier sessions of this run (resume)."""
     stage: int = 0
     """The stage whose rows are being written (staged runs; see ``chainette/run/stages.py``)."""
+    spent_before: dict[str, Any] | None = None
+    """What earlier sessions of this run spent (tokens, cost; set by ``open`` on resume)."""
 
     def write_rows(self, rows: "list[RowRecords]") -> None:
         """Persist finished rows (called from a worker thread, one call at a time)."""
@@ -61,6 +65,10 @@ class Writer:
 
     def note_rows_seen(self, n: int) -> None:
         """The run has seen ``n`` input rows so far (kept for resume; called after each drive)."""
+
+    def note_spent(self, spent: dict[str, Any]) -> None:
+        """What the whole run has spent so far (tokens, cost), kept with the next commit so that
+        a resumed run's budget counts it (called before each ``write_rows`` and before ``close``)."""
 
     def close(self, result: "RunResult") -> None:
         """Finish the run; fill in-memory fields of ``result`` where the writer keeps them."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chainette.utils.paths import confined
+
 JOURNAL_DIR = ".chainette"
 JOURNAL_FILE = "progress.json"
 FLATTENED = "flattened"
@@ -87,6 +89,8 @@ class Journal:
     """staged runs: the stage in progress (``done`` counts spill positions after stage 0)"""
     rewrite: list[str] = field(default_factory=list)
     """files being replaced by ``--retry-errors`` (see ``io/retry_errors.py``)"""
+    spent: dict[str, Any] = field(default_factory=dict)
+    """what the run has spent so far over all its sessions (tokens, cost; see ``run/costs.py``)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +102,7 @@ class Journal:
             "counts": self.counts,
             "stage": self.stage,
             "rewrite": self.rewrite,
+            "spent": self.spent,
         }
 
     @classmethod
@@ -111,6 +116,7 @@ class Journal:
             counts=d.get("counts", {}),
             stage=d.get("stage", 0),
             rewrite=d.get("rewrite", []),
+            spent=d.get("spent", {}),
         )
 
 
@@ -126,6 +132,6 @@ def load_journal(run_dir: Path) -> Journal | None:
 
 
 def save_journal(run_dir: Path, journal: Journal, *, durable: bool = True) -> None:
-    p = journal_path(run_dir)
+    p = confined(run_dir, JOURNAL_DIR, JOURNAL_FILE)
     p.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(p, json.dumps(journal.to_dict(), separators=(",", ":")), durable=durable)

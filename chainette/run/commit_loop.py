@@ -3,7 +3,9 @@
 Row workers ``add`` finished rows; the loop's task commits them when a group of
 ``batch_size`` is ready, when ``commit_interval`` seconds have passed, or at the end
 (``flush``). One writer call runs at a time, in a worker thread. After each commit the
-per-step counters are published as progress events (``StepTotalItems``, ``BatchFinished``).
+per-step counters are published as progress events (``StepTotalItems``, ``BatchFinished``,
+with the cost of the new tokens when a ``CostMeter`` is given); ``before_commit`` runs before
+each writer call (the executor records there what the run has spent, for resume).
 When ``max_pending`` rows wait (a slow disk), ``add`` blocks until the next commit.
 """
 
@@ -34,6 +36,8 @@ class CommitLoop:
         batch_size: int,
         commit_interval: float = 1.0,
         on_rows: OnRows | None = None,
+        costs: Any = None,
+        before_commit: Callable[[], Any] | None = None,
     ) -> None:
         self.writer = writer
         self.bus = bus
@@ -49,6 +53,9 @@ class CommitLoop:
         self._lock = anyio.Lock()
         self._reached: dict[str, int] = {}
         self._counts: dict[str, tuple[int, int, int, int]] = {}
+        self.costs = costs  # run.costs.CostMeter | None
+        self.before_commit = before_commit
+        self._costs: dict[str, float] = {}
 
     async def add(self, records: RowRecords) -> None:
         """Queue a finished row; wake the loop when a group is ready; wait if too many queue."""
@@ -80,6 +87,8 @@ class CommitLoop:
             batch, self._pending = self._pending, []
             self._last = time.monotonic()
             if batch:
+                if self.before_commit is not None:
+                    self.before_commit()
                 await anyio.to_thread.run_sync(self.writer.write_rows, batch)
                 if self.on_rows is not None:
                     await self.on_rows(batch)
@@ -99,5 +108,12 @@ class CommitLoop:
             now = (st.done, st.errors, st.prompt_tokens, st.completion_tokens)
             if now != prev:
                 self._counts[sid] = now
+                cost: float | None = 0.0
+                if self.costs is not None and (now[2] != prev[2] or now[3] != prev[3]):
+                    total = self.costs.step_cost(sid, st)
+                    if total is None:
+                        cost = None
+                    else:
+                        cost, self._costs[sid] = total - self._costs.get(sid, 0.0), total
                 self.bus.publish(BatchFinished(sid, now[0] + now[1] - prev[0] - prev[1], now[1] - prev[1],
-                                               now[2] - prev[2], now[3] - prev[3]))
+                                               now[2] - prev[2], now[3] - prev[3], cost))
