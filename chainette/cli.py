@@ -352,8 +352,9 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="Output file f
 WriterOpt = Annotated[WriterKind, typer.Option("--writer", help="stream: run directory only; datasets: also save a "
                                                                 "Hugging Face DatasetDict under <output-dir>/datasets.")]
 StreamWriterOpt = Annotated[bool, typer.Option("--stream-writer", hidden=True, help="Same as --writer stream (default).")]
-OnBadOpt = Annotated[OnBadInput, typer.Option("--on-bad-input", help="fail: stop at the first invalid row; skip: "
-                                                                     "list it in <output-dir>/skipped_inputs.jsonl.")]
+OnBadOpt = Annotated[OnBadInput, typer.Option("--on-bad-input", help="fail: stop at the first invalid row or unreadable "
+                                                                     "file; skip: list it in <output-dir>/skipped_inputs."
+                                                                     "jsonl and go on (see docs/inputs.md).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the same output directory.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run (or resume despite changes).")]
 RetryErrorsOpt = Annotated[bool, typer.Option(

@@ -10,7 +10,7 @@ One job per module:
 
 ``source``       :class:`RawRow`, :class:`InputSource`, :class:`ReadLimits` (what every reader yields)
 ``lines``        numbered, length-bounded, per-line UTF-8 decoding of text files (and ``.gz``)
-``json_values``  one JSON text to one row object, or why not (syntax, type, depth, surrogates)
+``json_values``  one JSON text to one row object, or why not (syntax, type, depth, surrogates, repeated keys)
 ``jsonl``        JSON Lines          ``json_file``  a whole ``.json`` file
 ``csv_file``     CSV / TSV, strict records with resynchronisation after a broken one
 ``parquet``      Parquet, batch by batch

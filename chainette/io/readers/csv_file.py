@@ -84,6 +84,9 @@ def _explain(exc: csv.Error, first: int, last: int) -> str:
     if "expected after" in msg:
         return (f"a closing quote is followed by more text ({msg}){span}; a quote inside a quoted field must be "
                 "doubled (\"\")")
+    if "new-line character seen in unquoted field" in msg:
+        return ("a bare carriage return (\\r) inside an unquoted field: the file may use old Mac line endings; "
+                "convert them to \\n, or quote the field")
     if "field larger than field limit" in msg:
         return (f"a field is longer than {csv.field_size_limit()} characters (the limit of Python's csv module); "
                 "use JSON Lines for longer values")

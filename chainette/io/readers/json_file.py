@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from chainette.io.readers.json_values import (
+    Parsed,
+    decode_error,
     json_type,
-    may_need_walk,
+    loads,
     parse_object,
     value_error,
     value_problem,
@@ -49,7 +51,7 @@ class JsonSource(InputSource):
         self._rows: list[Any] | None = None
         self._problem: RawRow | None = None
         self._as_jsonl: JsonlSource | None = None
-        self._walk = (False, False)
+        self._parsed: Parsed | None = None
 
     def _looks_like_jsonl(self) -> bool:
         """The first line alone is a whole JSON object (JSON Lines saved with a .json name)."""
@@ -82,18 +84,18 @@ class JsonSource(InputSource):
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line, col = _line_col(data, exc.start)
-            self._problem = file_problem(utf8_problem(data, exc, where=f"(column {col}) of the line"), line)
+            self._problem = file_problem(utf8_problem(data, exc, where=f"of the file (line {line}, column {col})"), line)
             return
         if not text.strip(" \t\r\n"):
             self._rows = []
             return
         try:
-            value = json.loads(text)
+            parsed = loads(text, self.limits.max_depth)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data" and self._looks_like_jsonl():
                 self._as_jsonl = JsonlSource(self.path, self.columns, self.limits)
                 return
-            self._problem = file_problem(f"malformed JSON: {exc.msg} at column {exc.colno}", exc.lineno)
+            self._problem = file_problem(f"malformed JSON: {decode_error(exc)}", exc.lineno)
             return
         except RecursionError:
             self._problem = file_problem(f"nested more than {self.limits.max_depth} levels deep")
@@ -101,14 +103,17 @@ class JsonSource(InputSource):
         except ValueError as exc:
             self._problem = file_problem(f"malformed JSON: {value_error(exc)}")
             return
-        if isinstance(value, dict):
+        value = parsed.value
+        if type(value) is dict:  # not an object that repeats a key: that one is a (bad) row itself
             lists = [v for v in value.values() if isinstance(v, list)]
             value = lists[0] if len(lists) == 1 and len(value) == 1 else [value]
+        elif isinstance(value, dict):
+            value = [value]
         if not isinstance(value, list):
             self._problem = file_problem(f"expected a JSON array of objects, got {json_type(value)}")
             return
         self._rows = value
-        self._walk = may_need_walk(text, self.limits.max_depth)
+        self._parsed = parsed
 
     def __iter__(self) -> Iterator[RawRow]:
         self._load()
@@ -123,7 +128,7 @@ class JsonSource(InputSource):
             if not isinstance(obj, dict):
                 yield RawRow(i, None, f"expected a JSON object, got {json_type(obj)}")
                 continue
-            problem = value_problem(obj, self.limits.max_depth, deep=self._walk[0], surrogates=self._walk[1])
+            problem = value_problem(obj, self.limits.max_depth, self._parsed) if self._parsed else None
             yield RawRow(i, None, problem) if problem else self._select(obj, i)
 
     def count(self) -> int | None:

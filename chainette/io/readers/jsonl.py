@@ -49,7 +49,7 @@ class JsonlSource(InputSource):
                     continue
                 if not line.text.strip(_BLANK):
                     continue
-                obj, error = parse_object(line.text, self.limits.max_depth)
+                obj, error = parse_object(line.text.rstrip("\r\n"), self.limits.max_depth)
                 yield RawRow(line.number, None, error) if obj is None else self._select(obj, line.number)
 
     def count(self) -> int | None:

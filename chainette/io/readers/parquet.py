@@ -7,10 +7,12 @@ as one problem naming the first row that could not be read.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from chainette.errors import InputError
 from chainette.io.readers.source import (
     DEFAULT_LIMITS,
     InputSource,
@@ -31,6 +33,9 @@ def _reason(exc: BaseException) -> str:
 
 class ParquetSource(InputSource):
     def __init__(self, path: Path, columns: list[str] | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> None:
+        if importlib.util.find_spec("pyarrow") is None:
+            raise InputError("reading Parquet needs the 'pyarrow' package: pip install 'chainette[parquet]'",
+                             path=str(path))
         super().__init__(str(path), columns)
         self.path = path
         self.limits = limits
@@ -40,7 +45,10 @@ class ParquetSource(InputSource):
         import pyarrow.parquet as pq
 
         try:
-            return pq.ParquetFile(self.path), None
+            try:  # pages written with a checksum are verified (pyarrow >= 15)
+                return pq.ParquetFile(self.path, page_checksum_verification=True), None
+            except TypeError:  # pragma: no cover - older pyarrow
+                return pq.ParquetFile(self.path), None
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a broken file
             return None, f"cannot read the Parquet file (cut short or not Parquet?): {_reason(exc)}"
 

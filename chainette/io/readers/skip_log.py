@@ -39,7 +39,7 @@ class SkipLog:
         if self._fh is not None:
             self._fh.write(line)
             self._fh.flush()
-        elif not self._started:
+        elif not self._started and self.path is not None:
             if len(self._buffer) < self.max_buffer:
                 self._buffer.append(line)
             else:
