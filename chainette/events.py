@@ -32,6 +32,8 @@ class RunStarted(Event):
     output_dir: str | None
     total_inputs: int | None
     steps: list[str] = field(default_factory=list)
+    max_cost: float | None = None
+    max_tokens: int | None = None
 
 
 @dataclass(slots=True)
@@ -43,12 +45,6 @@ class StepTotalItems(Event):
 
 
 @dataclass(slots=True)
-class BatchStarted(Event):
-    step_id: str
-    count: int
-
-
-@dataclass(slots=True)
 class BatchFinished(Event):
     """``count`` items finished at ``step_id`` since the last event (``errors`` of them failed)."""
 
@@ -57,6 +53,8 @@ class BatchFinished(Event):
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = 0.0
+    """USD of those tokens at the step's engine price; ``None`` when the price is unknown"""
 
 
 @dataclass(slots=True)
@@ -104,6 +102,25 @@ class RunFinished(Event):
     step_stats: dict[str, dict[str, int]]
     output_dir: str | None
     interrupted: bool = False
+    cost: dict[str, Any] = field(default_factory=dict)
+    """tokens and cost per step, per engine, in total, and the item cache's savings"""
+    stopped_by: str | None = None
+    """what stopped the run early, resumable (``"max_cost"``, ``"max_tokens"``, ...; see ``RunResult.stopped_by``)"""
+
+
+@dataclass(slots=True)
+class BudgetReached(Event):
+    """A request was refused because it could pass a cap: no new request is sent from now on.
+
+    ``cap`` is ``"max_cost"`` or ``"max_tokens"``; spent and reserved (in flight) are in USD
+    or tokens as the cap is."""
+
+    cap: str
+    limit: float
+    spent: float
+    reserved: float
+    in_flight_requests: int
+    step_id: str
 
 
 Subscriber = Callable[[Event], None]
