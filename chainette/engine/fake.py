@@ -7,7 +7,6 @@ derived from a hash of the request, so the same request always gets the same rep
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from typing import Any, Awaitable, Callable, Union
@@ -17,6 +16,7 @@ from pydantic import BaseModel
 
 from chainette.engine.protocol import Completion, CompletionRequest, Usage
 from chainette.errors import EngineHTTPError
+from chainette.utils.canonical import canonical_hash
 
 Handler = Callable[[CompletionRequest], Union[Any, Awaitable[Any]]]
 
@@ -96,8 +96,7 @@ def _to_text(out: Any) -> str:
 
 
 def _digest(request: CompletionRequest, seed: int) -> str:
-    key = json.dumps([seed, request.messages], sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return canonical_hash([seed, request.messages], length=32)
 
 
 def fill_schema(schema: dict[str, Any], digest: str) -> Any:
