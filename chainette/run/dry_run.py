@@ -139,15 +139,15 @@ def dry_run(
     rows are counted); ``counters`` overrides the token counter per engine name.
     """
     overrides = dict(engines or {})
-    chain.validate(engines=overrides)
     sample, sample_run = max(1, int(sample)), max(0, int(sample_run))
+    run_engines = RunEngines(overrides)
+    names = chain.engine_names()
+    notes: list[str] = []
+    _validate(chain, overrides, run_engines, names, notes, need_keys=bool(sample_run))
     it = (r for r in inputs if r is not SKIPPED)
     head = list(islice(it, max(sample, sample_run)))
     if total is None:
         total = count_rows() if count_rows is not None else len(head) + sum(1 for _ in it)
-    run_engines = RunEngines(overrides)
-    names = chain.engine_names()
-    notes: list[str] = []
 
     # 1. render: the sample through the chain, every engine a recording fake
     recorder = _Recorder()
@@ -244,6 +244,28 @@ def dry_run(
         cost=cost, cost_is_upper_bound=bound, duration_s=duration, duration_basis=basis,
         hour_costs=hour_costs, sample_errors=sample_errors[:20], requests_sent=requests_sent, notes=notes,
     )
+
+
+def _validate(chain: Chain, overrides: Mapping[str, Any], engines: RunEngines, names: list[str],
+              notes: list[str], *, need_keys: bool) -> None:
+    """Every problem of the chain, except (when nothing is sent) an engine's missing API key,
+    which becomes a note: a plain dry run needs no credentials."""
+    from chainette.errors import ChainValidationError, UnknownEngineError
+    from chainette.run.preflight import missing_key_message
+
+    problems = chain.problems(engines=overrides)
+    if not need_keys:
+        for name in names:
+            try:
+                cfg = engines.config(name)
+            except UnknownEngineError:
+                continue
+            message = missing_key_message(cfg) if cfg is not None else None
+            if message and any(p.message == message for p in problems):
+                problems = [p for p in problems if p.message != message]
+                notes.append(f"engine '{name}' has no API key yet: the real run will need it ({message})")
+    if problems:
+        raise ChainValidationError(problems)
 
 
 def _duration(steps: list[StepEstimate], engines: RunEngines, names: list[str]) -> tuple[float | None, str]:
