@@ -55,6 +55,8 @@ class BatchFinished(Event):
     completion_tokens: int = 0
     cost: float | None = 0.0
     """USD of those tokens at the step's engine price; ``None`` when the price is unknown"""
+    engine: str | None = None
+    """the step's engine (``None`` for a node that sends no request)"""
 
 
 @dataclass(slots=True)
