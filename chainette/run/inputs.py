@@ -6,16 +6,14 @@ journal marks as committed (resume). Inputs may be plain or async iterables.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from typing import Any, AsyncIterable, AsyncIterator, Iterable
 
 import anyio
-from pydantic import BaseModel
 
 from chainette.core.result import RunResult
 from chainette.io.journal import DoneSet
+from chainette.utils.canonical import canonical_hash
 
 
 class InputFeed:
@@ -85,19 +83,11 @@ def rejoin(head: list[Any], rest: Any) -> Any:
     return chained()
 
 
-def _canonical(obj: Any) -> Any:
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
-    return obj
-
-
 def inputs_fingerprint(head: list[Any]) -> str:
     """A short hash of the first input rows (detects a changed input on resume)."""
-    blob = json.dumps([_canonical(x) for x in head], sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return canonical_hash(head, length=16)
 
 
 def graph_fingerprint(graph: dict[str, Any]) -> str:
     """A short hash of a chain's graph description (detects a changed chain on resume)."""
-    blob = json.dumps(graph, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return canonical_hash(graph, length=16)
