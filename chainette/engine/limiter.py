@@ -15,13 +15,15 @@ import asyncio
 import time
 from collections import deque
 
+from chainette.errors import DefinitionError
+
 
 class AdaptiveLimiter:
     """An async semaphore whose size adapts to rate limiting (additive increase, multiplicative decrease)."""
 
     def __init__(self, max_limit: int, *, cooldown: float = 1.0) -> None:
         if max_limit < 1:
-            raise ValueError("max_limit must be >= 1")
+            raise DefinitionError(f"max_limit must be >= 1, got {max_limit}")
         self.max_limit = max_limit
         self.limit = max_limit
         self.in_flight = 0

@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol, runtime_checkable
 
+from chainette.errors import DefinitionError
+
 Messages = list[dict[str, Any]]
 
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
@@ -169,7 +171,7 @@ is estimated. :func:`register_tokenizer` adds one."""
 def register_tokenizer(backend: str, kind: str) -> None:
     """Count ``backend``'s prompts with ``kind`` (see :data:`TOKENIZERS`)."""
     if kind not in ("tiktoken", "server", "server+model"):
-        raise ValueError(f"unknown tokenizer kind {kind!r}: use tiktoken, server or server+model")
+        raise DefinitionError(f"unknown tokenizer kind {kind!r}: use tiktoken, server or server+model")
     TOKENIZERS[backend] = kind
 
 

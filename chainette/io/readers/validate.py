@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from chainette.errors import InputError
+from chainette.errors import InputError, describe_validation_error
 from chainette.io.readers.skip_log import SkipLog
 from chainette.io.readers.source import InputSource, RawRow
 
@@ -31,15 +31,10 @@ _EMPTY_HINT = (". Check the -i path and the file, or pass --on-bad-input skip to
 
 
 def _describe_validation(exc: Any) -> tuple[str | None, str]:
+    """The first invalid field (for the error's location) and the whole description."""
     errors = exc.errors(include_url=False)
     first_field = ".".join(str(p) for p in errors[0]["loc"]) if errors and errors[0]["loc"] else None
-    parts = []
-    for err in errors[:5]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
-    if len(errors) > 5:
-        parts.append(f"... {len(errors) - 5} more")
-    return first_field, "; ".join(parts)
+    return first_field, describe_validation_error(exc)
 
 
 def _required_keys(model: Any) -> list[tuple[str, ...]]:
