@@ -22,7 +22,11 @@ from chainette.errors import ConfigError
 RUNNERS: dict[str, Any] = {"local": "chainette.run.local:LocalRunner"}
 """Runner name -> runner class, or a ``"module:Class"`` reference to one."""
 
-CHAIN_CHECKS: list[Any] = ["chainette.run.preflight:engine_problems"]
+CHAIN_CHECKS: list[Any] = [
+    "chainette.run.preflight:engine_problems",  # unknown engines, missing API keys
+    "chainette.engine.backends.checks:wire_problems",  # sampling fields / settings a backend cannot honour
+    "chainette.engine.backends.checks:wire_warnings",  # schemas a backend enforces only in part
+]
 """Checks that ``Chain.problems`` runs after the structural validation."""
 
 

@@ -2,8 +2,13 @@
 
 Structured output (per the current vLLM docs, "Structured Outputs"): the extra body
 field ``structured_outputs: {"json": <schema>}``. The legacy ``guided_json`` field was
-deprecated and removed in v0.12.0; it is sent only when ``cfg.server_version`` names a
-release older than 0.10.2 (before ``structured_outputs`` existed). Reasoning comes back
+deprecated and removed in v0.12.0; it is sent only to a release older than 0.10.2 (before
+``structured_outputs`` existed). vLLM ignores body fields it does not know, so the wrong
+choice would silently return unconstrained text: the version comes from
+``cfg.server_version`` or, when that is not set, from the server's ``GET /version``,
+asked once when a run creates the engine. A server that does not say gets OpenAI's
+``response_format: {"type": "json_schema", ...}``, which every vLLM since 0.6 honours;
+a client used outside a run, with no version configured, assumes the current form. Reasoning comes back
 as ``message.reasoning`` (``reasoning_content`` before v0.11) when the server runs
 with ``--reasoning-parser``.
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainette.engine.backends.base import OPENAI_SAMPLING, BaseHTTPClient, add_v1_if_bare, merge_extra
+from chainette.engine.backends.base import OPENAI_SAMPLING, BaseHTTPClient, add_v1_if_bare, loads, merge_extra
 from chainette.engine.protocol import CompletionRequest
 
 STRUCTURED_OUTPUTS_SINCE = (0, 10, 2)
@@ -56,8 +61,34 @@ class VLLMClient(BaseHTTPClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        version = parse_version(self.cfg.server_version)
-        self._legacy = version is not None and version < STRUCTURED_OUTPUTS_SINCE
+        self.server_version = parse_version(self.cfg.server_version)
+        self.version_source = "config" if self.server_version is not None else "assumed current"
+
+    async def prepare(self) -> None:
+        """Ask the server its version (``GET /version``) when the engine does not configure it."""
+        if self.version_source == "config":
+            return
+        self._bind_loop()
+        root = self.endpoint[: -len("/v1")] if self.endpoint.endswith("/v1") else self.endpoint
+        try:
+            async with self._session.get(root + "/version") as resp:  # type: ignore[union-attr]
+                data = loads(await resp.read()) if resp.status == 200 else {}
+        except Exception:  # unreachable now: the requests themselves will say so
+            data = {}
+        reported = parse_version(data.get("version") if isinstance(data, dict) else None)
+        if reported is not None:
+            self.server_version, self.version_source = reported, "server"
+        else:  # a server that does not say: the OpenAI form, honoured by every vLLM since 0.6
+            self.version_source = "unknown"
+        self._tails.clear()  # bodies built before may use another form
+
+    def structured_output_field(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
+        """The body field that constrains the reply to ``schema`` on this server's version."""
+        if self.version_source == "unknown":
+            return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
+        if self.server_version is not None and self.server_version < STRUCTURED_OUTPUTS_SINCE:
+            return {"guided_json": schema}
+        return {"structured_outputs": {"json": schema}}
 
     @classmethod
     def normalize_endpoint(cls, url: str) -> str:
@@ -72,8 +103,5 @@ class VLLMClient(BaseHTTPClient):
         if effort is not None:
             extra["reasoning_effort"] = effort
         if request.json_schema is not None:
-            if self._legacy:
-                extra["guided_json"] = request.json_schema
-            else:
-                extra["structured_outputs"] = {"json": request.json_schema}
+            extra.update(self.structured_output_field(request.json_schema, request.schema_name or "output"))
         return merge_extra(extra, request.sampling.extra)
