@@ -17,12 +17,15 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from chainette.errors import DefinitionError
+
 __all__ = ["to_ascii", "to_mermaid", "to_rich_tree", "to_text"]
 
-ICONS = {"step": "🤖", "apply": "📄", "branch": "🪢", "join_branch": "🪢", "parallel": "🔀", "chain": "🔗"}
-TAGS = {"step": "[step]", "apply": "[apply]", "branch": "[branch]", "join_branch": "[join]",
+ICONS = {"step": "🤖", "apply": "📄", "batch": "📦", "branch": "🪢", "join_branch": "🪢", "parallel": "🔀",
+         "chain": "🔗"}
+TAGS = {"step": "[step]", "apply": "[apply]", "batch": "[batch]", "branch": "[branch]", "join_branch": "[join]",
         "parallel": "[parallel]", "chain": "[chain]"}
-STYLES = {"step": "cyan", "apply": "yellow", "branch": "magenta", "join_branch": "magenta",
+STYLES = {"step": "cyan", "apply": "yellow", "batch": "yellow", "branch": "magenta", "join_branch": "magenta",
           "parallel": "bold blue", "chain": "bold"}
 
 
@@ -72,6 +75,8 @@ def _label(node: Any, kind: str, icons: bool, engines: Mapping[str, Any] | None,
         text.append(f"[{label}]", style="dim" if known else "red")
     elif kind == "apply":
         text.append(" (python)", style="dim")
+    elif kind == "batch":
+        text.append(f" (python, batches of {node.batch_size})", style="dim")
     elif kind == "join_branch":
         text.append(f" {'⇢' if icons else '->'} join as '{node.alias}'", style="dim")
     if extra:
@@ -119,7 +124,7 @@ def to_rich_tree(chain: Any, icons: bool = True, max_branches: int | None = None
     ``engines`` maps engine names to configs for the backend label (default: the registry).
     """
     if max_branches is not None and max_branches < 1:
-        raise ValueError("max_branches must be at least 1")
+        raise DefinitionError(f"max_branches must be at least 1, got {max_branches}")
     root_label = Text()
     root_label.append((ICONS["chain"] if icons else TAGS["chain"]) + " ")
     root_label.append(str(getattr(chain, "name", "chain")), style=STYLES["chain"])

@@ -26,8 +26,9 @@ from chainette.core.apply import apply
 from chainette.core.branch import Branch, JoinBranch, Parallel, Sequence
 from chainette.core.chain import Chain
 from chainette.core.step import Step
+from chainette.errors import DefinitionTypeError
 
-__all__ = ["FluentStep", "Text", "apply", "branch", "chain", "join", "parallel", "step"]
+__all__ = ["FluentStep", "Text", "apply", "branch", "chain", "join", "parallel", "pipe", "step"]
 
 
 class Text(BaseModel):
@@ -51,7 +52,7 @@ class FluentStep(Step):
 
     def output(self, model: type[BaseModel]) -> "FluentStep":
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"step '{self.id}': output must be a pydantic BaseModel subclass")
+            raise DefinitionTypeError(f"step '{self.id}': output must be a pydantic BaseModel subclass")
         self.output_model = model
         return self
 
@@ -117,3 +118,11 @@ def join(branch_: Branch | Iterable[Any], alias: str) -> JoinBranch:
     return Sequence(branch_).join(alias)
 
 
+def pipe(node: Any) -> Sequence:
+    """Deprecated (the original Chainette's DSL): ``pipe(a) >> b`` is ``a >> b`` and
+    ``(...).to_chain(name)`` is ``chain(name, ...)`` (see docs/migrating.md)."""
+    import warnings
+
+    warnings.warn("chainette.dsl.pipe() is deprecated: nodes combine directly (a >> b, a | b); "
+                  "build the chain with chain(name, a >> b) or Chain(name, steps=...)", DeprecationWarning, stacklevel=2)
+    return Sequence.coerce(node)

@@ -125,6 +125,25 @@ class BudgetReached(Event):
     step_id: str
 
 
+@dataclass(slots=True)
+class BatchProgress(Event):
+    """A batch of an engine in batch mode changed (written, submitted, polled, finished, collected).
+
+    ``status``: ``prepared`` (file written), ``uploaded``, then the provider's own status
+    (validating, in_progress, finalizing, completed, failed, expired, cancelling, cancelled);
+    ``completed`` / ``failed``: the provider's request counts; ``collected``: its results
+    were downloaded and handed to the rows."""
+
+    engine: str
+    key: str
+    batch_id: str | None
+    status: str
+    requests: int
+    completed: int = 0
+    failed: int = 0
+    collected: bool = False
+
+
 Subscriber = Callable[[Event], None]
 
 

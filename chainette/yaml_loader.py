@@ -29,6 +29,9 @@ steps:
 
 Python objects are resolved only from explicit ``module:attr`` / ``file.py:attr``
 references (file paths relative to the YAML file) or the ``symbols`` modules passed in.
+Loading a YAML chain imports those modules, so it may import only from the YAML file's own
+directory, the ``symbols`` modules and the modules in ``allow_imports`` (``--allow-import``);
+see :mod:`chainette.utils.import_policy` and docs/security.md.
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
-from chainette.errors import ConfigError
+from chainette.errors import ConfigError, DefinitionError, DefinitionTypeError, describe_yaml_error
 
-__all__ = ["chain_from_dict", "load_chain", "schema", "validate_document"]
+__all__ = ["chain_from_dict", "chain_to_dict", "dump_chain", "load_chain", "schema", "validate_document"]
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +77,9 @@ def _explain(error: Any) -> str:
     if v == "const":
         return f"expected {error.validator_value!r}, got {inst!r}"
     if v == "pattern":
-        return f"expected a Python identifier (letters, digits, _), got {inst!r}"
+        from chainette.core.names import NAME_RULE, name_problem
+
+        return f"{inst!r} is not a valid name ({name_problem(inst) or 'bad format'}): {NAME_RULE}"
     if v in ("minItems", "minLength"):
         return "must not be empty"
     if v in ("minimum", "maximum"):
@@ -107,11 +112,18 @@ def validate_document(data: Any, *, source: str = "<yaml>") -> None:
 def load_chain(
     path: str | Path,
     *,
-    symbols: Iterable[str | ModuleType] = (),
+    symbols: Iterable[str | ModuleType | Mapping[str, Any]] | Mapping[str, Any] = (),
     register_engines: bool = True,
     check_engines: bool = False,
+    allow_imports: Iterable[str | ModuleType] = (),
 ) -> Any:
-    """Read, validate and build the chain defined in the YAML file at ``path``."""
+    """Read, validate and build the chain defined in the YAML file at ``path``.
+
+    ``symbols`` are where bare names are looked up: a mapping (``symbols=globals()``), modules
+    or module names (``--symbols``), or a list of them. The chain may import from the file's
+    directory, ``symbols`` and ``allow_imports`` only
+    (module names, ``.py`` files or directories); any other import is a :class:`ConfigError`.
+    """
     import yaml
 
     p = Path(path)
@@ -126,30 +138,74 @@ def load_chain(
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}{where}: invalid YAML: {problem}") from None
+        raise ConfigError(describe_yaml_error(exc, p)) from exc
     return chain_from_dict(
         data, source=str(p), base_dir=p.parent, symbols=symbols,
-        register_engines=register_engines, check_engines=check_engines,
+        register_engines=register_engines, check_engines=check_engines, allow_imports=allow_imports,
     )
 
 
+def _split_symbols(symbols: Any) -> tuple[list[Mapping[str, Any]], list[Any]]:
+    """``symbols`` as (namespaces: mappings such as ``globals()``, modules or module names)."""
+    if isinstance(symbols, Mapping):
+        return [symbols], []
+    namespaces: list[Mapping[str, Any]] = []
+    modules: list[Any] = []
+    for entry in symbols or ():
+        (namespaces if isinstance(entry, Mapping) else modules).append(entry)
+    return namespaces, modules
+
+
+_MISSING = object()
+_PART = "a Step, ApplyNode, BatchNode or Branch, a list of branches, a Sequence (a >> b) or a Chain"
+
+
 class _Builder:
-    def __init__(self, source: str, base_dir: Path | None, symbols: list[Any]) -> None:
+    def __init__(self, source: str, base_dir: Path | None, symbols: list[Any],
+                 allow_imports: Iterable[str | ModuleType] = (), *,
+                 namespaces: list[Mapping[str, Any]] = ()) -> None:
+        from chainette.utils.import_policy import ImportPolicy
+
         self.source = source
         self.base_dir = base_dir
         self.symbols = symbols
+        self.namespaces = list(namespaces)
+        self.imports = ImportPolicy(base_dir, symbols=symbols, allow_imports=allow_imports)
         self.step_paths: list[tuple[str, Any]] = []  # (yaml path, Step)
+
+    def _lookup(self, ref: str, where: str, what: str) -> Any:
+        """``ref`` (a bare name, maybe dotted) in the given namespaces, or ``_MISSING``."""
+        if not self.namespaces or ":" in ref:
+            return _MISSING
+        head, _, rest = ref.strip().partition(".")
+        for ns in self.namespaces:
+            if head in ns:
+                obj = ns[head]
+                for part in rest.split(".") if rest else ():
+                    if not hasattr(obj, part):
+                        raise ConfigError(f"{self.source}: {where}: {what} '{ref}': '{head}' has no attribute '{part}'")
+                    obj = getattr(obj, part)
+                return obj
+        if not self.symbols:  # nowhere else to look: say so here, with the names that exist
+            import difflib
+
+            names = sorted({n for ns in self.namespaces for n in ns if not str(n).startswith("_")})
+            close = difflib.get_close_matches(head, names, n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"{self.source}: {where}: {what} '{ref}' is not defined in the given symbols{hint} "
+                              "(define it in the module whose globals() you pass, or write 'module:attr')")
+        return _MISSING
 
     def resolve(self, ref: str, where: str, what: str, check: Any = None) -> Any:
         from chainette.utils.symbols import resolve_symbol
 
-        try:
-            obj = resolve_symbol(ref, symbols=self.symbols, base_dir=self.base_dir, what=what)
-        except ConfigError as exc:
-            raise ConfigError(f"{self.source}: {where}: {exc.message}") from exc
+        obj = self._lookup(ref, where, what) if isinstance(ref, str) else _MISSING
+        if obj is _MISSING:
+            try:
+                checked = self.imports.check(ref) if isinstance(ref, str) else ref
+                obj = resolve_symbol(checked, symbols=self.symbols, base_dir=self.base_dir, what=what)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: {where}: {exc.message}") from exc
         if check is not None:
             problem = check(obj)
             if problem:
@@ -174,14 +230,55 @@ class _Builder:
             path = f"{where}[{i}]"
             if isinstance(entry, list):
                 out.append(self._construct(path, lambda: Parallel(
-                    [self.node(b, f"{path}[{j}]") for j, b in enumerate(entry)])))
+                    [self.branch_entry(b, f"{path}[{j}]") for j, b in enumerate(entry)])))
+            elif isinstance(entry, str):
+                out.extend(self.symbol_items(entry, path))
             else:
                 out.append(self.node(entry, path))
         return out
 
+    def branch_entry(self, entry: Any, where: str) -> Any:
+        """A member of a parallel group: a mapping, or a symbol naming a branch, a node or a Sequence."""
+        if not isinstance(entry, str):
+            return self.node(entry, where)
+        from chainette.core.branch import Sequence
+        from chainette.core.node import Node
+        from chainette.core.validation import iter_steps
+
+        obj = self.resolve(entry, where, "branch", lambda o: None if isinstance(o, (Node, Sequence)) else (
+            f"is {'a class' if isinstance(o, type) else type(o).__name__}, expected a Branch, a node or a Sequence"))
+        inner = obj.steps if getattr(obj, "kind", "") in ("branch", "join_branch") else (
+            list(obj) if isinstance(obj, Sequence) else [obj])
+        for step in iter_steps(inner):
+            self.step_paths.append((where, step))
+        return obj
+
+    def symbol_items(self, ref: str, where: str) -> list[Any]:
+        """The chain items a symbol names (the spec's form: ``steps: [qa_step, [fr, es]]``)."""
+        from chainette.core.branch import Parallel, Sequence, normalize_items
+        from chainette.core.chain import Chain
+        from chainette.core.node import Node
+        from chainette.core.validation import iter_steps
+
+        def check(obj: Any) -> str | None:
+            if isinstance(obj, (Node, Parallel, Sequence, Chain)):
+                return None
+            if isinstance(obj, (list, tuple)) and obj and all(isinstance(b, (Node, Sequence)) for b in obj):
+                return None
+            return f"is {'a class' if isinstance(obj, type) else type(obj).__name__}, expected {_PART}"
+
+        obj = self.resolve(ref, where, "step", check)
+        items = list(obj.items) if isinstance(obj, Chain) else self._construct(where, lambda: normalize_items(
+            [obj] if isinstance(obj, (Node, Parallel)) else [list(obj)] if isinstance(obj, tuple) else obj))
+        for step in iter_steps(items):
+            self.step_paths.append((where, step))
+        return items
+
     def _construct(self, where: str, fn: Any) -> Any:
         try:
             return fn()
+        except (DefinitionError, DefinitionTypeError) as exc:  # raised by the constructors: say where
+            raise ConfigError(f"{self.source}: {where}: {exc}") from exc
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
@@ -245,18 +342,24 @@ def chain_from_dict(
     *,
     source: str = "<yaml>",
     base_dir: str | Path | None = None,
-    symbols: Iterable[str | ModuleType] = (),
+    symbols: Iterable[str | ModuleType | Mapping[str, Any]] | Mapping[str, Any] = (),
     register_engines: bool = True,
     check_engines: bool = False,
+    allow_imports: Iterable[str | ModuleType] = (),
 ) -> Any:
-    """Build a chain from an already parsed YAML document (validated first)."""
+    """Build a chain from an already parsed YAML document (validated first).
+
+    Imports are limited as in :func:`load_chain`; ``base_dir`` stands for the file's directory
+    (without it, only ``symbols`` and ``allow_imports`` may be imported)."""
     from chainette.core.chain import Chain
     from chainette.engine.registry import engine_configs, has_engine, register_engine
 
     if data is None:
         raise ConfigError(f"{source}: the file is empty; a chain needs 'name:' and 'steps:'")
     validate_document(data, source=source)
-    builder = _Builder(source, Path(base_dir) if base_dir is not None else None, list(symbols))
+    namespaces, modules = _split_symbols(symbols)
+    builder = _Builder(source, Path(base_dir) if base_dir is not None else None, modules, allow_imports,
+                       namespaces=namespaces)
 
     engines = engine_configs(data.get("engines") or [], source=source)
     if register_engines:
@@ -292,3 +395,96 @@ def chain_from_dict(
     chain = builder._construct("steps", lambda: Chain(name=data["name"], steps=items, **kwargs))
     chain.yaml_paths = {step.id: where for where, step in builder.step_paths}  # type: ignore[attr-defined]
     return chain
+
+
+# -- writing a chain back as YAML ----------------------------------------------------------------
+def chain_to_dict(chain: Any, *, symbols: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The YAML document (as a dict) of ``chain``, which :func:`chain_from_dict` builds back.
+
+    Nodes found in ``symbols`` (e.g. ``globals()``) are written by name, the spec's symbol
+    form; the others are written out (``type: step`` ...), with models and functions as
+    ``module:attr`` references. A node with no written form (a ``BatchNode``) must be in
+    ``symbols``.
+    """
+    from pydantic import BaseModel
+
+    from chainette.core.apply import ApplyNode
+    from chainette.core.branch import Branch, JoinBranch, Parallel
+    from chainette.core.step import Step
+
+    names = {id(v): k for k, v in (symbols or {}).items() if not str(k).startswith("_")}
+
+    def ref(obj: Any, what: str) -> str:
+        if id(obj) in names:
+            return names[id(obj)]
+        module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+        if not module or module == "__main__" or "<" in qual:
+            raise ConfigError(f"cannot write {what} {qual or obj!r} as a reference: it is not importable "
+                              f"(defined in {module or '?'}); pass symbols=globals() to write it by name")
+        return f"{module}:{qual}"
+
+    def node(n: Any) -> Any:
+        if id(n) in names:
+            return names[id(n)]
+        if isinstance(n, Step):
+            d: dict[str, Any] = {"type": "step", "id": n.id}
+            if n.name != n.id:
+                d["name"] = n.name
+            d["engine"] = n.engine_name
+            if n.input_model is not None:
+                d["input_model"] = ref(n.input_model, "model")
+            d["output_model"] = ref(n.output_model, "model")
+            if n.user_system_prompt:
+                d["system_prompt"] = n.user_system_prompt
+            d["user_prompt"] = n.user_prompt
+            if n.output_format_instruction is not None:
+                d["output_format_instruction"] = n.output_format_instruction
+            if n.max_validation_retries != 2:
+                d["max_validation_retries"] = n.max_validation_retries
+            if n.emoji:
+                d["emoji"] = n.emoji
+            sampling = n.sampling.model_dump(exclude_none=True)
+            if sampling:
+                d["sampling"] = sampling
+            return d
+        if isinstance(n, ApplyNode):
+            d = {"type": "apply", "id": n.id, "function": ref(n.fn, "function")}
+            if n.name != n.id:
+                d["name"] = n.name
+            for key in ("input_model", "output_model"):
+                model = getattr(n, key)
+                if isinstance(model, type) and issubclass(model, BaseModel):
+                    d[key] = ref(model, "model")
+            if n.blocking:
+                d["blocking"] = True
+            return d
+        if isinstance(n, Branch):
+            d = {"type": "join" if isinstance(n, JoinBranch) else "branch", "name": n.name}
+            if n.id != n.name:
+                d["id"] = n.id
+            if isinstance(n, JoinBranch):
+                d["alias"] = n.alias
+            d["steps"] = items(n.steps)
+            return d
+        raise ConfigError(f"node '{getattr(n, 'id', n)}' ({type(n).__name__}) has no YAML form of its own: "
+                          "pass symbols=... containing it to write it by name")
+
+    def items(its: list[Any]) -> list[Any]:
+        return [[node(b) for b in it.branches] if isinstance(it, Parallel) else node(it) for it in its]
+
+    doc: dict[str, Any] = {"name": chain.name}
+    if getattr(chain, "emoji", ""):
+        doc["emoji"] = chain.emoji
+    doc["batch_size"] = chain.batch_size
+    doc["steps"] = items(chain.items)
+    return doc
+
+
+def dump_chain(chain: Any, path: str | Path | None = None, *, symbols: Mapping[str, Any] | None = None) -> str:
+    """``chain`` as YAML text (see :func:`chain_to_dict`); also written to ``path`` if given."""
+    import yaml
+
+    text = yaml.safe_dump(chain_to_dict(chain, symbols=symbols), sort_keys=False, allow_unicode=True, width=100)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text

@@ -22,7 +22,9 @@ HEADER = """\
 {intro}
 
 Exit codes: `0` success · `1` user error (bad path, reference, input, YAML or engine; chain problems
-found by `inspect`) · `2` bad command line · `3` error rate above `--max-error-rate` · `130` interrupted.
+found by `inspect`) · `2` bad command line · `3` error rate above `--max-error-rate` · `4` stopped by
+`--max-cost` / `--max-tokens` (resumable: raise the cap and rerun with `--resume`; see [cost.md](cost.md)) ·
+`130` interrupted.
 Errors print one line saying how to fix the problem; add `--debug` (or set `CHAINETTE_DEBUG=1`) for the
 traceback. Secrets (API keys) are never printed.
 
@@ -62,11 +64,16 @@ def render() -> str:
     intro = _plain(group.help or "")
     parts = [HEADER.format(intro=intro)]
     parts.append("| command | what it does |\n|---|---|\n")
+    commands = []  # (name, command); a sub-app's commands as "cache info", "cache clear"
     for name, cmd in group.commands.items():
-        parts.append(f"| [`{name}`](#chainette-{name}) | {_plain((cmd.help or '').splitlines()[0])} |\n")
+        sub = getattr(cmd, "commands", None)
+        commands.extend(((f"{name} {n}", c) for n, c in sub.items()) if sub else [(name, cmd)])
+    for name, cmd in commands:
+        anchor = name.replace(" ", "-")
+        parts.append(f"| [`{name}`](#chainette-{anchor}) | {_plain((cmd.help or '').splitlines()[0])} |\n")
     from typer._click.core import Context
 
-    for name, cmd in group.commands.items():
+    for name, cmd in commands:
         ctx = Context(cmd, info_name=f"chainette {name}")
         usage = " ".join(p.name.upper() if p.param_type_name == "argument" and p.required
                          else f"[{p.name.upper()}]" if p.param_type_name == "argument" else ""

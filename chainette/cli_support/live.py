@@ -20,8 +20,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from chainette.engine.pricing import format_cost
 from chainette.events import (
     BatchFinished,
+    BudgetReached,
     Event,
     ItemFailed,
     RunFinished,
@@ -40,6 +42,7 @@ class _Step:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = 0.0  # None once a batch's cost was unknown (no price)
     first: float | None = None
     last: float | None = None
 
@@ -51,6 +54,15 @@ def _fmt_int(n: float) -> str:
     if n >= 100_000:
         return f"{n / 1000:.0f}k"
     return f"{n:,}"
+
+
+def _fmt_cost(cost: float | None, tokens: int) -> str:
+    """``$0.0123``; ``price unknown`` for tokens at an unknown price; ``-`` for no tokens."""
+    if cost is None:
+        return "price unknown" if tokens else "-"
+    if not cost and not tokens:
+        return "-"
+    return format_cost(cost)
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -74,6 +86,9 @@ class RunProgress:
     servers: dict[str, str] = field(default_factory=dict)
     ended: float | None = None
     console: Any = None  # for one-off lines (server start) printed above the live area
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    budget_note: str | None = None
 
     def __call__(self, event: Event) -> None:
         now = time.monotonic()
@@ -83,6 +98,10 @@ class RunProgress:
             st.errors += event.errors
             st.prompt_tokens += event.prompt_tokens
             st.completion_tokens += event.completion_tokens
+            if event.cost is None:
+                st.cost = None
+            elif st.cost is not None:
+                st.cost += event.cost
             st.last = now
             if st.first is None:
                 st.first = self.started
@@ -95,12 +114,18 @@ class RunProgress:
             self.last_error = f"{event.step_id} row {event.row_id}: {event.error_type}: {event.message}"[:200]
         elif isinstance(event, RunStarted):
             self.total_inputs = event.total_inputs
+            self.max_cost, self.max_tokens = event.max_cost, event.max_tokens
             self.started = now
             for sid in event.steps:
                 self.steps.setdefault(sid, _Step())
         elif isinstance(event, RunFinished):
             self.finished = True
             self.ended = now
+        elif isinstance(event, BudgetReached):
+            flag = "--max-cost" if event.cap == "max_cost" else "--max-tokens"
+            self.budget_note = f"{flag} reached: no new requests; finishing those in flight"
+            if self.console is not None:
+                self.console.print(f"[yellow]⚠ {self.budget_note}[/]")
         elif isinstance(event, ServerStarting):
             self.servers[event.engine] = f"starting {event.endpoint}"
             if self.console is not None:
@@ -130,18 +155,41 @@ class RunProgress:
             Text(f"{rate:,.1f}/s" if rate else "-"),
             Text(_fmt_eta(eta) if not self.finished else "done", style="dim"),
             Text(_fmt_int(tokens) if tokens else "-", style="dim"),
+            Text(_fmt_cost(st.cost, tokens), style="dim"),
         ]
+
+    def totals(self) -> tuple[int, float, bool]:
+        """(tokens, cost of the priced steps, whether some tokens had no price)."""
+        tokens, cost, unknown = 0, 0.0, False
+        for st in self.steps.values():
+            t = st.prompt_tokens + st.completion_tokens
+            tokens += t
+            if st.cost is None:
+                unknown = unknown or bool(t)
+            else:
+                cost += st.cost
+        return tokens, cost, unknown
 
     def __rich__(self) -> Any:
         now = time.monotonic()
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
         for col, justify in (("step", "left"), ("", "left"), ("done", "right"), ("err", "right"),
-                             ("items/s", "right"), ("ETA", "right"), ("tokens", "right")):
+                             ("items/s", "right"), ("ETA", "right"), ("tokens", "right"), ("cost", "right")):
             table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for sid, st in list(self.steps.items()):
             table.add_row(*self._row(sid, st, now))
         parts: list[Any] = [table]
         footer = Text(f"elapsed {_fmt_eta((self.ended or now) - self.started)}", style="dim")
+        tokens, cost, unknown = self.totals()
+        if tokens:
+            footer.append(f"  total {_fmt_int(tokens)} tokens, {format_cost(cost)}"
+                          + (" + price unknown" if unknown else ""), style="dim")
+        if self.max_cost is not None:
+            footer.append(f"  budget {format_cost(cost)} of {format_cost(self.max_cost)}", style="dim")
+        if self.max_tokens is not None:
+            footer.append(f"  budget {_fmt_int(tokens)} of {_fmt_int(self.max_tokens)} tokens", style="dim")
+        if self.budget_note:
+            footer.append("  " + self.budget_note, style="yellow")
         if self.last_error:
             footer.append("  last error: ", style="dim")
             footer.append(self.last_error, style="red")
@@ -172,6 +220,9 @@ def summary_dict(result: Any, *, skipped: int = 0) -> dict[str, Any]:
     d["error_rate"] = round(result.error_rate, 6)
     d["skipped_inputs"] = skipped
     d["tokens"] = sum(s.prompt_tokens + s.completion_tokens for s in result.step_stats.values())
+    total = (getattr(result, "cost", None) or {}).get("total") or {}
+    d["total_cost"] = total.get("cost")
+    d["cost_complete"] = total.get("cost_complete", True)
     return d
 
 
@@ -185,19 +236,57 @@ def summary_table(result: Any, *, skipped: int = 0) -> Any:
     table.add_column("cached", justify="right")
     table.add_column("tokens in", justify="right")
     table.add_column("tokens out", justify="right")
+    table.add_column("cost", justify="right")
+    report = getattr(result, "cost", None) or {}
+    cost_steps = report.get("steps", {})
     for sid, st in result.step_stats.items():
+        c = cost_steps.get(sid)
         table.add_row(sid, f"{st.reached:,}", f"{st.outputs:,}",
                       Text(f"{st.errors:,}", style="red" if st.errors else ""),
-                      f"{st.cached:,}", f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}")
+                      f"{st.cached:,}", f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}",
+                      _fmt_cost(c["cost"], c["tokens"]) if c else "-")
     lines = Text()
     lines.append(f"rows in: {result.rows_in:,}   errors: {result.error_count:,} in "
                  f"{result.failed_rows:,} row(s) ({result.error_rate:.1%})   "
                  f"time: {result.seconds:.1f}s")
     if skipped:
         lines.append(f"   skipped inputs: {skipped:,}", style="yellow")
-    if getattr(result, "interrupted", False):
+    for line, style in cost_lines(report):
+        lines.append("\n" + line, style=style)
+    stopped_by = getattr(result, "stopped_by", None)
+    if stopped_by:
+        flag = "--max-cost" if stopped_by == "max_cost" else "--max-tokens"
+        lines.append(f"\nstopped by {flag}: raise it and rerun the same command with --resume to continue",
+                     style="yellow")
+    elif getattr(result, "interrupted", False):
         lines.append("\ninterrupted: rerun the same command with --resume to continue", style="yellow")
     if result.output_dir:
         lines.append("\noutput: ")
         lines.append(str(result.output_dir), style="bold green")
     return Group(table, lines)
+
+
+def cost_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The cost report as a few lines: total tokens and cost, engines without a price, the
+    item cache's savings, and the run's total over earlier sessions."""
+    if not report:
+        return []
+    total = report.get("total", {})
+    out = []
+    cost = total.get("cost")
+    line = f"tokens: {total.get('tokens', 0):,}   cost: {format_cost(cost)}"
+    if total.get("unpriced_engines"):
+        line += f" + price unknown for {', '.join(total['unpriced_engines'])} (tokens shown, no cost)"
+    out.append((line, ""))
+    for name, e in report.get("engines", {}).items():
+        if e.get("hour_cost"):
+            out.append((f"  {name}: {format_cost(e['hour_cost'])} for {e['held_s'] / 3600:.2f} h held", "dim"))
+    saved = report.get("cache_savings", {})
+    if saved.get("hits"):
+        out.append((f"item cache: {saved['hits']:,} hit(s) saved {saved['tokens']:,} tokens, "
+                    f"{format_cost(saved.get('cost'))}", "dim"))
+    run_total = report.get("run_total")
+    if run_total:
+        out.append((f"whole run (with earlier sessions): {run_total['tokens']:,} tokens, "
+                    f"{format_cost(run_total.get('cost'))}", "dim"))
+    return out

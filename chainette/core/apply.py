@@ -7,7 +7,9 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
+from chainette.core.names import check_name
 from chainette.core.node import Node
+from chainette.errors import DefinitionTypeError
 
 
 class ApplyNode(Node):
@@ -34,9 +36,13 @@ class ApplyNode(Node):
     ) -> None:
         super().__init__()
         if not callable(fn):
-            raise TypeError("ApplyNode needs a callable")
+            raise DefinitionTypeError(f"ApplyNode needs a callable, got {type(fn).__name__}")
         self.fn = fn
-        self.id = id or getattr(fn, "__name__", "apply")
+        if id is None:
+            self.id = check_name(getattr(fn, "__name__", "apply"), "apply id",
+                                 hint=" (the id defaults to the function's name; pass id='...')")
+        else:
+            self.id = check_name(id, "apply id")
         self.name = name or self.id
         self.input_model = input_model or _param_model(fn)
         self.output_model = output_model or _return_model(fn)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterable, Iterable, Mapping
 
 from pydantic import BaseModel
 
 from chainette.core import extensions
-from chainette.core.branch import ChainItem, normalize_items
+from chainette.core.branch import ChainItem, Parallel, normalize_items
 from chainette.core.graph import Graph
-from chainette.core.validation import chain_input_model, iter_steps, validate_chain
-from chainette.errors import ChainValidationError, Problem
+from chainette.core.legacy import adapt_legacy_nodes
+from chainette.core.validation import chain_input_model, check_chain, iter_steps
+from chainette.errors import ChainValidationError, ChainWarning, DefinitionError, Problem
 
 if TYPE_CHECKING:
     from chainette.core.result import RunResult
@@ -23,6 +25,10 @@ class Chain:
     ``steps`` is a list whose items are nodes (``Step``, ``ApplyNode``, ``Branch``) or a list
     of branches (a parallel group); ``a >> b`` and ``b | c`` build the same. A ``Graph`` built
     with ``.connect()`` is accepted too (``Chain(name, graph=Graph(roots=[a]))``).
+
+    ``strict_input_models=True`` makes every declared ``input_model`` that differs from the
+    previous output an error (by default only those that cannot work are; the others are
+    warnings, see :mod:`chainette.core.input_models`).
     """
 
     def __init__(
@@ -33,20 +39,30 @@ class Chain:
         graph: Graph | None = None,
         emoji: str = "",
         batch_size: int = 256,
+        strict_input_models: bool = False,
     ) -> None:
         if (steps is None) == (graph is None):
-            raise ValueError("Chain needs exactly one of steps=... or graph=...")
+            raise DefinitionError("Chain needs exactly one of steps=... or graph=...")
         self.name = name
         self.emoji = emoji
         self.batch_size = batch_size
-        self.items: list[ChainItem] = graph.to_items() if graph is not None else normalize_items(steps)
+        self.strict_input_models = strict_input_models
+        items = graph.to_items() if graph is not None else normalize_items(steps)
+        self.items: list[ChainItem] = adapt_legacy_nodes(items)  # original-style execute() nodes
         if not self.items:
-            raise ValueError(f"Chain '{name}' has no steps")
+            raise DefinitionError(f"Chain '{name}' has no steps")
 
-    # the spec calls the items `steps`
     @property
-    def steps(self) -> list[ChainItem]:
-        return self.items
+    def steps(self) -> list[Any]:
+        """The chain as the spec writes it: nodes, and lists of branches run in parallel (a lone
+        branch as itself). The runtime works on :attr:`items`, where both are ``Parallel`` groups."""
+        out: list[Any] = []
+        for item in self.items:
+            if isinstance(item, Parallel):
+                out.append(item.branches[0] if len(item.branches) == 1 else list(item.branches))
+            else:
+                out.append(item)
+        return out
 
     @property
     def graph(self) -> Graph:
@@ -58,17 +74,34 @@ class Chain:
         return chain_input_model(self.items)
 
     def validate(self, *, engines: Mapping[str, Any] | None = None) -> None:
-        """Raise :class:`ChainValidationError` listing every problem found (or return)."""
-        problems = self.problems(engines=engines)
-        if problems:
-            raise ChainValidationError(problems)
+        """Raise :class:`ChainValidationError` listing every error found; warn
+        (:class:`~chainette.errors.ChainWarning`) about each warning."""
+        report = self.report(engines=engines)
+        errors = [p for p in report if p.is_error]
+        if errors:
+            raise ChainValidationError(errors)
+        for p in report:  # runs, but maybe not as meant: say so (shown once per place by Python)
+            warnings.warn(f"chain '{self.name}': {p}", ChainWarning, stacklevel=2)
 
     def problems(self, *, engines: Mapping[str, Any] | None = None) -> list[Problem]:
-        """Every problem: structural ones, then the registered checks (unknown engines...).
+        """Every error: structural ones, then the registered checks (unknown engines...).
 
         ``engines`` maps engine names to instances or configs that override the registry.
+        Warnings are not included: see :meth:`warnings`.
         """
-        problems = validate_chain(self.items)
+        return [p for p in self.report(engines=engines) if p.is_error]
+
+    def warnings(self, *, engines: Mapping[str, Any] | None = None) -> list[Problem]:
+        """What may not work as meant although the chain runs (e.g. an ``input_model`` that
+        differs from the previous output but is validated at run time)."""
+        return [p for p in self.report(engines=engines) if not p.is_error]
+
+    def report(self, *, engines: Mapping[str, Any] | None = None,
+               strict_input_models: bool | None = None) -> list[Problem]:
+        """Errors and warnings together (``Problem.severity`` tells them apart);
+        ``strict_input_models`` overrides the chain's setting for this report."""
+        strict = self.strict_input_models if strict_input_models is None else strict_input_models
+        problems = check_chain(self.items, strict_input_models=strict)
         for check in extensions.chain_checks():
             problems += check(self, engines or {})
         return problems

@@ -20,6 +20,9 @@ from typing import Any, Iterable, Union
 
 from pydantic import BaseModel
 
+from chainette.core.names import check_name
+from chainette.errors import DefinitionError, DefinitionTypeError
+
 
 class Node:
     """Base class of Step, ApplyNode, Branch and JoinBranch."""
@@ -39,7 +42,7 @@ class Node:
         """Add edges ``self -> other`` and return the last node (``a.connect(b).connect(c)``)."""
         for other in others:
             if not isinstance(other, Node):
-                raise TypeError(f"connect() expects Node objects, got {type(other).__name__}")
+                raise DefinitionTypeError(f"connect() expects Node objects, got {type(other).__name__}")
             if other not in self.next:
                 self.next.append(other)
         return others[-1] if others else self
@@ -83,10 +86,6 @@ def _schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
     return None if model is None else model.model_json_schema()
 
 
-def iter_ids(nodes: Iterable[Node]) -> list[str]:
-    return [n.id for n in nodes]
-
-
 ChainItem = Union[Node, "Parallel"]
 
 
@@ -98,12 +97,13 @@ class Branch(Node):
     def __init__(self, name: str, steps: Iterable[Any] | Any, *, id: str | None = None, emoji: str = "") -> None:
         super().__init__()
         if not name:
-            raise ValueError("Branch needs a name")
+            raise DefinitionError("Branch needs a name")
         self.name = name
-        self.id = id or name
+        self.id = check_name(id, "branch id") if id else check_name(
+            name, "branch id", hint=" (the id defaults to the branch name; pass id='...')")
         self.steps: list[ChainItem] = normalize_items(steps)
         if not self.steps:
-            raise ValueError(f"Branch '{self.name}' has no steps")
+            raise DefinitionError(f"Branch '{self.name}' has no steps")
         self.emoji = emoji
         last = self.steps[-1]
         self.output_model = getattr(last, "output_model", None)
@@ -125,8 +125,7 @@ class JoinBranch(Branch):
     kind = "join_branch"
 
     def __init__(self, name: str, steps: Iterable[Any] | Any, alias: str, *, id: str | None = None, emoji: str = "") -> None:
-        if not alias or not str(alias).isidentifier():
-            raise ValueError(f"join alias must be a Python identifier usable in templates, got {alias!r}")
+        check_name(alias, "join alias")
         super().__init__(name, steps, id=id, emoji=emoji)
         self.alias = alias
 
@@ -157,6 +156,10 @@ class Parallel(Node):
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "type": self.kind, "branches": [b.id for b in self.branches]}
 
+    def to_chain(self, name: str, **kwargs: Any) -> Any:
+        """Deprecated (the original Chainette's DSL): ``Chain(name, steps=[self])``."""
+        return _to_chain([self], name, kwargs)
+
 
 class Sequence(list):
     """An ordered list of chain items built with ``>>``; usable as ``Chain(steps=...)``."""
@@ -184,6 +187,20 @@ class Sequence(list):
         items = normalize_items(self)
         return JoinBranch(name=items[0].id, steps=items, alias=alias)
 
+    def to_chain(self, name: str, **kwargs: Any) -> Any:
+        """Deprecated (the original Chainette's DSL): ``Chain(name, steps=self)``."""
+        return _to_chain(self, name, kwargs)
+
+
+def _to_chain(steps: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    import warnings
+
+    from chainette.core.extensions import resolve
+
+    warnings.warn(".to_chain(name) is deprecated; use Chain(name, steps=a >> b) or chainette.dsl.chain(name, a >> b) "
+                  "(see docs/migrating.md)", DeprecationWarning, stacklevel=3)
+    return resolve("chainette.core.chain:Chain")(name=name, steps=steps, **kwargs)  # by name: no import cycle
+
 
 def as_branch(value: Any) -> Branch:
     """Wrap a bare node or sequence so it can sit in a parallel group."""
@@ -194,7 +211,7 @@ def as_branch(value: Any) -> Branch:
         return Branch(name=items[0].id, steps=items)
     if isinstance(value, Node):
         return Branch(name=value.id, steps=[value])
-    raise TypeError(f"a parallel group holds branches or nodes, got {type(value).__name__}")
+    raise DefinitionTypeError(f"a parallel group holds branches or nodes, got {type(value).__name__}")
 
 
 def normalize_items(items: Any) -> list[ChainItem]:
@@ -212,7 +229,7 @@ def normalize_items(items: Any) -> list[ChainItem]:
         elif isinstance(item, Node):
             out.append(item)
         else:
-            raise TypeError(
+            raise DefinitionTypeError(
                 f"chain items must be Step, ApplyNode, Branch or a list of branches; got {type(item).__name__}"
             )
     return out

@@ -6,11 +6,12 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel
 
+from chainette.core.names import check_name
 from chainette.core.node import Node
 from chainette.core.sampling import SamplingParams
-from chainette.utils.ids import snake_case
 from chainette.utils.json_schema import generate_json_output_prompt
 from chainette.core.templates import row_renderer
+from chainette.errors import DefinitionTypeError
 
 DEFAULT_ENGINE_NAME = "default"
 """The engine a step uses when it names none. Unless an engine is registered under this name
@@ -47,10 +48,9 @@ class Step(Node):
         emoji: str = "",
     ) -> None:
         super().__init__()
-        if not id or not isinstance(id, str):
-            raise ValueError("Step needs a non-empty string id")
+        check_name(id, "step id")
         if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
-            raise TypeError(f"Step '{id}': output_model must be a pydantic BaseModel subclass")
+            raise DefinitionTypeError(f"Step '{id}': output_model must be a pydantic BaseModel subclass")
         self.id = id
         self.name = name or id
         self.input_model = input_model
@@ -80,10 +80,6 @@ class Step(Node):
         )
         parts = [p for p in (self.user_system_prompt.strip(), instruction) if p]
         return "\n\n".join(parts)
-
-    @property
-    def output_key(self) -> str:
-        return snake_case(self.id)
 
     def render_row(self, row_id: str, item: Any, history: Mapping[str, Any]) -> list[dict[str, str]]:
         """Render the chat messages for one row (pure; templates compiled once per prompt)."""

@@ -1,18 +1,30 @@
-"""Jinja2 templates with strict undefined, compiled once, plus static variable analysis."""
+"""Jinja2 templates in an immutable sandbox with strict undefined, compiled once, plus static
+variable analysis and the static safety check chain validation reports.
+
+Prompt templates come from chain files that travel (a YAML chain in a repository, a
+colleague's chain), so they render in jinja2's ``ImmutableSandboxedEnvironment``: no
+attribute starting with ``_``, no interpreter internals (frames, code, generator state),
+no mutating methods, ``str.format`` checked. Values substituted into a template are data:
+they are converted with ``str()`` and never parsed as templates themselves.
+"""
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    """The one environment prompts are parsed and rendered in (sandboxed, strict undefined)."""
+    return ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -23,11 +35,6 @@ def environment() -> jinja2.Environment:
 def compile_template(source: str) -> jinja2.Template:
     """Compile ``source`` once; raises ``jinja2.TemplateSyntaxError`` on bad syntax."""
     return environment().from_string(source)
-
-
-def render(source: str, context: Mapping[str, Any]) -> str:
-    """Render a template string against ``context`` (strict: unknown names raise)."""
-    return compile_template(source).render(context)
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,65 @@ def variables(source: str) -> list[VariableUse]:
     return uses
 
 
+def unsafe_uses(source: str) -> list[str]:
+    """The names in ``source`` that reach for Python internals, found statically (for validation).
+
+    The rule: a name starting with ``_`` used as an attribute (``{{ text.__class__ }}``), as a
+    constant subscript (``{{ x['__dict__'] }}``) or as a constant argument of a filter, test or
+    call (``{{ x|attr('__class__') }}``, ``{{ xs|map(attribute='__class__') }}``). Every route
+    from a value to Python internals (classes, globals, builtins, ``__subclasses__``) goes
+    through such a name, and the sandbox refuses those at render time; validation reports them
+    before the run instead of failing every row. (The rule also refuses the rare legitimate use,
+    a dict key starting with ``_``.) What cannot be seen statically, a name built at render time
+    (``x[key]``), and the internals that need no ``_`` (a generator's ``gi_frame``) are refused
+    by the sandbox when the template renders. Raises ``jinja2.TemplateSyntaxError`` on bad syntax.
+    """
+    ast = environment().parse(source)
+    found: list[str] = []
+
+    def note(text: str) -> None:
+        if text not in found:
+            found.append(text)
+
+    def private(node: Any) -> bool:
+        return isinstance(node, nodes.Const) and isinstance(node.value, str) and node.value.startswith("_")
+
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Call)):
+        if isinstance(node, nodes.Getattr):
+            if node.attr.startswith("_"):
+                note(f".{node.attr}")
+        elif isinstance(node, nodes.Getitem):
+            if private(node.arg):
+                note(f"[{node.arg.value!r}]")
+        else:
+            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
+                if private(arg):
+                    note(repr(arg.value))
+    return sorted(found, key=lambda text: source.find(text.strip(".[]'")))  # in source order
+
+
+_SLOW_ATTR_PREFIXES = ("_", "gi_", "cr_", "ag_", "tb_", "f_", "co_", "func_", "im_")
+"""Attributes the fast path leaves to the sandbox: private/dunder names and the prefixes of
+interpreter internals (generators, coroutines, tracebacks, frames, code objects)."""
+
+_OPAQUE_TYPES = frozenset({types.CodeType, types.FrameType, types.TracebackType})
+"""Objects on which the sandbox allows no attribute at all (these types cannot be subclassed)."""
+
+
+def _fast_attr_ok(attr: str) -> bool:
+    return attr != "mro" and not attr.startswith(_SLOW_ATTR_PREFIXES)
+
+
 class FastTemplate:
     """A template made only of text and ``{{ name }}`` / ``{{ name.attr }}`` substitutions,
     rendered without building a jinja2 context (the common case, ~10x faster).
 
-    Semantics match jinja2 with strict undefined: a name is looked up in the row's history
-    first, then ``row_id``, then the current item's fields; an unknown name or attribute
-    raises ``jinja2.UndefinedError``; values are rendered with ``str()``.
+    Semantics match the sandboxed jinja2 environment with strict undefined: a name is
+    looked up in the row's history first, then ``row_id``, then the current item's fields;
+    an unknown name or attribute raises ``jinja2.UndefinedError``; values are rendered with
+    ``str()``. Only attributes the sandbox allows on every object are compiled here (see
+    ``_fast_attr_ok``); the one remaining sandbox rule, that code, frame and traceback
+    objects expose nothing, is checked on the value (a set lookup).
     """
 
     __slots__ = ("parts",)
@@ -77,6 +136,7 @@ class FastTemplate:
 
     def render_row(self, row_id: str, item: Any, history: Mapping[str, Any]) -> str:
         out = []
+        opaque = _OPAQUE_TYPES
         for part in self.parts:
             if part.__class__ is str:
                 out.append(part)
@@ -89,7 +149,13 @@ class FastTemplate:
             else:
                 value = _item_field(item, name)
             for attr in attrs:
-                value = _attr(value, attr, name)
+                if value.__class__ in opaque:
+                    value = _attr(value, attr, name)  # raises SecurityError
+                    continue
+                try:
+                    value = getattr(value, attr)
+                except AttributeError:
+                    value = _attr(value, attr, name)  # a mapping's key, or UndefinedError
             out.append(value if value.__class__ is str else str(value))
         return "".join(out)
 
@@ -106,6 +172,8 @@ def _item_field(item: Any, name: str) -> Any:
 def _attr(value: Any, attr: str, name: str) -> Any:
     if value is None:
         raise jinja2.UndefinedError(f"'{name}' is None: it has no attribute '{attr}'")
+    if value.__class__ in _OPAQUE_TYPES:
+        raise SecurityError(f"access to attribute '{attr}' of '{type(value).__name__}' object is unsafe.")
     try:
         return getattr(value, attr)
     except AttributeError:
@@ -139,7 +207,7 @@ def compile_fast(source: str) -> FastTemplate | None:
                 parts.append(node.data)
                 continue
             path = _lookup_path(node)
-            if path is None:
+            if path is None or not all(_fast_attr_ok(attr) for attr in path[1]):
                 return None
             parts.append(path)
     return FastTemplate(parts)

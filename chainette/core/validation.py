@@ -1,7 +1,9 @@
 """Static chain validation: every problem at once, before any request is sent.
 
-Checks: duplicate ids, reserved names, input/output model compatibility
-between connected nodes, template syntax, and template variables that cannot resolve
+Checks: duplicate ids, reserved names, ids and aliases that are not names (see
+:mod:`chainette.core.names`), input/output model compatibility between connected nodes,
+template syntax, unsafe templates (names starting with ``_``, see
+:func:`chainette.core.templates.unsafe_uses`), and template variables that cannot resolve
 (naming the step and the variable).
 """
 
@@ -13,11 +15,13 @@ import jinja2
 from pydantic import BaseModel
 
 from chainette.core.apply import ApplyNode
-from chainette.core.branch import Branch, ChainItem, JoinBranch, Parallel
+from chainette.core.branch import ChainItem, JoinBranch, Parallel
 from chainette.core.step import Step
 from chainette.errors import Problem
 from chainette.core.context import RESERVED_NAMES
-from chainette.core.templates import variables
+from chainette.core.input_models import check_input
+from chainette.core.names import RUN_DIR_NAMES, name_problem
+from chainette.core.templates import unsafe_uses, variables
 
 _UNKNOWN = object()  # a name whose model is not known statically (apply without output_model)
 
@@ -44,32 +48,62 @@ def chain_input_model(items: list[ChainItem]) -> type[BaseModel] | None:
     return first.input_model
 
 
-def validate_chain(items: list[ChainItem]) -> list[Problem]:
-    """Every structural problem of a chain: ids, input/output models, templates.
+def validate_chain(items: list[ChainItem], *, strict_input_models: bool = False) -> list[Problem]:
+    """Every structural error of a chain: ids, input/output models, templates (no warnings).
 
     Problems that need the runtime (unknown engines, missing API keys) are found by the
     checks registered in :mod:`chainette.core.extensions` (see ``Chain.problems``).
     """
+    return [p for p in check_chain(items, strict_input_models=strict_input_models) if p.is_error]
+
+
+def check_chain(items: list[ChainItem], *, strict_input_models: bool = False) -> list[Problem]:
+    """Every structural error and warning of a chain (see :mod:`chainette.core.input_models`
+    for which input-model mismatches are warnings)."""
     problems: list[Problem] = []
     _check_ids(items, problems)
+    _check_names(items, problems)
     input_model = chain_input_model(items)
     scope: dict[str, Any] = {"chain_input": input_model or _UNKNOWN}
-    _walk(items, scope, input_model, "input", problems)
+    _walk(items, scope, input_model, "input", problems, strict_input_models)
     return problems
 
 
 def _check_ids(items: list[ChainItem], problems: list[Problem]) -> None:
+    """Ids and join aliases are unique, except that a join alias may equal the id of a node
+    inside its own branch (as the spec's examples write): that node is visible only inside
+    the branch, the alias only after it, so a template name never means two things."""
     seen: set[str] = set()
+    inner_alias: dict[int, str] = {}  # id(node inside a join branch) -> that branch's alias
     for node in iter_nodes(items):
         names = {node.id}
         if isinstance(node, JoinBranch):
             names.add(node.alias)  # a branch may share its name with its alias
+            for inner in iter_nodes(node.steps):
+                inner_alias.setdefault(id(inner), node.alias)
         for name in sorted(names):
             if name in RESERVED_NAMES:
                 problems.append(Problem(node.id, f"'{name}' is reserved for templates; choose another id"))
-            if name in seen:
+            if name in seen and inner_alias.get(id(node)) != name:
                 problems.append(Problem(node.id, f"duplicate id '{name}' (ids and join aliases must be unique)"))
             seen.add(name)
+
+
+def _check_names(items: list[ChainItem], problems: list[Problem]) -> None:
+    """The id rule again (ids can be reassigned after construction), and the run directory's own
+    folder names, which a step's or apply's output folder must not take."""
+    for node in iter_nodes(items):
+        labels = [("id", node.id)]
+        if isinstance(node, JoinBranch):
+            labels.append(("join alias", node.alias))
+        for label, value in labels:
+            problem = name_problem(value)
+            if problem:
+                problems.append(Problem(str(node.id), f"{label} {value!r} is not a valid name ({problem}); "
+                                                      "use letters, digits and '_' (see docs/security.md)"))
+        if getattr(node, "kind", "") in ("step", "apply", "batch") and node.id in RUN_DIR_NAMES:
+            problems.append(Problem(node.id, f"'{node.id}' is a folder the run directory uses itself "
+                                             f"({', '.join(RUN_DIR_NAMES)}); choose another id"))
 
 
 def _walk(
@@ -78,44 +112,31 @@ def _walk(
     current: Any,
     current_from: str,
     problems: list[Problem],
+    strict: bool = False,
 ) -> tuple[Any, str]:
     for item in items:
         if isinstance(item, Parallel):
             joins: list[tuple[str, Any]] = []
             for branch in item.branches:
-                out, _ = _walk(branch.steps, dict(scope), current, current_from, problems)
+                out, _ = _walk(branch.steps, dict(scope), current, current_from, problems, strict)
                 if isinstance(branch, JoinBranch):
                     joins.append((branch.alias, out))
             for alias, model in joins:
                 scope[alias] = model
             continue
-        _check_io(item, current, current_from, problems)
+        problem = check_input(item, current, current_from, scope, strict=strict)
+        if problem is not None:
+            problems.append(problem)
         if isinstance(item, Step):
             visible_item = item.input_model or current
             _check_templates(item, scope, visible_item, problems)
         produced = item.output_model if item.output_model is not None else (
-            _UNKNOWN if isinstance(item, ApplyNode) else current
+            _UNKNOWN if isinstance(item, ApplyNode) or getattr(item, "kind", "") == "batch" else current
         )
         scope[item.id] = produced
         current, current_from = produced, item.id
     return current, current_from
 
-
-def _check_io(node: Any, current: Any, current_from: str, problems: list[Problem]) -> None:
-    want = node.input_model
-    if want is None or current is None or current is _UNKNOWN:
-        return
-    if not isinstance(current, type):
-        return
-    if issubclass(current, want):
-        return
-    have = current.model_fields
-    missing = [n for n, f in want.model_fields.items() if f.is_required() and n not in have]
-    if missing:
-        problems.append(
-            Problem(node.id, f"expects input {want.__name__} but receives {current.__name__} from "
-                             f"'{current_from}', which lacks required field(s): {', '.join(missing)}")
-        )
 
 
 def _check_templates(step: Step, scope: dict[str, Any], item_model: Any, problems: list[Problem]) -> None:
@@ -130,6 +151,10 @@ def _check_templates(step: Step, scope: dict[str, Any], item_model: Any, problem
         except jinja2.TemplateSyntaxError as exc:
             problems.append(Problem(step.id, f"{label} has a template syntax error at line {exc.lineno}: {exc.message}"))
             continue
+        unsafe = unsafe_uses(source)
+        if unsafe:
+            problems.append(Problem(step.id, f"{label} is unsafe: it uses {', '.join(unsafe)}; names starting with "
+                                             "'_' reach Python internals and the template sandbox refuses them"))
         for use in uses:
             msg = _resolve(use.name, use.attr, scope, item_names, item_model)
             if msg:

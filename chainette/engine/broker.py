@@ -27,6 +27,7 @@ from chainette.engine.servers.pool import ServerPool
 from chainette.errors import ConfigError
 
 if TYPE_CHECKING:
+    from chainette.events import EventBus
     from chainette.engine.process_manager import ServerProcess
     from chainette.engine.protocol import Engine
     from chainette.engine.registry import EngineConfig
@@ -38,8 +39,9 @@ class EngineBroker:
     pool: ServerPool = ServerPool()
 
     @classmethod
-    def start(cls, cfg: "EngineConfig", log_dir: str | Path | None = None) -> str:
-        """Base URL for ``cfg``; starts (or reuses) its server when Chainette manages it."""
+    def start(cls, cfg: "EngineConfig", log_dir: str | Path | None = None, events: "EventBus | None" = None) -> str:
+        """Base URL for ``cfg``; starts (or reuses) its server when Chainette manages it
+        (server events on ``events``, the run's bus; default: the process-wide one)."""
         if backend_of(cfg).in_process:
             return ""
         if not cfg.is_managed:
@@ -47,7 +49,7 @@ class EngineBroker:
             if not endpoint:
                 raise ConfigError(f"engine '{cfg.name}': no endpoint configured", engine=cfg.name)
             return endpoint
-        return cls.pool.start(cfg, log_dir=log_dir)
+        return cls.pool.start(cfg, log_dir=log_dir, events=events)
 
     @classmethod
     def release(cls, name: str) -> None:

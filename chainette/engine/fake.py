@@ -51,6 +51,7 @@ class FakeEngine:
         self.max_in_flight = max_in_flight
         self.seed = seed
         self.calls = 0
+        self.events: Any = None  # a run sets its bus here, as on every engine; the fake publishes nothing
         self._limiter = anyio.CapacityLimiter(max_in_flight)
 
     @classmethod
@@ -83,7 +84,11 @@ class FakeEngine:
                 model="fake",
             )
 
+    async def prepare(self) -> None:
+        """Nothing to learn: the fake answers in-process."""
+
     async def aclose(self) -> None:
+        """Nothing to release."""
         return None
 
 

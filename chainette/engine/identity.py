@@ -50,20 +50,19 @@ def answering_identity(cfg: "EngineConfig", endpoint: str | None) -> dict[str, A
 
 
 def reported_weights(cfg: "EngineConfig", base: str) -> str | None:
-    """What the server at ``base`` reports serving under ``cfg.model``, or ``None``."""
+    """What the server at ``base`` reports serving under ``cfg.model``, or ``None``.
+
+    Asks the OpenAI-compatible model list first (vLLM fills ``root`` with the weights), then
+    Ollama's tag list (each model's ``digest``)."""
     key = cfg.resolved_api_key()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     root = base[: -len("/v1")] if base.endswith("/v1") else base
-    if cfg.backend == "ollama_api":
-        data = _get_json(root + "/api/tags", headers)
-        for m in (data or {}).get("models") or []:
-            if isinstance(m, dict) and cfg.model in (m.get("name"), m.get("model")):
-                return m.get("digest")
-        return None
-    data = _get_json(root + "/v1/models", headers)
-    for m in (data or {}).get("data") or []:
+    for m in (_get_json(root + "/v1/models", headers) or {}).get("data") or []:
         if isinstance(m, dict) and m.get("id") == cfg.model and m.get("root"):
             return str(m["root"])
+    for m in (_get_json(root + "/api/tags", headers) or {}).get("models") or []:
+        if isinstance(m, dict) and cfg.model in (m.get("name"), m.get("model")) and m.get("digest"):
+            return str(m["digest"])
     return None
 
 

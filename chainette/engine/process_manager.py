@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 from chainette.engine.servers import managed_server
 from chainette.errors import ServerStartError
-from chainette.events import ServerReady, ServerStarting, ServerStopped, bus
+from chainette.events import EventBus, ServerReady, ServerStarting, ServerStopped
+from chainette.events import bus as global_bus
 
 if TYPE_CHECKING:
     from chainette.engine.registry import EngineConfig
@@ -53,6 +54,8 @@ class ServerProcess:
     argv: list[str] = field(default_factory=list)
     reused: bool = False
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    events: EventBus | None = field(default=None, repr=False, compare=False)
+    """the bus of the run that started it (its ``ServerStopped`` goes there too)"""
 
     @property
     def owned(self) -> bool:
@@ -211,9 +214,11 @@ def find_running(cfg: "EngineConfig") -> ServerProcess | None:
 
 
 def default_log_path(cfg: "EngineConfig", log_dir: str | Path | None, port: int) -> Path:
+    from chainette.utils.paths import confined  # an engine name is not trusted to be a file name
+
     if log_dir is not None:
-        return Path(log_dir) / "servers" / f"{cfg.name}.log"
-    return state_dir() / "logs" / f"{cfg.name}-{port}.log"
+        return confined(log_dir, "servers", f"{cfg.name}.log")
+    return confined(state_dir() / "logs", f"{cfg.name}-{port}.log")
 
 
 def start_server(
@@ -222,18 +227,23 @@ def start_server(
     log_dir: str | Path | None = None,
     log_path: str | Path | None = None,
     detached: bool = False,
+    events: EventBus | None = None,
 ) -> ServerProcess:
     """Start ``cfg``'s server (or reuse one already serving it) and wait until it is ready.
 
     A server that is not ``detached`` is tied to this process where its kind allows it.
+    Server events go to ``events`` (the run's bus; default: the process-wide one), and so
+    does the ``ServerStopped`` of the server when it is stopped later.
     """
+    bus = events if events is not None else global_bus
     running = find_running(cfg)
-    t0 = time.monotonic()
     if running is not None:
         bus.publish(ServerReady(engine=cfg.name, endpoint=running.endpoint, seconds=0.0, reused=True))
+        running.events = bus
         return running
     port = cfg.port or free_port(_probe_host(cfg.host))
-    argv = build_command(cfg, port, parent_pid=None if detached else os.getpid())
+    argv = build_command(cfg, port, parent_pid=None if detached else os.getpid())  # may pull the model first
+    t0 = time.monotonic()  # startup_timeout counts from the spawn, not from a first-run model pull
     env = build_env(cfg)
     path = Path(log_path) if log_path else default_log_path(cfg, log_dir, port)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +261,7 @@ def start_server(
             raise ServerStartError(f"engine '{cfg.name}': cannot run {argv[0]}: {exc}", engine=cfg.name) from exc
     sp = ServerProcess(
         name=cfg.name, model=served_name(cfg), endpoint=endpoint, host=cfg.host, port=port,
-        pid=popen.pid, pgid=popen.pid, log_path=str(path), argv=argv, popen=popen,
+        pid=popen.pid, pgid=popen.pid, log_path=str(path), argv=argv, popen=popen, events=bus,
     )
     try:
         _wait_ready(sp, cfg, t0)
@@ -327,7 +337,7 @@ def stop_server(sp: ServerProcess, *, grace: float = 10.0, announce: bool = True
             pass
     sp.pgid = None
     if announce:
-        bus.publish(ServerStopped(engine=sp.name))
+        (sp.events if sp.events is not None else global_bus).publish(ServerStopped(engine=sp.name))
 
 
 def _reap(sp: ServerProcess) -> None:

@@ -78,6 +78,16 @@ class Engine(Protocol):
     name: str
     max_in_flight: int
 
-    async def complete(self, request: CompletionRequest) -> Completion: ...
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Answer one request (retries, limits and back-off are the engine's own business)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def prepare(self) -> None:
+        """Called once by a run on each engine it creates, before any request (e.g. to ask
+        the server its version); engine instances passed to ``run(engines=...)`` are not
+        prepared."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the engine is not used after this."""
+        ...

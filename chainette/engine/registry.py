@@ -15,22 +15,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from chainette.core.step import DEFAULT_ENGINE_NAME  # a step naming no engine uses this one
 from chainette.engine.backend_registry import (
     OLLAMA_DEFAULT_ENDPOINT,
     OPENAI_DEFAULT_ENDPOINT,
     backend_names,
     backend_of,
 )
-from chainette.errors import ConfigError, UnknownEngineError
+from chainette.engine.pricing import Price
+from chainette.engine.batch.settings import BATCH_MAX_IN_FLIGHT, BatchSettings
+from chainette.errors import ConfigError, UnknownEngineError, describe_validation_error, describe_yaml_error
 
 Backend = Literal["openai", "vllm_api", "ollama_api", "local", "fake"]
 """The built-in backends (each registered in :mod:`chainette.engine.backend_registry`,
 where ``register_backend`` adds more)."""
-
-DEFAULT_ENGINE_NAME = "default"
-"""The engine a step uses when it names none. Unless you register an engine under this
-name (e.g. ``name: default`` in an engines.yml pointing at OpenAI), it is the embedded
-llama.cpp server, like the built-in ``local`` engine."""
 
 LOCAL_ENGINE_NAME = "local"
 BUILTIN_ENGINES = (DEFAULT_ENGINE_NAME, LOCAL_ENGINE_NAME)
@@ -45,6 +43,10 @@ class EngineConfig(BaseModel):
     model: str = ""
     backend: str = "vllm_api"  # a registered backend name (see Backend for the built-in ones)
     endpoint: str | None = None
+    endpoints: list[str] = Field(default_factory=list)
+    """Several servers of the same model (replicas): requests go to the one with the fewest in
+    flight, each with its own ``max_in_flight`` and health (see :mod:`chainette.engine.multi_endpoint`).
+    ``endpoint`` is then the first of them."""
     api_key: SecretStr | None = Field(default=None, repr=False)
     api_key_env: str | None = None
     lazy: bool = True
@@ -77,6 +79,14 @@ class EngineConfig(BaseModel):
     n_parallel: int | None = None
     n_ctx: int | None = None
     threads: int | None = None
+    price: Price | None = None
+    """What this engine costs (USD per 1M input / cached input / output tokens, and/or per hour
+    held); default: the packaged price table for well-known hosted models, else unknown."""
+    mode: Literal["online", "batch"] = "online"
+    """``batch``: requests go through the provider's Batch API (openai), or ``vllm run-batch`` for a
+    managed vllm_api engine; see docs/batch.md. ``max_in_flight`` then defaults to 50,000."""
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    """batch mode: file limits, linger, polling, re-asks (see :class:`BatchSettings`)"""
 
     @model_validator(mode="before")
     @classmethod
@@ -90,6 +100,14 @@ class EngineConfig(BaseModel):
             if "devices" in data and "gpu_ids" not in data:
                 data = {**data, "gpu_ids": data.pop("devices")}
             data = _merge_spec_env(data)
+            data = _merge_endpoints(data)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_in_flight(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") == "batch" and "max_in_flight" not in data:
+            data = {**data, "max_in_flight": BATCH_MAX_IN_FLIGHT}  # rows enough to fill a batch file
         return data
 
     @field_validator("backend")
@@ -132,6 +150,24 @@ class EngineConfig(BaseModel):
         d["api_key"] = "***" if self.api_key is not None else None
         d["extra_env"] = sorted(self.extra_env)
         return d
+
+
+def _merge_endpoints(data: dict[str, Any]) -> dict[str, Any]:
+    """``endpoints: [a, b]`` sets ``endpoint`` to ``a`` (every single-endpoint rule then applies to
+    the first one); an ``endpoint`` that is not in the list is refused, not silently dropped."""
+    eps = data.get("endpoints")
+    if not eps:
+        return data
+    if isinstance(eps, str) or not isinstance(eps, list) or not all(isinstance(e, str) and e.strip() for e in eps):
+        raise ValueError("endpoints must be a list of base URLs, e.g. [http://gpu1:8000/v1, http://gpu2:8000/v1]")
+    eps = [e.strip().rstrip("/") for e in eps]
+    if len(set(eps)) != len(eps):
+        raise ValueError("endpoints lists the same URL twice")
+    one = data.get("endpoint")
+    if one and one.rstrip("/") not in eps:
+        raise ValueError(f"endpoint {one!r} is not one of endpoints; set only endpoints: (the first one is used "
+                         "where a single address is needed)")
+    return {**data, "endpoints": eps, "endpoint": eps[0]}
 
 
 def _merge_spec_env(data: dict[str, Any]) -> dict[str, Any]:
@@ -218,15 +254,8 @@ def unregister_engine(name: str) -> None:
 
 
 def _describe_validation(exc: ValidationError, name: Any, where: str = "") -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field '{loc}' (valid fields: {', '.join(EngineConfig.model_fields)})")
-        else:
-            parts.append(f"field '{loc}': {err['msg']}")
     prefix = f"{where}engine '{name}'" if name else f"{where}engine"
-    return f"{prefix}: " + "; ".join(parts)
+    return f"{prefix}: " + describe_validation_error(exc, limit=None, known_fields=EngineConfig.model_fields)
 
 
 def load_engines_file(path: str | Path, *, register: bool = True) -> list[EngineConfig]:
@@ -239,9 +268,7 @@ def load_engines_file(path: str | Path, *, register: bool = True) -> list[Engine
     except FileNotFoundError:
         raise ConfigError(f"{p}: engines file not found") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(describe_yaml_error(exc, p)) from exc
     if not isinstance(data, dict) or not isinstance(data.get("engines"), list):
         raise ConfigError(f"{p}: expected a mapping with a list under 'engines:'")
     configs = engine_configs(data["engines"], source=str(p))
@@ -263,4 +290,28 @@ def engine_configs(entries: list[Any], *, source: str) -> list[EngineConfig]:
             configs.append(EngineConfig(**entry))
         except ValidationError as exc:
             raise ConfigError(_describe_validation(exc, entry.get("name"), where)) from None
+    return configs
+
+
+def load_engines_from_yaml(path: str | Path) -> list[EngineConfig]:
+    """Deprecated (the original Chainette's name): :func:`load_engines_file`. The file may also be
+    a bare YAML list of engine mappings, the shape the original read."""
+    import warnings
+
+    import yaml
+
+    warnings.warn("load_engines_from_yaml() is deprecated; use load_engines_file() (see docs/migrating.md)",
+                  DeprecationWarning, stacklevel=2)
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: engines file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(describe_yaml_error(exc, p)) from exc
+    if not isinstance(data, list):
+        return load_engines_file(p)
+    configs = engine_configs(data, source=str(p))
+    for cfg in configs:
+        register_engine(cfg)
     return configs

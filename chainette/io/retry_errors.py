@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chainette.errors import ResumeError
 from chainette.io.journal import ERRORS, FLATTENED, Journal, save_journal
+from chainette.utils.paths import confined, ensure_within
 
 RETRY_SUFFIX = ".retry"
 
@@ -39,9 +40,9 @@ def failed_inputs(run_dir: Path) -> set[int]:
 def finish_pending_rewrite(run_dir: Path, journal: Journal, *, durable: bool) -> None:
     """Complete (or discard) a rewrite a crash interrupted."""
     for rel in journal.rewrite:
-        tmp = run_dir / (rel + RETRY_SUFFIX)
+        tmp = confined(run_dir, rel + RETRY_SUFFIX)  # names read from the journal: confined
         if tmp.exists():
-            os.replace(tmp, run_dir / rel)
+            os.replace(tmp, confined(run_dir, rel))
     if journal.rewrite:
         journal.rewrite = []
         save_journal(run_dir, journal, durable=durable)
@@ -54,9 +55,9 @@ def remove_failed_rows(run_dir: Path, journal: Journal, *, durable: bool) -> int
     if journal.stage > 0:
         raise ResumeError("--retry-errors cannot be used once a staged run has passed its first stage; "
                           "start a new run for the failed inputs instead")
-    if any(run_dir.glob("*/*.parquet")):
+    if any(run_dir.glob("*/*.parquet")) or any(run_dir.glob("*/*.csv")):
         raise ResumeError("--retry-errors needs the JSONL files of a run; this run was already converted "
-                          "to Parquet (it completed). Start a new run for the failed inputs instead.")
+                          "to Parquet or CSV (it completed). Start a new run for the failed inputs instead.")
     failed = failed_inputs(run_dir)
     if not failed:
         return 0
@@ -65,7 +66,7 @@ def remove_failed_rows(run_dir: Path, journal: Journal, *, durable: bool) -> int
     for name, state in journal.files.items():
         if name.startswith("."):
             continue
-        folder = run_dir / name
+        folder = confined(run_dir, name)
         last_lines = last_size = 0
         for path in sorted(folder.glob("*.jsonl")):
             kept = []
@@ -82,7 +83,7 @@ def remove_failed_rows(run_dir: Path, journal: Journal, *, durable: bool) -> int
                     elif name != FLATTENED:
                         counts.setdefault(name, {"outputs": 0, "errors": 0})["outputs"] += 1
             data = b"".join(kept)
-            with open(str(path) + RETRY_SUFFIX, "wb") as f:
+            with open(ensure_within(run_dir, str(path) + RETRY_SUFFIX), "wb") as f:
                 f.write(data)
                 f.flush()
                 if durable:

@@ -11,7 +11,8 @@
 ```
 Files roll every ``max_lines_per_file`` lines. Rows are committed in groups: lines are
 appended whole, flushed (and fsynced), then the journal is replaced atomically, so a crash
-never leaves a half-written line that a resume would keep. With ``fmt="parquet"`` step and
+never leaves a half-written line that a resume would keep. With ``fmt="parquet"`` (or
+``fmt="csv"``: one column per field, nested values as JSON text in their cell) step and
 flattened files are converted to Parquet when the run completes.
 """
 
@@ -39,6 +40,8 @@ from chainette.io.journal import (
 from chainette.io.retry_errors import finish_pending_rewrite, remove_failed_rows
 from chainette.io.rolling import RollingJsonl
 from chainette.io.base_writer import RunInfo, Writer
+from chainette.io.record_writer import RecordWriter, result_placeholder
+from chainette.utils.paths import confined, ensure_within
 
 if TYPE_CHECKING:
     from chainette.core.result import RunResult
@@ -70,7 +73,11 @@ def output_line(row_id: str, value: Any, reasoning: str | None) -> bytes:
     return _dumps(data)
 
 
-class StreamWriter(Writer):
+FORMATS = ("jsonl", "parquet", "csv")
+"""Output formats of step and flattened files (errors are always JSONL)."""
+
+
+class StreamWriter(Writer, RecordWriter):
     """Write a run directory as rows finish (see the module docstring for the layout)."""
 
     def __init__(
@@ -82,8 +89,8 @@ class StreamWriter(Writer):
         flatten: bool = True,
         durable: bool = True,
     ) -> None:
-        if fmt not in ("jsonl", "parquet"):
-            raise ConfigError(f"unknown output format '{fmt}': use jsonl or parquet")
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown output format '{fmt}': use {', '.join(FORMATS)}")
         if fmt == "parquet":  # fail before the run, not when its files are converted at the end
             from chainette.utils.optional import require
 
@@ -117,12 +124,13 @@ class StreamWriter(Writer):
                 remove_failed_rows(out, existing, durable=self.durable)
             self.journal = existing
             self.journal.completed = False
+            self.spent_before = dict(existing.spent) or None
             self.stage = existing.stage
             for name, state in existing.files.items():
                 self._folder(name).restore(state)
             spills = {spill_folder(k) for k in range(existing.stage, existing.stage + 2)}
             for name in {FLATTENED, ERRORS, *run.step_ids, *spills} - set(existing.files):
-                stale = out / name  # written after the last commit: drop it
+                stale = confined(out, name)  # written after the last commit: drop it
                 if stale.is_dir():
                     shutil.rmtree(stale)
         else:
@@ -176,7 +184,8 @@ class StreamWriter(Writer):
     def _folder(self, name: str) -> RollingJsonl:
         f = self._folders.get(name)
         if f is None:
-            f = self._folders[name] = RollingJsonl(self.output_dir / name, self.max_lines)
+            f = self._folders[name] = RollingJsonl(confined(self.output_dir, name), self.max_lines,
+                                                   root=self.output_dir)
         return f
 
     # -- writing ------------------------------------------------------------------------
@@ -242,18 +251,68 @@ class StreamWriter(Writer):
     def note_rows_seen(self, n: int) -> None:
         self.journal.rows_seen = max(self.journal.rows_seen, n)
 
-    def close(self, result: "RunResult") -> None:
+    def note_spent(self, spent: dict[str, Any]) -> None:
+        self.journal.spent = spent
+
+    def close(self, result: "RunResult | None" = None) -> None:
+        if result is None:  # used on its own (the writer contract, or the original's close())
+            result = result_placeholder(self._run, self.output_dir)
         for folder in self._folders.values():
             folder.close()
         if not result.interrupted:
             self.journal.completed = True
             if self.fmt == "parquet":
                 self._convert_to_parquet()
+            elif self.fmt == "csv":
+                self._convert_to_csv()
             for name in [n for n in self._folders if n.startswith(f"{JOURNAL_DIR}/spill-")]:
-                shutil.rmtree(self.output_dir / name, ignore_errors=True)  # staged rows are no longer needed
+                shutil.rmtree(confined(self.output_dir, name), ignore_errors=True)  # staged rows are no longer needed
                 del self._folders[name]
         self._save_journal()
         self._write_metadata(status="interrupted" if result.interrupted else "completed", result=result)
+
+    # -- the writer contract, used on its own (see chainette/io/record_writer.py) ---------
+    def init(self, graph: dict[str, Any] | None = None, run: RunInfo | None = None) -> None:
+        """Start a run directory for ``graph`` without the executor (``write_step`` calls it
+        with an empty graph if needed). Refuses a directory that already holds a run."""
+        if run is None:
+            from chainette.utils.ids import new_run_id
+
+            run = RunInfo(run_id=new_run_id(), chain_name=str((graph or {}).get("name", "")), graph=graph or {},
+                          engines=[], fingerprint={}, started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self.open(run)
+
+    def write_step(self, step_id: str, records: list[Any]) -> None:
+        """Append ``records`` (models or dicts, ideally with ``row_id``) to ``<step_id>/``."""
+        self._write_records(step_id, records, step=True)
+
+    def write_errors(self, records: list[dict[str, Any]]) -> None:
+        self._write_records(ERRORS, records)
+
+    def write_flattened(self, records: list[dict[str, Any]]) -> None:
+        self._write_records(FLATTENED, records)
+
+    def finalize(self, result: "RunResult | None" = None) -> Any:
+        """Finish the run directory (Parquet or CSV files are written now); same as ``close``."""
+        self.close(result)
+
+    def _write_records(self, name: str, records: list[Any], *, step: bool = False) -> None:
+        if self._run is None:
+            self.init()
+        assert self._run is not None
+        if step:
+            if not name.isidentifier() or name in (ERRORS, FLATTENED):
+                raise ConfigError(f"cannot write step {name!r}: not a valid step id")
+            if name not in self._run.step_ids:
+                self._run.step_ids.append(name)
+        lines = [_dumps(r.model_dump(mode="json") if isinstance(r, BaseModel) else r) for r in records]
+        if not lines:
+            return
+        self._folder(name).write(lines)
+        self._folder(name).flush(self.durable)
+        if step:
+            self.journal.counts.setdefault(name, {"outputs": 0, "errors": 0})["outputs"] += len(lines)
+        self._save_journal()
 
     # -- reading back -------------------------------------------------------------------
     def step_dirs(self) -> list[str]:
@@ -265,7 +324,7 @@ class StreamWriter(Writer):
 
     # -- helpers ------------------------------------------------------------------------
     def _write_json(self, name: str, data: Any) -> None:
-        write_atomic(self.output_dir / name, json.dumps(data, indent=2, ensure_ascii=False, default=str),
+        write_atomic(confined(self.output_dir, name), json.dumps(data, indent=2, ensure_ascii=False, default=str),
                      durable=False)
 
     def _write_metadata(self, status: str, result: "RunResult | None" = None) -> None:
@@ -293,7 +352,31 @@ class StreamWriter(Writer):
                 for sid, st in result.step_stats.items()
             }
             meta["errors"] = sum(c.get("errors", 0) for c in self.journal.counts.values())
+            meta["cost"] = result.cost
+            meta["stopped_by"] = result.stopped_by
         self._write_json("metadata.json", meta)
+
+    def _convert_to_csv(self) -> None:
+        """Step and flattened files as CSV: one column per field (in order of first appearance),
+        nested values (lists, objects) as JSON text, ``None`` as an empty cell."""
+        import csv
+
+        for name, folder in self._folders.items():
+            if name == ERRORS or name.startswith(JOURNAL_DIR):
+                continue
+            for path in folder.files():
+                with open(path, "rb") as f:
+                    rows = [json.loads(line) for line in f if line.strip()]
+                columns: dict[str, None] = {}
+                for row in rows:
+                    columns.update(dict.fromkeys(row))
+                target = ensure_within(self.output_dir, path.with_suffix(".csv"))
+                with open(target, "w", encoding="utf-8", newline="") as out:
+                    w = csv.writer(out)
+                    w.writerow(list(columns))
+                    for row in rows:
+                        w.writerow([csv_cell(row.get(c)) for c in columns])
+                path.unlink()
 
     def _convert_to_parquet(self) -> None:
         import pyarrow as pa
@@ -305,7 +388,7 @@ class StreamWriter(Writer):
             for path in folder.files():
                 with open(path, "rb") as f:
                     rows = [json.loads(line) for line in f if line.strip()]
-                pq.write_table(_arrow_table(rows), path.with_suffix(".parquet"))
+                pq.write_table(_arrow_table(rows), ensure_within(self.output_dir, path.with_suffix(".parquet")))
                 path.unlink()
 
 
@@ -327,11 +410,26 @@ def _arrow_table(rows: list[dict[str, Any]]) -> Any:
     return pa.table(columns)
 
 
+def csv_cell(value: Any) -> str:
+    """A CSV cell: text as is, ``None`` empty, anything else (numbers, lists, objects) as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
 def read_records(folder: Path) -> Iterator[dict[str, Any]]:
-    """Records of a run-directory folder, whether written as JSONL or Parquet."""
-    files = sorted(p for p in folder.glob("*") if p.stem.isdigit() and p.suffix in (".jsonl", ".parquet"))
+    """Records of a run-directory folder, whether written as JSONL, Parquet or CSV (CSV cells
+    come back as text)."""
+    files = sorted(p for p in folder.glob("*") if p.stem.isdigit() and p.suffix in (".jsonl", ".parquet", ".csv"))
     for p in files:
-        if p.suffix == ".jsonl":
+        if p.suffix == ".csv":
+            import csv
+
+            with open(p, encoding="utf-8", newline="") as f:
+                yield from csv.DictReader(f)
+        elif p.suffix == ".jsonl":
             with open(p, "rb") as f:
                 for line in f:
                     if line.strip():

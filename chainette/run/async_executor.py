@@ -28,18 +28,23 @@ from chainette.core.chain import Chain
 from chainette.core.context import coerce
 from chainette.core.result import RunResult, StepStats
 from chainette.core.row import SKIPPED, Row, RowRecords
-from chainette.core.validation import iter_nodes
-from chainette.errors import ConfigError, ErrorRecord, ServerStartError
-from chainette.events import EventBus, RunFinished, RunStarted, bus as global_bus
+from chainette.core.validation import iter_nodes, iter_steps
+from chainette.errors import ConfigError, ErrorRecord, ServerStartError, describe_validation_error
+from chainette.events import BudgetReached, EventBus, RunFinished, RunStarted, bus as global_bus
 from chainette.io.base_writer import MemoryWriter, RunInfo, Writer
 from chainette.io.flatten import flatten
 from chainette.io.journal import DoneSet
+from chainette.io.metrics import RunMetrics, earlier_sessions
 from chainette.io.spill import RowDecoder, encode_row
+from chainette.run.budget import Budget
 from chainette.run.commit_loop import CommitLoop
+from chainette.run.debug import DebugSampler, StepDebug, debug_rows, print_sample
+from chainette.run.costs import CostMeter
 from chainette.run.engines import RunEngines
 from chainette.run.inputs import InputFeed, graph_fingerprint, inputs_fingerprint, peek, rejoin
 from chainette.run.row_runner import RunState, run_from
 from chainette.run.stages import plan_stages, stage_engines
+from chainette.run.stop import ErrorGuard, RunStop
 from chainette.utils.ids import new_run_id
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
@@ -94,6 +99,12 @@ class AsyncExecutor:
         handle_signals: bool = False,
         window: int | None = None,
         on_rows: Any = None,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
+        debug: bool | int = False,
+        debug_output: Any = None,
+        error_guard: ErrorGuard | None = ErrorGuard(),
+        report: bool = True,
     ) -> RunResult:
         """Run every input row through the chain.
 
@@ -103,6 +114,20 @@ class AsyncExecutor:
         ``max_lines_per_file``). ``resume=True`` continues an interrupted run in the same
         directory; ``force=True`` overwrites an existing run or resumes despite changes;
         ``retry_errors=True`` (with ``resume``) processes again the rows that ended in an error.
+        ``max_cost`` (USD) and ``max_tokens`` cap what the whole run may spend, earlier sessions
+        included: no request is sent once it could pass a cap, and the run stops resumable with
+        ``RunResult.stopped_by`` set (see :mod:`chainette.run.budget`).
+        ``debug=True`` (or a number of rows) shows the messages sent and the raw reply of the
+        first rows of each step, secrets masked: ``debug_output`` receives the events
+        (default: printed to stderr; see :mod:`chainette.run.debug`).
+        ``error_guard`` stops a run whose rows overwhelmingly fail (default: 90% of at least
+        50 finished rows; ``None`` disables it); an engine with a systemic fault (refused key,
+        exhausted quota, rejected schema, unreachable endpoint) stops the run too. Either way
+        the run ends resumable with ``RunResult.stopped_by`` and ``stop_reason`` set
+        (see :mod:`chainette.run.stop`).
+        A run directory also gets ``metrics.json`` (latency histograms and counters over time,
+        see :mod:`chainette.io.metrics`) and, when the session ends, ``report.html`` (see
+        :mod:`chainette.io.report`; ``report=False`` skips the HTML).
         """
         self.chain.validate(engines=self.engine_overrides)
         self._input_model = self.chain.input_model
@@ -111,7 +136,9 @@ class AsyncExecutor:
         head, rest = await peek(inputs, FINGERPRINT_ROWS)
         fingerprint = {"chain": graph_fingerprint(self.chain.graph.to_dict()),
                        "inputs": input_fingerprint or inputs_fingerprint(head)}
-        engines = RunEngines(self.engine_overrides, log_dir=out_dir)
+        engines = RunEngines(self.engine_overrides, log_dir=out_dir, events=self.bus)
+        meter = self._cost_meter(engines)
+        budget = self._make_budget(meter, engines, max_cost, max_tokens)
         run = RunInfo(
             run_id=run_id or new_run_id(),
             chain_name=self.chain.name,
@@ -119,19 +146,33 @@ class AsyncExecutor:
             engines=[c.public_dict() for c in (engines.config(n) for n in self.chain.engine_names()) if c],
             fingerprint=fingerprint,
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            step_ids=[n.id for n in iter_nodes(self.chain.items) if hasattr(n, "output_model") and n.kind in ("step", "apply")],
+            step_ids=[n.id for n in iter_nodes(self.chain.items) if hasattr(n, "output_model") and n.kind in ("step", "apply", "batch")],
         )
         done = await anyio.to_thread.run_sync(
             lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors))
         stats = {sid: StepStats() for sid in run.step_ids}
+        before = getattr(writer, "spent_before", None)
+        note_spent = getattr(writer, "note_spent", None) or (lambda spent: None)
+        if budget is not None and before:
+            budget.spent_tokens = int(before.get("tokens", 0))
+            budget.spent_cost = float(before.get("cost") or 0.0)
         cache = self._make_cache()
         state = RunState(get_engine=engines.get, stats=stats, bus=self.bus, cache=cache,
-                         cache_scope=engines.cache_scope)
+                         cache_scope=engines.cache_scope, budget=budget, costs=meter,
+                         note_spent=lambda: note_spent(meter.spent(stats, engines.held_seconds(), before)),
+                         stop=RunStop(guard=error_guard))
+        metrics = None
+        if out_dir is not None:  # a run directory: measure the run for its report
+            metrics = state.metrics = RunMetrics(out_dir, stats, run_id=run.run_id, costs=meter,
+                                                 previous=earlier_sessions(out_dir) if resume else None)
+            await anyio.to_thread.run_sync(metrics.write, metrics.document())
+        stop_debug = self._start_debug(state, engines, debug, debug_output)
         result = RunResult(run_id=run.run_id, chain_name=self.chain.name, output_dir=out_dir, step_stats=stats)
         if window is None:
             biggest = max((engines.max_in_flight(n) for n in self.chain.engine_names()), default=64)
             window = max(self.batch_size, biggest + biggest // 2)  # enough rows to keep every slot busy
-        self.bus.publish(RunStarted(run.run_id, self.chain.name, str(out_dir) if out_dir else None, total, run.step_ids))
+        self.bus.publish(RunStarted(run.run_id, self.chain.name, str(out_dir) if out_dir else None, total, run.step_ids,
+                                    max_cost, max_tokens))
         stages = plan_stages(self.chain.items, engines.is_exclusive)
         started = time.monotonic()
         try:
@@ -149,6 +190,11 @@ class AsyncExecutor:
                     source, make_row = iter(writer.read_spill(k - 1)), _spilled_row(decoder)
                 await self._drive(stages[k], source, make_row, done, writer, state, result, window,
                                   handle_signals, on_rows, last=last, count_inputs=k == 0)
+                if budget is not None and budget.stopped_by is not None:
+                    state.stop.request(budget.stopped_by, budget.describe_stop())
+                if state.stop.by is not None:
+                    result.interrupted = True  # resumable: the rows stopped before they finished are not committed
+                    result.stopped_by, result.stop_reason = state.stop.by, state.stop.reason
                 if result.interrupted or last:
                     break
                 await engines.release_except(stage_engines(stages[k + 1]))
@@ -161,15 +207,23 @@ class AsyncExecutor:
             result.interrupted = True  # cancelled or failed: keep what was committed, resumable
             raise
         finally:
+            if stop_debug is not None:
+                stop_debug()
             result.seconds = time.monotonic() - started
             with anyio.CancelScope(shield=True):
                 await engines.aclose()
                 if cache is not None:
                     await anyio.to_thread.run_sync(cache.close)
+                held = engines.held_seconds()
+                result.cost = meter.report(stats, held, before)
+                note_spent(meter.spent(stats, held, before))
                 await anyio.to_thread.run_sync(lambda: writer.close(result))
+                if metrics is not None:
+                    await anyio.to_thread.run_sync(_finish_run_files, metrics, result, report)
         self.bus.publish(RunFinished(run.run_id, result.seconds, result.rows_in,
                                      {k: v.to_dict() for k, v in stats.items()},
-                                     str(out_dir) if out_dir else None, result.interrupted))
+                                     str(out_dir) if out_dir else None, result.interrupted,
+                                     result.cost, result.stopped_by))
         return result
 
     async def run_iter(
@@ -189,14 +243,75 @@ class AsyncExecutor:
                     yield batch
 
     # -- internals ----------------------------------------------------------------------
-    def _make_writer(self, writer: Writer | None, output_dir: Any, fmt: str, max_lines: int) -> Writer:
-        if writer is not None:
-            return writer
+    def _make_writer(self, writer: Any, output_dir: Any, fmt: str, max_lines: int) -> Writer:
+        if writer is not None:  # a built-in writer, or yours (a RecordWriter, or its class)
+            from chainette.io.custom_writer import as_writer
+
+            return as_writer(writer, output_dir, max_lines_per_file=max_lines)
         if output_dir is None:
             return MemoryWriter()
         from chainette.io.stream_writer import StreamWriter
 
         return StreamWriter(output_dir, fmt=fmt, max_lines_per_file=max_lines)
+
+    def _cost_meter(self, engines: RunEngines) -> CostMeter:
+        names = self.chain.engine_names()
+        models = {}
+        for name in names:
+            cfg = engines.config(name)
+            models[name] = cfg.model if cfg is not None else ""
+        return CostMeter({s.id: s.engine_name for s in iter_steps(self.chain.items)},
+                         {name: engines.price(name) for name in names}, models=models)
+
+    def _make_budget(self, meter: CostMeter, engines: RunEngines, max_cost: float | None,
+                     max_tokens: int | None) -> Budget | None:
+        """The run's :class:`Budget` (``None`` without caps); a cost cap needs every engine's price."""
+        if max_cost is None and max_tokens is None:
+            return None
+        if max_cost is not None and (max_cost < 0 or max_cost != max_cost):
+            raise ConfigError(f"max_cost must be a number of USD >= 0, got {max_cost!r}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1, got {max_tokens!r}")
+        if max_cost is not None and meter.unpriced_engines:
+            names = ", ".join(meter.unpriced_engines)
+            raise ConfigError(
+                f"--max-cost (max_cost=) needs a price for every engine, and engine(s) {names} have none: "
+                "add `price: {input: USD per 1M tokens, output: USD per 1M tokens}` (or `per_hour:`) to them "
+                "in the engines file (register_engine(..., price={...})), or cap tokens with --max-tokens")
+        hourly = [(n, p) for n, (p, _) in meter.prices.items() if p is not None and p.per_hour]
+        hourly_cost = None
+        if hourly:
+            def hourly_cost() -> float:
+                held = engines.held_seconds()
+                return sum(p.hour_cost(held.get(n, 0.0)) for n, p in hourly)
+
+        def on_stop(b: Budget) -> None:
+            r = b.refused or {}
+            cost_cap = b.stopped_by == "max_cost"
+            self.bus.publish(BudgetReached(
+                cap=b.stopped_by or "", limit=float(r.get("limit") or 0),
+                spent=float(r["spent_cost"] if cost_cap else r["spent_tokens"]),
+                reserved=float(r["reserved_cost"] if cost_cap else r["reserved_tokens"]),
+                in_flight_requests=int(r.get("in_flight_requests", 0)), step_id=str(r.get("step_id", ""))))
+
+        return Budget(max_cost=max_cost, max_tokens=max_tokens,
+                      step_prices={sid: meter.price_of_step(sid) for sid in meter.step_engines},
+                      hourly_cost=hourly_cost, on_stop=on_stop)
+
+    def _start_debug(self, state: RunState, engines: RunEngines, debug: Any, output: Any) -> Any:
+        """Debug mode: a sampler in the run state and a subscriber that shows its events."""
+        rows = debug_rows(debug)
+        if not rows:
+            return None
+        secrets = []
+        for name in self.chain.engine_names():
+            cfg = engines.config(name)
+            key = cfg.resolved_api_key() if cfg is not None else None
+            if key:
+                secrets.append(key)
+        state.debug = DebugSampler(rows, self.bus.publish, secrets=secrets)
+        show = output or print_sample
+        return self.bus.subscribe(lambda event: show(event) if isinstance(event, StepDebug) else None)
 
     def _make_cache(self) -> Any:
         if self.cache_option is True:
@@ -225,7 +340,8 @@ class AsyncExecutor:
     ) -> None:
         """Stream ``rows`` through ``items`` (one stage) and commit them to ``writer``."""
         commits = CommitLoop(writer, self.bus, state.stats, batch_size=self.batch_size,
-                             commit_interval=self.commit_interval, on_rows=on_rows)
+                             commit_interval=self.commit_interval, on_rows=on_rows,
+                             costs=state.costs, before_commit=state.note_spent, metrics=state.metrics)
 
         async def process(index: int, raw: Any) -> None:
             if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
@@ -233,8 +349,11 @@ class AsyncExecutor:
                 return
             row = make_row(index, raw, state)
             await self._run_row(row, items, state, last)
+            if row.records.unfinished:
+                return  # a budget stopped it before its last request: not committed, a resume runs it
             if row.records.errors:
                 result.failed_rows += 1
+            state.stop.note_row(bool(row.records.errors))
             await commits.add(row.records)
 
         feed = InputFeed(rows, done, result if count_inputs else None)
@@ -242,7 +361,10 @@ class AsyncExecutor:
         async def worker() -> None:
             # A fixed pool of `window` workers pulls rows: no task spawn and no loop turn per
             # row, and a slow row only holds its own worker.
+            budget, stop = state.budget, state.stop
             while True:
+                if stop.by is not None or (budget is not None and budget.stopped_by is not None):
+                    return  # the run is stopping (a cap, an engine fault, the error guard): read no more rows
                 nxt = await feed.next()
                 if nxt is None:
                     return
@@ -320,6 +442,22 @@ def _first_chainette_error(group: BaseExceptionGroup) -> BaseException | None:
     return None
 
 
+def _finish_run_files(metrics: RunMetrics, result: RunResult, report: bool) -> None:
+    """End the session's metrics and (re)build ``report.html``; a failure here is a warning,
+    never a failed run (``chainette report RUN_DIR`` builds the report again)."""
+    import warnings
+
+    try:
+        metrics.finish("interrupted" if result.interrupted else "completed")
+        if report and metrics.run_dir is not None and (metrics.run_dir / "metadata.json").exists():
+            from chainette.io.report import write_report
+
+            write_report(metrics.run_dir)
+    except Exception as exc:  # noqa: BLE001 - the run's data is written; only its report is missing
+        warnings.warn(f"the run report of {metrics.run_dir} was not written: {type(exc).__name__}: {exc}. "
+                      f"Rebuild it with: chainette report {metrics.run_dir}", RuntimeWarning, stacklevel=1)
+
+
 def _spilled_row(decoder: RowDecoder) -> Any:
     def make(index: int, raw: Any, state: RunState) -> Row:
         return decoder.row(raw, index)
@@ -328,8 +466,7 @@ def _spilled_row(decoder: RowDecoder) -> Any:
 
 
 def _input_error(records: RowRecords, row_id: str, exc: ValidationError, state: RunState) -> None:
-    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])
-    records.errors.append(ErrorRecord(row_id, INPUT_STEP, "InputValidationError", detail).to_dict())
+    records.errors.append(ErrorRecord(row_id, INPUT_STEP, "InputValidationError", describe_validation_error(exc)).to_dict())
     state.stats.setdefault(INPUT_STEP, StepStats()).errors += 1
 
 

@@ -5,7 +5,9 @@ Row workers ``add`` finished rows; the loop's task commits them when a group of
 (``flush``). One writer call runs at a time, in a worker thread. After each commit the
 per-step counters are published as progress events (``StepTotalItems``, ``BatchFinished``,
 with the cost of the new tokens when a ``CostMeter`` is given); ``before_commit`` runs before
-each writer call (the executor records there what the run has spent, for resume).
+each writer call (the executor records there what the run has spent, for resume). With a
+``RunMetrics`` (``io/metrics.py``), the loop adds the counters' gains to its time windows a few
+times a second and has ``metrics.json`` replaced after a commit at most once a second.
 When ``max_pending`` rows wait (a slow disk), ``add`` blocks until the next commit.
 """
 
@@ -38,6 +40,7 @@ class CommitLoop:
         on_rows: OnRows | None = None,
         costs: Any = None,
         before_commit: Callable[[], Any] | None = None,
+        metrics: Any = None,
     ) -> None:
         self.writer = writer
         self.bus = bus
@@ -56,6 +59,7 @@ class CommitLoop:
         self.costs = costs  # run.costs.CostMeter | None
         self.before_commit = before_commit
         self._costs: dict[str, float] = {}
+        self.metrics = metrics  # io.metrics.RunMetrics | None
 
     async def add(self, records: RowRecords) -> None:
         """Queue a finished row; wake the loop when a group is ready; wait if too many queue."""
@@ -77,6 +81,8 @@ class CommitLoop:
                 await self.flush()
             else:
                 self.publish_progress()
+                if self.metrics is not None:
+                    self.metrics.sample()
 
     def wake(self) -> None:
         self._wake.set()
@@ -92,6 +98,11 @@ class CommitLoop:
                 await anyio.to_thread.run_sync(self.writer.write_rows, batch)
                 if self.on_rows is not None:
                     await self.on_rows(batch)
+            if self.metrics is not None:
+                self.metrics.sample(len(batch))
+                document = self.metrics.due() if batch else None
+                if document is not None:
+                    await anyio.to_thread.run_sync(self.metrics.write, document)
             self.publish_progress()
             self._committed.set()
             self._committed = anyio.Event()

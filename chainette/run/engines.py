@@ -7,25 +7,37 @@ clients are created inside the run's event loop. Engine instances passed by the 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import anyio
 
 from chainette.core.step import Step
+from chainette.engine.backend_registry import backend_of
+from chainette.engine.identity import answering_identity
+from chainette.engine.pricing import Price, resolve_price
 from chainette.engine.protocol import Engine
 from chainette.engine.registry import EngineConfig, get_engine_config
+from chainette.events import EventBus
+from chainette.events import bus as global_bus
 
 
 class RunEngines:
-    def __init__(self, overrides: Mapping[str, Any] | None = None, *, log_dir: Path | None = None) -> None:
+    """The engines of one run: created on first use, on the run's event bus, closed at the end."""
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None, *, log_dir: Path | None = None,
+                 events: EventBus | None = None) -> None:
         self._overrides = dict(overrides or {})
         self._log_dir = log_dir
+        self._events = events if events is not None else global_bus
         self._engines: dict[str, Engine] = {}
         self._scopes: dict[str, dict[str, Any] | None] = {}
         self._owned: list[str] = []
         self._started: list[EngineConfig] = []
         self._locks: dict[str, anyio.Lock] = {}
+        self._held_since: dict[str, float] = {}
+        self._held_s: dict[str, float] = {}
 
     def config(self, name: str) -> EngineConfig | None:
         """The config behind ``name`` (``None`` for an injected engine instance)."""
@@ -51,7 +63,33 @@ class RunEngines:
             if engine is None:
                 engine = await self._create(name)
                 self._engines[name] = engine
+                self._held_since[name] = time.monotonic()
         return engine
+
+    def price(self, name: str) -> tuple[Price | None, str]:
+        """``(price, source)`` of engine ``name`` (see :mod:`chainette.engine.pricing`); an
+        injected engine instance may carry a ``price`` attribute."""
+        override = self._overrides.get(name)
+        if override is not None and not isinstance(override, EngineConfig):
+            price = getattr(override, "price", None)
+            if isinstance(price, dict):
+                price = Price(**price)
+            return (price, "engine object") if isinstance(price, Price) else (None, "unknown")
+        cfg = self.config(name)
+        return resolve_price(cfg) if cfg is not None else (None, "unknown")
+
+    def held_seconds(self) -> dict[str, float]:
+        """Seconds each engine has been held by this run so far (from first use to release)."""
+        now = time.monotonic()
+        out = dict(self._held_s)
+        for name, since in self._held_since.items():
+            out[name] = out.get(name, 0.0) + now - since
+        return out
+
+    def _release_hold(self, name: str) -> None:
+        since = self._held_since.pop(name, None)
+        if since is not None:
+            self._held_s[name] = self._held_s.get(name, 0.0) + time.monotonic() - since
 
     async def _create(self, name: str) -> Engine:
         override = self._overrides.get(name)
@@ -62,22 +100,25 @@ class RunEngines:
         from chainette.engine.broker import EngineBroker
         from chainette.engine.factory import create_engine
 
+        spec = backend_of(cfg)
         endpoint = None
-        if cfg.backend != "fake":
-            endpoint = await anyio.to_thread.run_sync(lambda: EngineBroker.start(cfg, log_dir=self._log_dir))
+        if not spec.in_process:
+            endpoint = await anyio.to_thread.run_sync(
+                lambda: EngineBroker.start(cfg, log_dir=self._log_dir, events=self._events))
             self._started.append(cfg)
+        if spec.cacheable:
+            self._scopes[name] = await anyio.to_thread.run_sync(answering_identity, cfg, endpoint)
         self._owned.append(name)
-        return create_engine(cfg, endpoint)
+        engine = create_engine(cfg, endpoint)
+        engine.events = self._events  # retries and rate limiting reported on this run's bus
+        await engine.prepare()
+        return engine
 
     def cache_scope(self, step: Step) -> dict[str, Any] | None:
-        """What identifies this step's engine in cache keys; ``None`` = do not cache (per row: memoised)."""
-        name = step.engine_name
-        if name not in self._scopes:
-            cfg = self.config(name)  # None for an injected engine instance
-            self._scopes[name] = (
-                None if cfg is None or cfg.backend == "fake" else {"model": cfg.model, "backend": cfg.backend}
-            )
-        return self._scopes[name]
+        """What identifies this step's engine in cache keys; ``None`` = do not cache."""
+        # set when the engine is created (what answers: see engine/identity.py); absent for an
+        # injected engine instance and for backends whose answers are not cached
+        return self._scopes.get(step.engine_name)
 
     def is_exclusive(self, name: str) -> bool:
         """A server Chainette starts itself and may stop between stages (managed and lazy)."""
@@ -94,6 +135,7 @@ class RunEngines:
         for name in names:
             engine = self._engines.pop(name, None)
             self._owned.remove(name)
+            self._release_hold(name)
             if engine is not None:
                 await engine.aclose()
         stopped = [c for c in self._started if c.name in names]
@@ -107,6 +149,8 @@ class RunEngines:
         await anyio.to_thread.run_sync(release)
 
     async def aclose(self) -> None:
+        for name in list(self._held_since):
+            self._release_hold(name)
         for name in self._owned:
             engine = self._engines.get(name)
             if engine is not None:

@@ -8,7 +8,7 @@ are no batch barriers: a slow row only delays itself.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import anyio
@@ -16,14 +16,28 @@ import jinja2
 from pydantic import BaseModel, ValidationError
 
 from chainette.core.apply import ApplyNode
+from chainette.core.batch import BatchNode
 from chainette.core.branch import Branch, ChainItem, JoinBranch, Parallel
 from chainette.core.result import StepStats
 from chainette.core.row import Row
 from chainette.core.step import Step
 from chainette.engine.protocol import Completion, CompletionRequest, Engine
-from chainette.errors import ChainetteError, EngineError, ErrorRecord, OutputValidationError
+from chainette.errors import (
+    ApplyError,
+    ChainetteError,
+    DefinitionTypeError,
+    EngineError,
+    ErrorRecord,
+    OutputValidationError,
+    TruncatedCompletionError,
+    describe_validation_error,
+)
 from chainette.core.context import coerce
+from chainette.core.input_models import resolve_input
+from chainette.engine.backends.base import truncated
 from chainette.events import EventBus, ItemFailed
+from chainette.run.batching import Batcher
+from chainette.run.stop import RunStop
 from chainette.utils.ids import child_row_id
 from chainette.utils.json_schema import model_schema
 
@@ -37,6 +51,13 @@ class RunState:
     bus: EventBus
     cache: Any = None  # ItemCache | None
     cache_scope: Callable[[Step], dict[str, Any]] | None = None
+    budget: Any = None  # run.budget.Budget | None: asked before each request is sent
+    costs: Any = None  # run.costs.CostMeter | None: prices the counters for progress events
+    note_spent: Callable[[], Any] | None = None  # records what the run spent (before each commit)
+    batchers: dict[str, Any] = field(default_factory=dict)  # batch node id -> run.batching.Batcher
+    debug: Any = None  # run.debug.DebugSampler | None: shows the first rows of each step
+    stop: RunStop = field(default_factory=RunStop)  # why the run stops reading rows, if it does
+    metrics: Any = None  # io.metrics.RunMetrics | None: each answered request's latency and tokens
 
 
 async def run_from(items: list[ChainItem], start: int, row: Row, state: RunState) -> list[Row] | None:
@@ -69,21 +90,17 @@ async def run_item(item: ChainItem, row: Row, state: RunState) -> list[Row] | No
         return await run_step(item, row, state)
     if isinstance(item, ApplyNode):
         return await run_apply(item, row, state)
+    if isinstance(item, BatchNode):
+        return await run_batch(item, row, state)
     if isinstance(item, Parallel):
         return await run_parallel(item, row, state)
     if isinstance(item, Branch):  # a lone branch in a chain: run it like a one-branch group
         return await run_parallel(Parallel([item]), row, state)
-    raise TypeError(f"cannot run {item!r}")
+    raise DefinitionTypeError(f"cannot run {item!r}: not a Step, ApplyNode, Branch or parallel group")
 
 
 def _fail(row: Row, node_id: str, exc: BaseException, state: RunState, attempts: int = 1) -> None:
-    rec = ErrorRecord(
-        row_id=row.row_id,
-        step_id=node_id,
-        error_type=type(exc).__name__,
-        message=str(exc) or type(exc).__name__,
-        attempts=attempts,
-    ).to_dict()
+    rec = ErrorRecord.from_exception(exc, row_id=row.row_id, step_id=node_id, attempts=attempts).to_dict()
     row.records.errors.append(rec)
     state.stats[node_id].errors += 1
     if state.bus:
@@ -123,25 +140,21 @@ def _extract_json(text: str) -> str | None:
     return None
 
 
-def _describe_invalid(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
     stats = state.stats[step.id]
     stats.reached += 1
     try:
-        item = coerce(row.item, step.input_model)
+        item = resolve_input(row.item, row.history, step.input_model)
         messages = step.render_row(row.row_id, item, row.history)
     except jinja2.UndefinedError as exc:
         _fail(row, step.id, ChainetteError(f"template variable undefined for this row: {exc.message}"), state)
         return None
+    except jinja2.TemplateError as exc:  # the sandbox refused something (SecurityError), a filter failed
+        _fail(row, step.id, ChainetteError(f"template could not be rendered for this row: "
+                                           f"{type(exc).__name__}: {exc.message}"), state)
+        return None
     except ValidationError as exc:
-        _fail(row, step.id, ChainetteError(f"input does not fit {step.input_model.__name__}: {_describe_invalid(exc)}"), state)
+        _fail(row, step.id, ChainetteError(f"input does not fit {step.input_model.__name__}: {describe_validation_error(exc)}"), state)
         return None
     engine: Engine = await state.get_engine(step.engine_name)
     schema = model_schema(step.output_model)
@@ -166,19 +179,56 @@ async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
             completion = state.cache.get(key)
             if completion is not None:
                 stats.cached += 1
+                stats.saved_prompt_tokens += completion.usage.prompt_tokens
+                stats.saved_completion_tokens += completion.usage.completion_tokens
         from_cache = completion is not None
         if completion is None:
+            if state.stop.by is not None:  # the run is stopping: send nothing more; a resume runs this row
+                stats.reached -= 1
+                row.records.unfinished = True
+                return None
+            budget = state.budget
+            ticket = None
+            if budget is not None:
+                ticket = await budget.admit(step.id, request.messages, step.sampling.max_tokens)
+                if ticket is None:  # a cap could be passed: the row stops here, uncommitted (resumable)
+                    stats.reached -= 1
+                    row.records.unfinished = True
+                    return None
             try:
                 completion = await engine.complete(request)
             except EngineError as exc:
+                if exc.stop is not None:  # a systemic fault stopped the engine: stop the run, row uncommitted
+                    state.stop.request("engine", str(exc.stop))
+                    stats.reached -= 1
+                    row.records.unfinished = True
+                    return None
+                if state.debug is not None:
+                    state.debug.sample(step, row.row_id, request.messages, attempt=attempts, error=str(exc))
                 _fail(row, step.id, exc, state, attempts=getattr(exc, "attempts", attempts))
                 return None
-            stats.prompt_tokens += completion.usage.prompt_tokens
-            stats.completion_tokens += completion.usage.completion_tokens
+            finally:
+                if ticket is not None:
+                    budget.settle(ticket, completion.usage if completion is not None else None)
+            usage = completion.usage
+            stats.requests += 1
+            stats.latency_s += completion.latency_s
+            stats.prompt_tokens += usage.prompt_tokens
+            stats.cached_prompt_tokens += usage.cached_prompt_tokens
+            stats.completion_tokens += usage.completion_tokens
+            if state.metrics is not None:
+                state.metrics.observe(step.id, completion.latency_s, usage.completion_tokens)
+        if state.debug is not None:
+            state.debug.sample(step, row.row_id, request.messages, attempt=attempts, reply=completion.text,
+                               reasoning=completion.reasoning, cached=from_cache)
         try:
             value = parse_output(completion.text, step.output_model)
         except ValidationError as exc:
-            detail = _describe_invalid(exc)
+            if completion.finish_reason == "length":  # cut off at max_tokens: a re-ask stops there too
+                err = truncated(TruncatedCompletionError("cut off"), request, engine.name)
+                _fail(row, step.id, err, state, attempts=attempts)
+                return None
+            detail = describe_validation_error(exc)
             last_error = OutputValidationError(
                 f"reply does not fit {step.output_model.__name__}: {detail}; reply was: {completion.text[:300]!r}"
             )
@@ -210,7 +260,7 @@ async def run_apply(node: ApplyNode, row: Row, state: RunState) -> list[Row] | N
     stats = state.stats[node.id]
     stats.reached += 1
     try:
-        item = coerce(row.item, node.input_model)
+        item = resolve_input(row.item, row.history, node.input_model)
         if node.is_async:
             out = await node.fn(item)
         elif node.blocking:
@@ -220,14 +270,21 @@ async def run_apply(node: ApplyNode, row: Row, state: RunState) -> list[Row] | N
         if out is None:
             out = []
         elif not isinstance(out, (list, tuple)):
-            raise TypeError(f"apply '{node.id}' must return a list (empty = filter, several = fan-out), "
-                            f"got {type(out).__name__}")
+            raise ApplyError(f"apply '{node.id}' must return a list (empty = filter, several = fan-out), "
+                             f"got {type(out).__name__}", node_id=node.id, row_id=row.row_id)
         if node.output_model is not None:
             out = [coerce(o, node.output_model) for o in out]
     except Exception as exc:  # user code: any exception becomes this row's error record
-        _fail(row, node.id, exc, state)
+        _fail(row, node.id, exc if isinstance(exc, ApplyError)
+              else ApplyError.wrap(exc, node_id=node.id, row_id=row.row_id), state)
         return None
     stats.done += 1
+    return _emit(node, row, out, state)
+
+
+def _emit(node: ApplyNode | BatchNode, row: Row, out: list[Any], state: RunState) -> list[Row]:
+    """An apply's (or batch node's) result for one row: [] filters it, one value maps it (same
+    row id), several fan it out (children ``<row_id>.0``, ``<row_id>.1``, ...)."""
     if not out:
         return []
     if len(out) == 1:
@@ -237,6 +294,33 @@ async def run_apply(node: ApplyNode, row: Row, state: RunState) -> list[Row] | N
         child = row.fork(row_id=child_row_id(row.row_id, k), item=value)
         children.append(_succeed(child, node.id, value, None, state))
     return children
+
+
+# -- batch nodes ----------------------------------------------------------------------------
+async def run_batch(node: BatchNode, row: Row, state: RunState) -> list[Row] | None:
+    """Hand the row to the node's batcher; its entry is handled like an apply's return value."""
+    stats = state.stats[node.id]
+    stats.reached += 1
+    try:
+        item = resolve_input(row.item, row.history, node.input_model)
+    except ValidationError as exc:
+        _fail(row, node.id, ChainetteError(f"input does not fit {node.input_model.__name__}: "
+                                           f"{describe_validation_error(exc)}"), state)
+        return None
+    batcher = state.batchers.get(node.id)
+    if batcher is None:
+        batcher = state.batchers[node.id] = Batcher(node)
+    try:
+        entry = await batcher.submit(row.row_id, item, row.history)
+        out = [] if entry is None else list(entry) if isinstance(entry, (list, tuple)) else [entry]
+        if node.output_model is not None:
+            out = [coerce(o, node.output_model) for o in out]
+    except Exception as exc:  # this row's entry was an error, or did not fit output_model
+        _fail(row, node.id, exc if isinstance(exc, ChainetteError)
+              else ApplyError.wrap(exc, node_id=node.id, row_id=row.row_id), state)
+        return None
+    stats.done += 1
+    return _emit(node, row, out, state)
 
 
 # -- branches -------------------------------------------------------------------------------

@@ -299,11 +299,12 @@ def explode(item) -> list[Question]:
 chain = Chain(name="Explode", steps=[apply(explode, input_model=Question)])
 ''')
     args = ["run", "apply_chain.py:chain", "-i", "inputs.jsonl", "-f", "engines.yml", "-q"]
-    ok = invoke(*args, "-o", "o1")
-    assert ok.exit_code == 0, ok.output
+    # a run in which every row failed never exits 0 (issue #11), even when --max-error-rate allows it
+    all_failed = invoke(*args, "-o", "o1")
+    assert all_failed.exit_code == 3 and "every one of the 5 input rows failed" in all_failed.output
     bad = invoke(*args, "-o", "o2", "--max-error-rate", "0.5")
     assert bad.exit_code == 3 and "max-error-rate" in bad.output
-    assert invoke(*args, "-o", "o3", "--max-error-rate", "1.0").exit_code == 0
+    assert invoke(*args, "-o", "o3", "--max-error-rate", "1.0").exit_code == 3
 
 
 def test_run_unknown_engine_is_a_clear_error(project):

@@ -32,8 +32,8 @@ def test_validation_reports_every_problem_at_once():
     dup = Step("first", input_model=Answer, output_model=Answer, engine_name="fake", user_prompt="{{answer}}")
     bad_engine = Step("third", input_model=Answer, output_model=Answer, engine_name="ghost",
                       user_prompt="{{ first.missing_field }}")
-    wrong_io = Step("fourth", input_model=Question, output_model=Summary, engine_name="fake",
-                    user_prompt="{{text}}")
+    wrong_io = Step("fourth", input_model=Translation, output_model=Summary, engine_name="fake",
+                    user_prompt="{{translated}}")  # no earlier value is a Translation: an error
     chain = Chain("bad", steps=[first, dup, bad_engine, wrong_io])
     with pytest.raises(ChainValidationError) as exc:
         chain.validate(engines=ENGINES)
@@ -42,7 +42,7 @@ def test_validation_reports_every_problem_at_once():
     assert "duplicate id 'first'" in text
     assert "unknown engine 'ghost'" in text
     assert "'first' (Answer) has no field 'missing_field'" in text
-    assert "fourth: expects input Question but receives Answer" in text
+    assert "fourth: expects input Translation but receives Answer" in text
     assert len(exc.value.problems) == 5
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import json
 import os
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -80,3 +81,25 @@ def ok(body: Any) -> Reply:
     return 200, body, {}
 
 
+@contextmanager
+def threaded_api(handler):
+    """``fake_api`` served from a thread of its own, so a blocking CLI call can reach it."""
+    ready, done = threading.Event(), None
+    box: dict = {}
+
+    async def serve():
+        nonlocal done
+        done = asyncio.Event()
+        async with fake_api(handler) as api:
+            box["api"], box["loop"] = api, asyncio.get_running_loop()
+            ready.set()
+            await done.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield box["api"]
+    finally:
+        box["loop"].call_soon_threadsafe(done.set)
+        thread.join(10)

@@ -61,7 +61,8 @@ def fake_default(tmp_path, monkeypatch):
     unregister_engine("default")  # back to the built-in local engine
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "concepts.md", "run-directory.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "concepts.md", "run-directory.md", "migrating.md",
+                                  "extending.md", "debugging.md"])
 def test_doc_code_blocks_run(page, fake_default, capsys):
     blocks = _blocks(page)
     assert blocks, f"{page} has no python blocks"
@@ -79,10 +80,20 @@ def test_doc_code_blocks_run(page, fake_default, capsys):
         assert "duplicate id 'qa'" in out and "unknown engine 'nope'" in out
     if page == "run-directory.md":
         assert (fake_default / "runs" / "x" / "datasets" / "dataset_dict.json").exists()
+    if page == "migrating.md":
+        assert "['new_style'] DeprecationWarning" in out and "Branch []" in out
+        assert "UploadNode ['0', '1'] 2" in out and "Upload ['0', '1'] 4" in out
+        assert "YAML Test ['qa', 'br'] 1" in out and "- - br" in out
+    if page == "extending.md":
+        assert "['0', '1'] 0" in out and "['label', 'upload']" in out
+        assert "['000.jsonl', '001.jsonl', '002.jsonl']" in out
+    if page == "debugging.md":
+        assert "[('label', '0', 'Label this ticket: printer on fire')]" in out
 
 
 def test_docs_link_to_existing_pages():
-    for page in ("index.md", "quickstart.md", "concepts.md", "run-directory.md"):
+    for page in ("index.md", "quickstart.md", "concepts.md", "run-directory.md", "migrating.md", "extending.md",
+                 "debugging.md", "yaml.md"):
         text = (DOCS / page).read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
             if target.startswith("http"):

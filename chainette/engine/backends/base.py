@@ -30,9 +30,13 @@ from chainette.errors import (
     EngineError,
     EngineHTTPError,
     EngineTimeoutError,
+    MalformedResponseError,
     RateLimitError,
+    TruncatedCompletionError,
 )
-from chainette.events import EngineRetry, bus
+from chainette.engine.health import EngineHealth
+from chainette.events import EngineRetry, EventBus
+from chainette.events import bus as global_bus
 
 if TYPE_CHECKING:
     import aiohttp
@@ -53,12 +57,6 @@ except ImportError:  # pragma: no cover - depends on the environment
         return _json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     loads = _json.loads
-
-
-class MalformedResponseError(EngineError):
-    """The server answered 2xx with a body that is not the documented JSON shape."""
-
-    retryable = True
 
 
 def split_think(text: str) -> tuple[str, str | None]:
@@ -136,6 +134,9 @@ class BaseHTTPClient:
         self._timeout: Any = None
         self.requests = 0
         self.retries = 0
+        self.health = EngineHealth(cfg.name, key_hint=_key_hint(cfg))
+        self.events: EventBus = global_bus
+        """where retries are published (a run sets its own bus on the engines it creates)"""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, endpoint={self.endpoint!r})"
@@ -244,6 +245,8 @@ class BaseHTTPClient:
                 # a previous run's loop: its session cannot be closed from here; drop it
                 self._session._connector = None  # type: ignore[attr-defined]
                 self.limiter = AdaptiveLimiter(self.cfg.max_in_flight)
+                self.health = EngineHealth(self.name, key_hint=_key_hint(self.cfg))  # a new run
+
                 for b in (self.rpm, self.tpm):
                     if b is not None:
                         b._lock = None
@@ -269,6 +272,7 @@ class BaseHTTPClient:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After") if status >= 400 else None
+                should_retry = resp.headers.get("x-should-retry") if status >= 400 else None
         except asyncio.TimeoutError as exc:
             raise EngineTimeoutError(
                 f"engine '{self.name}': no reply from {self.url} within {self.cfg.timeout:g}s", engine=self.name
@@ -279,7 +283,7 @@ class BaseHTTPClient:
                 engine=self.name,
             ) from exc
         if status >= 300:
-            self._raise_status(status, raw, retry_after)
+            self._raise_status(status, raw, retry_after, should_retry)
         try:
             return loads(raw)
         except ValueError as exc:
@@ -288,25 +292,50 @@ class BaseHTTPClient:
                 engine=self.name,
             ) from None
 
-    def _raise_status(self, status: int, raw: bytes, retry_after: str | None) -> None:
+    def _raise_status(self, status: int, raw: bytes, retry_after: str | None, should_retry: str | None = None) -> None:
         detail = raw[:500].decode("utf-8", "replace")
+        code = param = None
         try:
             err = loads(raw).get("error")
-            detail = err.get("message", detail) if isinstance(err, dict) else (err or detail)
+            if isinstance(err, dict):  # OpenAI's documented error object: message, type, param, code
+                detail = err.get("message", detail)
+                code = err.get("code") or err.get("type")
+                param = err.get("param")
+            else:
+                detail = err or detail
         except Exception:
             pass
         msg = f"engine '{self.name}': HTTP {status} from {self.url}: {self._redact(str(detail))[:500]}"
         wait = parse_retry_after(retry_after)
         cls = RateLimitError if status == 429 else EngineHTTPError
-        raise cls(msg, status=status, retry_after=wait, engine=self.name)
+        flag = None if should_retry is None else should_retry.strip().lower() == "true"
+        raise cls(msg, status=status, retry_after=wait, engine=self.name, code=code if isinstance(code, str) else None,
+                  param=param if isinstance(param, str) else None, should_retry=flag)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
     # -- the seam ----------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Learn what the server supports before a run's first request (default: nothing).
+
+        A run calls it once on each engine it creates; a client used on its own skips it
+        and uses its defaults."""
+
     async def complete(self, request: CompletionRequest) -> Completion:
         if self._loop is not asyncio.get_running_loop() or self._session is None or self._session.closed:
             self._bind_loop()
+        health = self.health
+        health.check()
+        # until the engine first answers, one row at a time (its retries included): a wrong key
+        # or a dead endpoint then costs a request or two, not one per in-flight slot
+        probe = False if health.answered else await health.admit()
+        try:
+            return await self._attempts(request, health)
+        finally:
+            health.release_probe(probe)
+
+    async def _attempts(self, request: CompletionRequest, health: EngineHealth) -> Completion:
         body = self.encode(request)
         estimate = 0
         if self.tpm is not None:
@@ -322,13 +351,20 @@ class BaseHTTPClient:
             await limiter.acquire()
             t0 = time.perf_counter()
             try:
+                health.check()
                 self.requests += 1
                 data = await self._post(body)
                 completion = self.parse(data)
             except EngineError as exc:
                 limiter.release()
+                health.on_error(exc)
                 if isinstance(exc, RateLimitError):
                     limiter.on_rate_limited()
+                if health.stopped is not None:  # systemic: this error stops the engine for the run
+                    exc.stop = health.stopped
+                    raise
+                if isinstance(exc, TruncatedCompletionError):
+                    raise truncated(exc, request, self.name) from None
                 if not self.policy.should_retry(exc, attempt):
                     exc.row_id = exc.row_id or request.row_id or None
                     exc.node_id = exc.node_id or request.step_id or None
@@ -336,15 +372,18 @@ class BaseHTTPClient:
                     raise
                 delay = self.policy.delay(attempt, exc)
                 self.retries += 1
-                if bus:
-                    bus.publish(EngineRetry(engine=self.name, error_type=type(exc).__name__, attempt=attempt, delay_s=delay))
+                if self.events:
+                    self.events.publish(EngineRetry(engine=self.name, error_type=type(exc).__name__, attempt=attempt, delay_s=delay))
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
                 limiter.release()
                 raise
             limiter.release()
+            health.on_answer()
             limiter.on_success()
+            if completion.finish_reason == "length" and request.json_schema is not None:
+                raise truncated(TruncatedCompletionError("cut off"), request, self.name)  # JSON cut off: not retried
             completion.latency_s = time.perf_counter() - t0
             if self.tpm is not None:
                 self.tpm.debit(completion.usage.total_tokens - estimate)
@@ -389,6 +428,31 @@ def add_v1_if_bare(url: str) -> str:
     return url
 
 
+def check_finish(finish: str | None, content: str, reasoning: str | None, engine: str) -> None:
+    """Raise :class:`TruncatedCompletionError` when the token limit left the reply empty (a reasoning
+    model may spend it all thinking); a cut-off reply with content is judged by the caller."""
+    if finish == "length" and not content.strip():
+        err = TruncatedCompletionError(f"engine '{engine}': reply cut off at the token limit", engine=engine)
+        err.thinking_only = bool(reasoning) and not content.strip()
+        raise err
+
+
+def truncated(exc: TruncatedCompletionError, request: CompletionRequest, engine: str) -> TruncatedCompletionError:
+    """The truncation error for a row: names the step, the engine and ``max_tokens``; never retried."""
+    limit = request.sampling.max_tokens
+    budget = f"max_tokens={limit}" if limit else "the server's default max_tokens"
+    cause = (" The model spent the whole budget reasoning before answering (a reasoning model):"
+             " raise max_tokens well above its usual thinking length, or lower its reasoning effort."
+             if getattr(exc, "thinking_only", False) else
+             " Raise max_tokens in the step's SamplingParams, or ask for a shorter answer.")
+    err = TruncatedCompletionError(
+        f"step '{request.step_id or '?'}', engine '{engine}': the reply stopped at {budget} "
+        f"(finish_reason 'length') before the JSON was complete; not retried, the same request stops "
+        f"at the same place.{cause}", engine=engine)
+    err.row_id, err.node_id, err.attempts = request.row_id or None, request.step_id or None, 1
+    return err
+
+
 def parse_chat_completion(data: Any, engine: str) -> Completion:
     """Read an OpenAI-style ``chat.completion`` object (OpenAI, vLLM, llama.cpp)."""
     from chainette.errors import EmptyCompletionError, RefusalError
@@ -409,15 +473,28 @@ def parse_chat_completion(data: Any, engine: str) -> Completion:
         content, inline = split_think(content)
         reasoning = reasoning or inline
     finish = choice.get("finish_reason")
+    check_finish(finish, content, reasoning, engine)
     if not content.strip():
         raise EmptyCompletionError(
             f"engine '{engine}': empty reply (finish_reason={finish})", engine=engine
         )
     u = data.get("usage") or {}
+    details = u.get("prompt_tokens_details") or {}  # OpenAI / vLLM: prompt-cache hits
     return Completion(
         text=content,
         reasoning=reasoning,
-        usage=Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0),
+        usage=Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0,
+                    cached_prompt_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0),
         model=data.get("model"),
         finish_reason=finish,
     )
+
+
+def _key_hint(cfg: "EngineConfig") -> str:
+    """Where the engine's key comes from, by name only (never the value)."""
+    if cfg.api_key is not None:
+        return "the key set in the engine's api_key"
+    from chainette.engine.backend_registry import backend_of
+
+    env = cfg.api_key_env or backend_of(cfg).api_key_env
+    return f"read from ${env}" if env else "no key is configured: set api_key_env"

@@ -78,7 +78,7 @@ def wire_problems(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
 
 def wire_warnings(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
     """:func:`schema_warnings` for every step of ``chain`` (shown by validate/inspect/run start)."""
-    return [Problem(step.id, msg) for step, engine in _steps_and_engines(chain, engines)
+    return [Problem(step.id, msg, severity="warning") for step, engine in _steps_and_engines(chain, engines)
             for msg in schema_warnings(step, engine)]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainette.engine.backends.base import BaseHTTPClient, MalformedResponseError, split_think
+from chainette.engine.backends.base import BaseHTTPClient, MalformedResponseError, check_finish, split_think
 from chainette.engine.protocol import Completion, CompletionRequest, Usage
 from chainette.errors import EmptyCompletionError, EngineHTTPError
 
@@ -112,6 +112,7 @@ class OllamaClient(BaseHTTPClient):
             content, inline = split_think(content)
             reasoning = reasoning or inline
         finish = data.get("done_reason")
+        check_finish(finish, content, reasoning, self.name)
         if not content.strip():
             raise EmptyCompletionError(f"engine '{self.name}': empty reply (done_reason={finish})", engine=self.name)
         return Completion(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from chainette.engine.process_manager import ServerProcess, probe, served_name, start_server, stop_server
 
 if TYPE_CHECKING:
+    from chainette.events import EventBus
     from chainette.engine.registry import EngineConfig
 
 DEFAULT_IDLE_TIMEOUT = 180.0
@@ -51,8 +52,11 @@ class ServerPool:
         with self._lock:
             return self._name_locks.setdefault(name, threading.Lock())
 
-    def start(self, cfg: "EngineConfig", *, log_dir: str | Path | None = None) -> str:
-        """Ensure ``cfg``'s server runs; count a reference; return its base URL (``.../v1``)."""
+    def start(self, cfg: "EngineConfig", *, log_dir: str | Path | None = None,
+              events: "EventBus | None" = None) -> str:
+        """Ensure ``cfg``'s server runs; count a reference; return its base URL (``.../v1``).
+
+        A server it starts reports on ``events`` (the run's bus; default: the process-wide one)."""
         with self._name_lock(cfg.name):
             with self._lock:
                 entry = self._entries.get(cfg.name)
@@ -65,7 +69,7 @@ class ServerPool:
                 with self._lock:
                     self._entries.pop(cfg.name, None)
                 stop_server(entry.server)
-            server = self._recorded(cfg) or start_server(cfg, log_dir=log_dir)
+            server = self._recorded(cfg) or start_server(cfg, log_dir=log_dir, events=events)
             if server.owned and not self._atexit:
                 atexit.register(self.flush, force=True, all_refs=True)
                 self._atexit = True
