@@ -155,16 +155,19 @@ class EventBus:
         self._lock = threading.Lock()
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call ``fn(event)`` for every event published from now on; returns the unsubscribe function."""
         with self._lock:
             self._subs.append(fn)
         return lambda: self.unsubscribe(fn)
 
     def unsubscribe(self, fn: Subscriber) -> None:
+        """Stop calling ``fn`` (no-op when it is not subscribed)."""
         with self._lock:
             if fn in self._subs:
                 self._subs.remove(fn)
 
     def publish(self, event: Event) -> None:
+        """Hand ``event`` to every subscriber, in subscription order; a failing subscriber is skipped."""
         for fn in tuple(self._subs):
             try:
                 fn(event)

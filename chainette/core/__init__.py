@@ -1,0 +1,1 @@
+"""The pure model: nodes, steps, applies, branches, chains, graphs, validation and templates."""

@@ -70,12 +70,14 @@ class Graph:
                 visit(nid, [nid])
 
     def successors(self) -> dict[str, list[str]]:
+        """The nodes ``node`` has edges to."""
         out: dict[str, list[str]] = {nid: [] for nid in self.nodes}
         for e in self.edges:
             out.setdefault(e.source, []).append(e.target)
         return out
 
     def predecessors(self) -> dict[str, list[str]]:
+        """The nodes with an edge to ``node``."""
         out: dict[str, list[str]] = {nid: [] for nid in self.nodes}
         for e in self.edges:
             out.setdefault(e.target, []).append(e.source)
@@ -131,6 +133,7 @@ class Graph:
         return g
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (nodes and edges), as written to ``graph.json``."""
         return {
             "nodes": [n.describe() for n in self.nodes.values()],
             "edges": [{"source": e.source, "target": e.target, **({"label": e.label} if e.label else {})}

@@ -63,14 +63,17 @@ class EngineBroker:
 
     @classmethod
     def refcount(cls, name: str) -> int:
+        """How many users hold ``name``'s server now (0 when it is idle or not running)."""
         return cls.pool.refcount(name)
 
     @classmethod
     def servers(cls) -> list["ServerProcess"]:
+        """The servers the pool holds (running or idle), one per engine name."""
         return cls.pool.servers()
 
     @classmethod
     def set_idle_timeout(cls, seconds: float) -> None:
+        """Stop an idle lazy server after ``seconds`` without users (default 180)."""
         cls.pool.idle_timeout = seconds
 
     @classmethod

@@ -35,6 +35,7 @@ class Usage:
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
 
 
@@ -53,6 +54,8 @@ class CompletionRequest:
     output_model: type[BaseModel] | None = None
     step_id: str = ""
     row_id: str = ""
+    attempt: int = 1
+    """1 for a step's first request for a row, 2 for the first re-ask of an invalid reply, ..."""
 
 
 @dataclass(slots=True)

@@ -39,9 +39,11 @@ class Executor:
 
     @property
     def batch_size(self) -> int:
+        """Rows per commit to the writer (and per progress update)."""
         return self._async.batch_size
 
     def run(self, inputs: Iterable[Any], output_dir: str | Path | None = None, **options: Any) -> RunResult:
+        """Run the chain on ``inputs`` and block until it finishes; options as for :meth:`AsyncExecutor.run`."""
         in_main = threading.current_thread() is threading.main_thread()
         if not _loop_running():
             options.setdefault("handle_signals", in_main)
