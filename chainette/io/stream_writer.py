@@ -316,6 +316,7 @@ class StreamWriter(Writer, RecordWriter):
 
     # -- reading back -------------------------------------------------------------------
     def step_dirs(self) -> list[str]:
+        """The step folders of the run directory, in the chain's order."""
         return [s for s in (self._run.step_ids if self._run else []) if (self.output_dir / s).is_dir()]
 
     def iter_records(self, folder: str) -> Iterator[dict[str, Any]]:
