@@ -19,13 +19,15 @@ from typing import Any
 
 from chainette.errors import ConfigError
 
-RUNNERS: dict[str, Any] = {"local": "chainette.run.local:LocalRunner"}
+RUNNERS: dict[str, Any] = {"local": "chainette.run.local:LocalRunner",
+                           "batch": "chainette.run.batch_runner:BatchRunner"}
 """Runner name -> runner class, or a ``"module:Class"`` reference to one."""
 
 CHAIN_CHECKS: list[Any] = [
     "chainette.run.preflight:engine_problems",  # unknown engines, missing API keys
     "chainette.engine.backends.checks:wire_problems",  # sampling fields / settings a backend cannot honour
     "chainette.engine.backends.checks:wire_warnings",  # schemas a backend enforces only in part
+    "chainette.run.batch_mode:batch_problems",  # mode: batch on an engine with no batch API
 ]
 """Checks that ``Chain.problems`` runs after the structural validation."""
 

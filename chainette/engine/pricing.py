@@ -62,6 +62,14 @@ class Price(BaseModel):
         return ((prompt_tokens - cached) * self.input + cached * cached_rate
                 + completion_tokens * self.output) / PER_MILLION
 
+    def discounted(self, factor: float) -> Price:
+        """Token prices times ``factor`` (a batch discount); ``per_hour`` unchanged."""
+        if factor == 1.0 or self.input is None:
+            return self
+        scale = lambda v: None if v is None else round(v * factor, 10)  # noqa: E731
+        return Price(input=scale(self.input), cached_input=scale(self.cached_input), output=scale(self.output),
+                     per_hour=self.per_hour)
+
     def hour_cost(self, seconds: float) -> float:
         """USD for holding the server ``seconds`` (0 without ``per_hour``)."""
         return (self.per_hour or 0.0) * max(seconds, 0.0) / 3600.0
@@ -86,14 +94,20 @@ class PriceTable:
     sources: tuple[str, ...] = ()
     providers: dict[str, tuple[tuple[str, ...], dict[str, Price]]] = field(default_factory=dict)
     """provider -> (hosts, model -> price)"""
+    batch_discounts: dict[str, float] = field(default_factory=dict)
+    """host -> batch price / online price (a provider's ``batch_discount``: OpenAI's Batch API is 0.5)"""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PriceTable:
         providers = {}
+        discounts = {}
         for name, entry in (data.get("providers") or {}).items():
             models = {m: Price(**p) for m, p in (entry.get("models") or {}).items()}
             providers[name] = (tuple(h.lower() for h in entry.get("hosts") or ()), models)
-        return cls(as_of=str(data.get("as_of", "")), sources=tuple(data.get("sources") or ()), providers=providers)
+            if entry.get("batch_discount") is not None:
+                discounts.update({h.lower(): float(entry["batch_discount"]) for h in entry.get("hosts") or ()})
+        return cls(as_of=str(data.get("as_of", "")), sources=tuple(data.get("sources") or ()), providers=providers,
+                   batch_discounts=discounts)
 
     def lookup(self, endpoint: str | None, model: str) -> tuple[Price, str] | None:
         """The price of ``model`` served at ``endpoint``, and where it comes from; ``None`` if unknown."""
@@ -137,18 +151,40 @@ def default_price_table() -> PriceTable:
 
 
 def resolve_price(cfg: Any, table: PriceTable | None = None) -> tuple[Price | None, str]:
-    """``(price, source)`` of an engine config: its own ``price``, else the table, else ``(None, "unknown")``."""
+    """``(price, source)`` of an engine config: its own ``price``, else the table, else ``(None, "unknown")``.
+
+    An engine in batch mode (``mode: batch``) pays the batch price: its token prices times
+    ``batch.discount``, or the table's ``batch_discount`` for its host (0.5 for OpenAI's
+    Batch API), else 1 (see :func:`batch_discount`)."""
+    table = table or default_price_table()
     own = getattr(cfg, "price", None)
-    if own is not None:
-        return own, "engine config"
     try:
         endpoint = cfg.resolved_endpoint()
     except Exception:  # an engine with no endpoint yet (managed): self-hosted, not in the table
         endpoint = None
-    hit = (table or default_price_table()).lookup(endpoint, getattr(cfg, "model", "") or "")
-    if hit is None:
-        return None, "unknown"
-    return hit
+    if own is not None:
+        price, source = own, "engine config"
+    else:
+        hit = table.lookup(endpoint, getattr(cfg, "model", "") or "")
+        if hit is None:
+            return None, "unknown"
+        price, source = hit
+    if getattr(cfg, "mode", "online") != "batch":
+        return price, source
+    discount, why = batch_discount(cfg, endpoint, table)
+    return price.discounted(discount), f"{source}; batch x{discount:g} ({why})"
+
+
+def batch_discount(cfg: Any, endpoint: str | None, table: PriceTable | None = None) -> tuple[float, str]:
+    """``(batch price / online price, where it comes from)`` for an engine in batch mode."""
+    own = getattr(getattr(cfg, "batch", None), "discount", None)
+    if own is not None:
+        return float(own), "batch.discount"
+    host = (urlsplit(endpoint).hostname or "").lower() if endpoint else ""
+    found = (table or default_price_table()).batch_discounts.get(host)
+    if found is not None:
+        return found, f"prices.json batch_discount for {host}"
+    return 1.0, "no batch discount known for this host: set batch.discount"
 
 
 def cost_of(price: Price | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,

@@ -109,7 +109,11 @@ class OpenAIClient(BaseHTTPClient):
         return merge_extra(extra, request.sampling.extra)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        completion = await super().complete(request)
+        return self.restore_nulls(request, await super().complete(request))
+
+    def restore_nulls(self, request: CompletionRequest, completion: Completion) -> Completion:
+        """Remove the nulls strict mode forced into optional fields, so Pydantic defaults apply
+        (also applied to replies that come back through the Batch API)."""
         schema = request.json_schema
         if schema is not None and "null" in completion.text:
             strict = self.strict_for(schema)
