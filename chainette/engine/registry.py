@@ -84,7 +84,7 @@ class EngineConfig(BaseModel):
     held); default: the packaged price table for well-known hosted models, else unknown."""
     mode: Literal["online", "batch"] = "online"
     """``batch``: requests go through the provider's Batch API (openai), or ``vllm run-batch`` for a
-    managed vllm_api engine; see docs/batch.md. ``max_in_flight`` then defaults to 50,000."""
+    managed vllm_api engine; see docs/batch.md. ``max_in_flight`` then defaults to 10,000."""
     batch: BatchSettings = Field(default_factory=BatchSettings)
     """batch mode: file limits, linger, polling, re-asks (see :class:`BatchSettings`)"""
 

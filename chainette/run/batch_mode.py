@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 OFFLINE_ENDPOINT = "http://vllm-run-batch.invalid/v1"
 """The address an offline vLLM client is built with: it only builds bodies and reads replies."""
 
-__all__ = ["batch_kind", "batch_problems", "close_batch_state", "create_batch_engine", "in_batch_mode"]
+__all__ = ["batch_kind", "batch_problems", "client_and_transport", "close_batch_state", "create_batch_engine",
+           "in_batch_mode"]
 
 
 def batch_kind(cfg: EngineConfig) -> str | None:
@@ -85,7 +86,6 @@ async def create_batch_engine(cfg: EngineConfig, run_dir: Path | None, shared: d
     """The engine of ``cfg`` in batch mode (prepared: earlier sessions' batches re-attached).
 
     ``shared`` is one dict per run (the journal all engines of the run share)."""
-    from chainette.engine.backend_registry import backend_of
     from chainette.engine.batch.engine import BatchEngine
     from chainette.io.batch_journal import BatchJournal
 
@@ -101,22 +101,25 @@ async def create_batch_engine(cfg: EngineConfig, run_dir: Path | None, shared: d
             journal = BatchJournal(run_dir)
         shared["journal"] = journal
     publish = events.publish if events is not None else None
-    online: Any
+    online, transport = client_and_transport(cfg, journal)
+    engine = BatchEngine(cfg, online, transport, journal, publish=publish,
+                         reask_online=False if transport.kind == "vllm-offline" else None)
+    await engine.prepare()
+    return engine
+
+
+def client_and_transport(cfg: EngineConfig, journal: Any) -> tuple[Any, Any]:
+    """``(online client, batch transport)`` of ``cfg`` in batch mode over the run's ``journal``."""
+    from chainette.engine.backend_registry import backend_of
+
     if batch_kind(cfg) == "openai":
         from chainette.engine.batch.openai_api import OpenAIBatchAPI
 
-        online = backend_of(cfg).create_client(cfg, None)  # bodies as online (no decorator: no request)
-        transport: Any = OpenAIBatchAPI(online, run_key=journal.run_key,
-                                        completion_window=cfg.batch.completion_window)
-        engine = BatchEngine(cfg, online, transport, journal, publish=publish)
-    else:
-        from chainette.engine.batch.vllm_offline import VLLMRunBatch
+        online = backend_of(cfg).create_client(cfg, None)  # builds bodies exactly as online
+        return online, OpenAIBatchAPI(online, run_key=journal.run_key, completion_window=cfg.batch.completion_window)
+    from chainette.engine.batch.vllm_offline import VLLMRunBatch
 
-        online = backend_of(cfg).create_client(cfg, OFFLINE_ENDPOINT)
-        engine = BatchEngine(cfg, online, VLLMRunBatch(cfg, journal), journal, publish=publish,
-                             reask_online=False)
-    await engine.prepare()
-    return engine
+    return backend_of(cfg).create_client(cfg, OFFLINE_ENDPOINT), VLLMRunBatch(cfg, journal)
 
 
 def close_batch_state(shared: dict[str, Any]) -> None:

@@ -77,6 +77,7 @@ CASES = [
     Example("eval_loop", rows=3),
     Example("tool_use", rows=2, allowed_errors={"OutputValidationError", "ValueError"}),
     Example("flagship", rows=[0, 3], filtered={"1"}, counts={"split_issues": 2}),
+    Example("batch_mode", rows=2),  # online here; tests/batch/test_example.py runs it in batch mode
 ]
 BY_NAME = {c.name: c for c in CASES}
 

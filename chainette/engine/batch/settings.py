@@ -19,9 +19,10 @@ MAX_BYTES_PER_FILE = 200 * 1000 * 1000
 """OpenAI Batch API: bytes per input file (200 MB)."""
 DEFAULT_MAX_BYTES = 190 * 1000 * 1000
 """Bytes per file we write by default: below the limit whatever MB means to the provider."""
-BATCH_MAX_IN_FLIGHT = MAX_REQUESTS_PER_FILE
-"""``max_in_flight`` of an engine in batch mode when the config does not set it: enough rows
-in flight to fill a whole file."""
+BATCH_MAX_IN_FLIGHT = 10_000
+"""``max_in_flight`` of an engine in batch mode when the config does not set it: the rows a run
+keeps in flight (about 1.5x this) fill files of about this many requests. Raise it (up to
+50,000) for fuller files; each row in flight holds memory and a worker of the run."""
 
 
 class BatchSettings(BaseModel):
