@@ -53,7 +53,7 @@ guess_sum = Step(
     "guess_sum",
     input_model=Pair,
     output_model=Number,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt="Add the two numbers.",
     user_prompt="{{ a }} + {{ b }} = ?",
 )
@@ -61,7 +61,7 @@ guess_sum = Step(
 parity = Step(
     "parity",
     output_model=Parity,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt="Say whether the number is even or odd.",
     user_prompt="{{ total.value }} (the product is {{ product.value }}, a guess was {{ guess.value }})",
 )

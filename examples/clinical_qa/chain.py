@@ -73,7 +73,7 @@ answer = Step(
 triage = Step(
     "triage",
     output_model=Triage,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt="Decide who should review this answer before it is used.",
     user_prompt=(
         "Problem: {{ extract.main_problem }}; anticoagulant: {{ extract.on_anticoagulant }}; "

@@ -42,7 +42,7 @@ JUDGE_SYSTEM = "You grade answers. An answer is correct if it means the same as 
 judge = Step(
     "judge",
     output_model=Verdict,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt=JUDGE_SYSTEM,
     user_prompt="Question: {{ chain_input.question }}\nReference: {{ chain_input.reference }}\nAnswer: {{ answer.answer }}",
 )
@@ -63,7 +63,7 @@ revise = Step(
 rejudge = Step(
     "rejudge",
     output_model=Verdict,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt=JUDGE_SYSTEM,
     user_prompt="Question: {{ chain_input.question }}\nReference: {{ chain_input.reference }}\nAnswer: {{ revise.answer }}",
 )

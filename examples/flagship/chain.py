@@ -71,7 +71,7 @@ classify = Step(
     "classify",
     input_model=Issue,
     output_model=Classified,
-    sampling=SamplingParams(temperature=0, max_tokens=24),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt="Classify the customer's issue.",
     user_prompt="{{ issue }}",
 )
@@ -113,7 +113,7 @@ reply = Step(
 judge = Step(
     "judge",
     output_model=Judgement,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt="Check that the reply is polite and follows the policy.",
     user_prompt="Policy: {{ policy.policy }}\nReply: {{ reply.reply }}",
 )

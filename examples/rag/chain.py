@@ -53,7 +53,7 @@ answer = Step(
 grounded = Step(
     "grounded",
     output_model=Grounded,
-    sampling=SamplingParams(temperature=0, max_tokens=16),
+    sampling=SamplingParams(temperature=0, max_tokens=64),
     system_prompt="Is the answer supported by the context? Reply yes or no.",
     user_prompt="Context: {{ retrieve.passage }}\nAnswer: {{ answer.answer }}",
 )

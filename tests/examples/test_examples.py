@@ -43,7 +43,8 @@ class Example:
     rows: int | list[int] = 2  # the first N rows, or these row indices of inputs.jsonl
     filtered: set[str] = field(default_factory=set)  # input row ids an apply filters out (no error)
     counts: dict[str, int] = field(default_factory=dict)  # exact records of deterministic (Python) steps
-    allowed_errors: set[str] = field(default_factory=lambda: {"OutputValidationError"})
+    # a 135M model sometimes breaks the schema, or runs into max_tokens before closing the JSON
+    allowed_errors: set[str] = field(default_factory=lambda: {"OutputValidationError", "TruncatedCompletionError"})
     need_final_rows: bool = True
 
     @property
@@ -75,7 +76,7 @@ CASES = [
     Example("chatbot", rows=2),
     Example("clinical_qa", rows=2, counts={"screen": 2}),
     Example("eval_loop", rows=3),
-    Example("tool_use", rows=2, allowed_errors={"OutputValidationError", "ValueError"}),
+    Example("tool_use", rows=2, allowed_errors={"OutputValidationError", "TruncatedCompletionError", "ValueError"}),
     Example("flagship", rows=[0, 3], filtered={"1"}, counts={"split_issues": 2}),
     Example("batch_mode", rows=2),  # online here; tests/batch/test_example.py runs it in batch mode
 ]
