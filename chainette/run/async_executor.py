@@ -151,8 +151,8 @@ class AsyncExecutor:
         done = await anyio.to_thread.run_sync(
             lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors))
         stats = {sid: StepStats() for sid in run.step_ids}
-        before = getattr(writer, "spent_before", None)
-        note_spent = getattr(writer, "note_spent", None) or (lambda spent: None)
+        before = writer.spent_before
+        note_spent = writer.note_spent
         if budget is not None and before:
             budget.spent_tokens = int(before.get("tokens", 0))
             budget.spent_cost = float(before.get("cost") or 0.0)
