@@ -49,8 +49,6 @@ class Writer:
     stage: int = 0
     """The stage whose rows are being written (staged runs; see ``chainette/run/stages.py``)."""
     spent_before: dict[str, Any] | None = None
-    """What earlier sessions of this run spent (tokens, cost), for budgets across a resume."""
-    spent_before: dict[str, Any] | None = None
     """What earlier sessions of this run spent (tokens, cost; set by ``open`` on resume)."""
 
     def write_rows(self, rows: "list[RowRecords]") -> None:
@@ -64,9 +62,6 @@ class Writer:
     def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
         """The rows spilled at the end of ``stage``, in commit order."""
         raise NotImplementedError
-
-    def note_spent(self, spent: dict[str, Any]) -> None:
-        """What the run has spent so far (kept for resume; called before each commit)."""
 
     def note_rows_seen(self, n: int) -> None:
         """The run has seen ``n`` input rows so far (kept for resume; called after each drive)."""
