@@ -10,6 +10,9 @@ backend         engine object     managed server  endpoint when none is set     
 ``fake``        ``FakeEngine``    -               none: answers in-process         no
 ==============  ================  ==============  ===============================  =========
 
+Batch mode (``mode: batch``, :attr:`BackendSpec.batch`): ``openai`` through its Files and
+Batches API, a managed ``vllm_api`` engine through ``vllm run-batch``; the others cannot.
+
 This is the only place that tells backends apart: ``EngineConfig``, the engine factory,
 the broker and the process manager ask :func:`backend_of` instead of comparing backend
 names. A new backend, or a new kind of managed server (a
@@ -63,6 +66,9 @@ class BackendSpec:
     """Answers inside this process: no server, no endpoint, nothing to start or release."""
     cacheable: bool = True
     """Its answers may be stored in the item cache (``False`` for the fake)."""
+    batch: str | None = None
+    """How it runs in batch mode (``mode: batch``, docs/batch.md): ``"openai"`` (the Files and Batches
+    API at its endpoint), ``"vllm-offline"`` (when managed: ``vllm run-batch``), or ``None`` (it cannot)."""
 
     def is_managed(self, cfg: _Config) -> bool:
         """True when Chainette starts and stops ``cfg``'s server itself."""
@@ -137,9 +143,9 @@ def _openai_endpoint() -> str:
 
 for _spec in (
     BackendSpec("openai", "chainette.engine.backends.openai:OpenAIClient",
-                default_endpoint=_openai_endpoint, api_key_env="OPENAI_API_KEY"),
+                default_endpoint=_openai_endpoint, api_key_env="OPENAI_API_KEY", batch="openai"),
     BackendSpec("vllm_api", "chainette.engine.backends.vllm:VLLMClient",
-                server="chainette.engine.servers.vllm:VLLMServer"),
+                server="chainette.engine.servers.vllm:VLLMServer", batch="vllm-offline"),
     BackendSpec("ollama_api", "chainette.engine.backends.ollama:OllamaClient",
                 default_endpoint=lambda: OLLAMA_DEFAULT_ENDPOINT),
     BackendSpec("local", "chainette.engine.backends.local:LocalClient",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from chainette.core.validation import iter_steps
+from chainette.engine.backend_registry import backend_of
 from chainette.engine.registry import EngineConfig, get_engine_config, has_engine
 from chainette.errors import ConfigError, Problem
 
@@ -40,12 +41,12 @@ __all__ = ["batch_kind", "batch_problems", "client_and_transport", "close_batch_
 
 
 def batch_kind(cfg: EngineConfig) -> str | None:
-    """How ``cfg`` runs in batch mode: ``"openai"``, ``"vllm-offline"``, or ``None`` (it cannot)."""
-    if cfg.backend == "openai":
-        return "openai"
-    if cfg.backend == "vllm_api" and not cfg.endpoint:
-        return "vllm-offline"
-    return None
+    """How ``cfg`` runs in batch mode: ``"openai"``, ``"vllm-offline"``, or ``None`` (it cannot);
+    see ``BackendSpec.batch``."""
+    spec = backend_of(cfg)
+    if spec.batch == "vllm-offline":
+        return spec.batch if spec.is_managed(cfg) else None
+    return spec.batch
 
 
 def batch_mode_problem(cfg: EngineConfig) -> str | None:
@@ -55,7 +56,7 @@ def batch_mode_problem(cfg: EngineConfig) -> str | None:
         return "mode: batch sends files to one Batch API: give one `endpoint`, not several `endpoints`"
     if batch_kind(cfg) is not None:
         return None
-    if cfg.backend == "vllm_api":
+    if backend_of(cfg).batch == "vllm-offline":
         return ("mode: batch with an `endpoint`: a vLLM server has no Batch API. Remove `endpoint` to run "
                 "the batches offline with `vllm run-batch`, or use mode: online")
     return (f"mode: batch needs a batch API: backend 'openai' (the OpenAI Batch API or a compatible gateway) "
@@ -110,8 +111,6 @@ async def create_batch_engine(cfg: EngineConfig, run_dir: Path | None, shared: d
 
 def client_and_transport(cfg: EngineConfig, journal: Any) -> tuple[Any, Any]:
     """``(online client, batch transport)`` of ``cfg`` in batch mode over the run's ``journal``."""
-    from chainette.engine.backend_registry import backend_of
-
     if batch_kind(cfg) == "openai":
         from chainette.engine.batch.openai_api import OpenAIBatchAPI
 

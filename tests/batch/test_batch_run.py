@@ -8,7 +8,6 @@ import json
 import threading
 import time
 
-import anyio
 import pytest
 
 from chainette.io.batch_journal import load_batches
@@ -185,15 +184,19 @@ def test_a_refused_key_stops_the_run_resumable(mock_api, tmp_path):
     assert not done.interrupted and len(_records(out / "flattened")) == 5
 
 
-def test_cancel_from_the_cli_stops_the_run_and_resume_finishes(mock_api, tmp_path):
-    from chainette.run.batch_admin import cancel_batches
+def test_cancel_from_the_cli_stops_the_run_and_resume_finishes(mock_api, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
 
+    from chainette.cli import app
+
+    monkeypatch.setenv("BATCH_TEST_KEY", mock_api.key)
+    cfg = engine_cfg(mock_api.url).model_copy(update={"api_key": None, "api_key_env": "BATCH_TEST_KEY"})
     mock_api.progress_s = 2.0  # long enough to cancel in progress
     out = tmp_path / "run"
     box = {}
 
     def run():
-        box["result"] = make_chain().run(inputs(6), out, engines={"gpt": engine_cfg(mock_api.url)}, cache=False)
+        box["result"] = make_chain().run(inputs(6), out, engines={"gpt": cfg}, cache=False)
 
     t = threading.Thread(target=run)
     t.start()
@@ -201,21 +204,19 @@ def test_cancel_from_the_cli_stops_the_run_and_resume_finishes(mock_api, tmp_pat
     while not mock_api.creations and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.3)
-    from chainette.engine.registry import register_engine, unregister_engine
-
-    register_engine(engine_cfg(mock_api.url))
-    try:
-        cancelled = anyio.run(cancel_batches, out)
-    finally:
-        unregister_engine("gpt")
-    assert [problem for _, problem in cancelled] == [None]
+    # the engine's config comes from the run's metadata.json (no key in it: $BATCH_TEST_KEY)
+    res = CliRunner().invoke(app, ["batches", str(out), "--cancel"])
+    assert res.exit_code == 0, res.output
+    assert "cancelled 1 batch(es)" in res.output
     t.join(20)
     result = box["result"]
     assert result.interrupted and result.stopped_by == "engine" and "cancelled" in result.stop_reason
     assert mock_api.cancels == [mock_api.creations[0]["batch_id"]]
     assert len(mock_api.creations) == 1  # its unfinished rows were not sent again
+    listed = CliRunner().invoke(app, ["batches", str(out), "--json"])
+    assert json.loads(listed.output)["batches"][0]["state"] == "cancelled"
     mock_api.progress_s = 0.15
-    done = make_chain().run(inputs(6), out, engines={"gpt": engine_cfg(mock_api.url)}, cache=False, resume=True)
+    done = make_chain().run(inputs(6), out, engines={"gpt": cfg}, cache=False, resume=True)
     assert not done.interrupted and len(_records(out / "flattened")) == 6
     keys = mock_api.created_keys()
     assert len(keys) == len(set(keys))

@@ -137,3 +137,20 @@ def test_board_counts_batches_and_validated_rows():
     board.update(BatchFinished("topic", 4, errors=1, engine="gpt"))
     assert board.lines() == ["batches gpt: 3 submitted (1 queued, 1 in progress, 1 completed) · provider: 5/19 "
                              "requests done, 1 failed · rows validated 3"]
+
+
+def test_live_display_shows_the_batch_line():
+    from rich.console import Console
+
+    from chainette.cli_support.live import RunProgress
+
+    progress = RunProgress(total_inputs=4)
+    progress(BatchFinished("topic", 1, engine="gpt"))  # before any batch: no batch line yet
+    assert progress.batches is None
+    progress(BatchProgress("gpt", "gpt-0001", "batch_1", "in_progress", 4, completed=1))
+    progress(BatchFinished("topic", 2, engine="gpt"))
+    console = Console(record=True, width=200)
+    console.print(progress)
+    text = console.export_text()
+    assert "batches gpt: 1 submitted (0 queued, 1 in progress, 0 completed)" in text
+    assert "provider: 1/4 requests done" in text and "rows validated 2" in text

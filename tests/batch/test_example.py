@@ -69,3 +69,21 @@ def test_the_example_runs_in_batch_mode_and_lists_its_batches(tmp_path, monkeypa
 def test_batches_of_a_run_without_batch_mode(tmp_path):
     res = CliRunner().invoke(app, ["batches", str(tmp_path)])
     assert res.exit_code == 1 and "not the run directory of a run in batch mode" in res.output
+
+
+def test_runner_batch_puts_an_online_engine_in_batch_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCH_EXAMPLE_KEY", KEY)
+    out = tmp_path / "run"
+    try:
+        with MockBatchAPI() as api:
+            engines = tmp_path / "engines.yml"
+            engines.write_text(_engines_file(tmp_path, api.url).read_text().replace("    mode: batch\n", ""))
+            res = CliRunner().invoke(app, ["run", f"{EXAMPLE / 'chain.py'}:chain", "-i",
+                                           str(EXAMPLE / "inputs.jsonl"), "-o", str(out), "--engines", str(engines),
+                                           "--no-cache", "--quiet", "--runner", "batch"])
+            assert res.exit_code == 0, res.output
+            assert len(api.creations) == 2 and api.chat_requests == []
+            assert len(list(read_records(out / "flattened"))) == 6
+    finally:
+        unregister_engine("default")
+
