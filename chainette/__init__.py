@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from chainette._version import __version__
+from chainette._version import __version__ as __version__
 
 _EXPORTS: dict[str, str] = {
     "ApplyError": "chainette.errors",
@@ -156,10 +156,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from chainette.core.apply import ApplyNode, apply
-    from chainette.run.async_executor import AsyncExecutor
     from chainette.core.branch import Branch, JoinBranch
     from chainette.core.chain import Chain
-    from chainette.run.executor import Executor
     from chainette.core.graph import Graph
     from chainette.core.node import Node
     from chainette.core.result import Result, RunResult
@@ -170,8 +168,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from chainette.engine.registry import EngineConfig, get_engine_config, load_engines_file, register_engine
     from chainette.errors import (
         ApplyError,
-        ChainValidationError,
         ChainetteError,
+        ChainValidationError,
         ConfigError,
         DefinitionError,
         DefinitionTypeError,
@@ -193,6 +191,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         TruncatedCompletionError,
         UnknownEngineError,
     )
+    from chainette.events import EventBus
     from chainette.io.stream_writer import StreamWriter
     from chainette.io.writer import RunWriter
-    from chainette.events import EventBus
+    from chainette.run.async_executor import AsyncExecutor
+    from chainette.run.executor import Executor

@@ -11,7 +11,8 @@ Nothing here does I/O; saving or printing the result is the caller's job.
 from __future__ import annotations
 
 import io
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text

@@ -18,7 +18,8 @@ output back under ``alias``. A step without an output model produces :class:`Tex
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -40,33 +41,33 @@ class Text(BaseModel):
 class FluentStep(Step):
     """A :class:`Step` with chainable setters (each returns the step itself)."""
 
-    def prompt(self, user: str, *, system: str | None = None) -> "FluentStep":
+    def prompt(self, user: str, *, system: str | None = None) -> FluentStep:
         self.user_prompt = user
         if system is not None:
             self.user_system_prompt = system
         return self
 
-    def system(self, text: str) -> "FluentStep":
+    def system(self, text: str) -> FluentStep:
         self.user_system_prompt = text
         return self
 
-    def output(self, model: type[BaseModel]) -> "FluentStep":
+    def output(self, model: type[BaseModel]) -> FluentStep:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise DefinitionTypeError(f"step '{self.id}': output must be a pydantic BaseModel subclass")
         self.output_model = model
         return self
 
-    def input(self, model: type[BaseModel]) -> "FluentStep":
+    def input(self, model: type[BaseModel]) -> FluentStep:
         self.input_model = model
         return self
 
-    def with_sampling(self, **params: Any) -> "FluentStep":
+    def with_sampling(self, **params: Any) -> FluentStep:
         from chainette.engine.protocol import SamplingParams
 
         self.sampling = SamplingParams(**{**self.sampling.model_dump(exclude_none=True), **params})
         return self
 
-    def named(self, name: str) -> "FluentStep":
+    def named(self, name: str) -> FluentStep:
         self.name = name
         return self
 

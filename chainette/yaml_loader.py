@@ -37,10 +37,11 @@ see :mod:`chainette.utils.import_policy` and docs/security.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from chainette.errors import ConfigError, DefinitionError, DefinitionTypeError, describe_yaml_error
 
@@ -229,7 +230,7 @@ class _Builder:
         for i, entry in enumerate(raw):
             path = f"{where}[{i}]"
             if isinstance(entry, list):
-                out.append(self._construct(path, lambda: Parallel(
+                out.append(self._construct(path, lambda path=path, entry=entry: Parallel(
                     [self.branch_entry(b, f"{path}[{j}]") for j, b in enumerate(entry)])))
             elif isinstance(entry, str):
                 out.extend(self.symbol_items(entry, path))

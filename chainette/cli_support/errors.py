@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import typer
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from chainette.errors import ConfigError
 
@@ -42,7 +43,8 @@ def load_chain(target: str, *, symbols: Sequence[str] = (), check_engines: bool 
     obj = resolve_symbol(target, symbols=symbols, what="chain")
     if isinstance(obj, Chain):
         return obj
-    from chainette.core.branch import Parallel, Sequence as Seq
+    from chainette.core.branch import Parallel
+    from chainette.core.branch import Sequence as Seq
     from chainette.core.node import Node
 
     if isinstance(obj, (Node, Parallel, Seq)):

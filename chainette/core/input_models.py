@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import typing
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 

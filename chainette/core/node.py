@@ -16,7 +16,8 @@ live in this one module:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Union
+from collections.abc import Iterable
+from typing import Any, Union
 
 from pydantic import BaseModel
 
@@ -38,7 +39,7 @@ class Node:
         self.next: list[Node] = []
 
     # -- explicit graph building ------------------------------------------
-    def connect(self, *others: "Node") -> "Node":
+    def connect(self, *others: Node) -> Node:
         """Add edges ``self -> other`` and return the last node (``a.connect(b).connect(c)``)."""
         for other in others:
             if not isinstance(other, Node):
@@ -48,16 +49,16 @@ class Node:
         return others[-1] if others else self
 
     # -- DSL ------------------------------------------------------------------
-    def __rshift__(self, other: Any) -> "Sequence":
+    def __rshift__(self, other: Any) -> Sequence:
         return Sequence([self]) >> other
 
-    def __rrshift__(self, other: Any) -> "Sequence":
+    def __rrshift__(self, other: Any) -> Sequence:
         return Sequence.coerce(other) >> self
 
-    def __or__(self, other: Any) -> "Parallel":
+    def __or__(self, other: Any) -> Parallel:
         return Parallel([self]) | other
 
-    def join(self, alias: str) -> "JoinBranch":
+    def join(self, alias: str) -> JoinBranch:
         """Run this node as a branch and merge its output into the parent under ``alias``."""
         return JoinBranch(name=self.id, steps=[self], alias=alias)
 
@@ -109,7 +110,7 @@ class Branch(Node):
         self.output_model = getattr(last, "output_model", None)
         self.input_model = getattr(self.steps[0], "input_model", None)
 
-    def join(self, alias: str) -> "JoinBranch":
+    def join(self, alias: str) -> JoinBranch:
         """Merge this branch's final output into the parent history under ``alias``."""
         return JoinBranch(name=self.name, steps=self.steps, alias=alias, id=self.id, emoji=self.emoji)
 
@@ -146,11 +147,11 @@ class Parallel(Node):
         self.id = "parallel(" + ",".join(b.id for b in self.branches) + ")"
         self.name = self.id
 
-    def __or__(self, other: Any) -> "Parallel":
+    def __or__(self, other: Any) -> Parallel:
         others = other.branches if isinstance(other, Parallel) else [other]
         return Parallel([*self.branches, *others])
 
-    def __ror__(self, other: Any) -> "Parallel":
+    def __ror__(self, other: Any) -> Parallel:
         return Parallel([other, *self.branches])
 
     def describe(self) -> dict[str, Any]:
@@ -165,14 +166,14 @@ class Sequence(list):
     """An ordered list of chain items built with ``>>``; usable as ``Chain(steps=...)``."""
 
     @classmethod
-    def coerce(cls, value: Any) -> "Sequence":
+    def coerce(cls, value: Any) -> Sequence:
         if isinstance(value, Sequence):
             return cls(value)
         if isinstance(value, (list, tuple)) and not all(isinstance(v, Branch) for v in value):
             return cls(value)
         return cls([value])
 
-    def __rshift__(self, other: Any) -> "Sequence":
+    def __rshift__(self, other: Any) -> Sequence:
         out = Sequence(self)
         if isinstance(other, Sequence):
             out.extend(other)

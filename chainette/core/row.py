@@ -52,7 +52,7 @@ class Row:
     history: dict[str, Any]
     records: RowRecords
 
-    def fork(self, row_id: str | None = None, item: Any = None) -> "Row":
+    def fork(self, row_id: str | None = None, item: Any = None) -> Row:
         """A copy with an isolated history (for branches and fan-out children)."""
         return Row(
             row_id=self.row_id if row_id is None else row_id,

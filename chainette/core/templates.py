@@ -11,9 +11,10 @@ they are converted with ``str()`` and never parsed as templates themselves.
 from __future__ import annotations
 
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes

@@ -9,19 +9,20 @@ template syntax, unsafe templates (names starting with ``_``, see
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jinja2
 from pydantic import BaseModel
 
 from chainette.core.apply import ApplyNode
 from chainette.core.branch import ChainItem, JoinBranch, Parallel
-from chainette.core.step import Step
-from chainette.errors import Problem
 from chainette.core.context import RESERVED_NAMES
 from chainette.core.input_models import check_input
 from chainette.core.names import RUN_DIR_NAMES, name_problem
+from chainette.core.step import Step
 from chainette.core.templates import unsafe_uses, variables
+from chainette.errors import Problem
 
 _UNKNOWN = object()  # a name whose model is not known statically (apply without output_model)
 

@@ -32,7 +32,7 @@ HOSTED_APIS = ("api.openai.com",)
 PROBE_TIMEOUT = 2.0
 
 
-def answering_identity(cfg: "EngineConfig", endpoint: str | None) -> dict[str, Any]:
+def answering_identity(cfg: EngineConfig, endpoint: str | None) -> dict[str, Any]:
     """The item-cache identity of ``cfg`` served at ``endpoint`` (may make one short GET)."""
     spec = backend_of(cfg)
     ident: dict[str, Any] = {"backend": cfg.backend, "model": cfg.model}
@@ -49,7 +49,7 @@ def answering_identity(cfg: "EngineConfig", endpoint: str | None) -> dict[str, A
     return ident
 
 
-def reported_weights(cfg: "EngineConfig", base: str) -> str | None:
+def reported_weights(cfg: EngineConfig, base: str) -> str | None:
     """What the server at ``base`` reports serving under ``cfg.model``, or ``None``.
 
     Asks the OpenAI-compatible model list first (vLLM fills ``root`` with the weights), then

@@ -81,7 +81,7 @@ class AdaptiveLimiter:
         self._successes = 0
         self.limit = max(1, self.limit // 2)
 
-    async def __aenter__(self) -> "AdaptiveLimiter":
+    async def __aenter__(self) -> AdaptiveLimiter:
         await self.acquire()
         return self
 

@@ -79,7 +79,7 @@ def _probe_host(host: str) -> str:
 
 
 # -- what to spawn (from the server's description) ---------------------------
-def build_command(cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
+def build_command(cfg: EngineConfig, port: int, *, parent_pid: int | None = None) -> list[str]:
     """The argv that starts ``cfg``'s server on ``port`` (no shell involved).
 
     ``parent_pid``: the server exits by itself once that process is gone, where its kind
@@ -88,12 +88,12 @@ def build_command(cfg: "EngineConfig", port: int, *, parent_pid: int | None = No
     return managed_server(cfg).argv(cfg, port, parent_pid=parent_pid)
 
 
-def build_env(cfg: "EngineConfig") -> dict[str, str]:
+def build_env(cfg: EngineConfig) -> dict[str, str]:
     """The server's environment, as its description builds it."""
     return managed_server(cfg).env(cfg)
 
 
-def served_name(cfg: "EngineConfig") -> str:
+def served_name(cfg: EngineConfig) -> str:
     """The model id ``cfg``'s server lists once ready."""
     return managed_server(cfg).served_model_name(cfg)
 
@@ -114,7 +114,7 @@ class Probe:
         return self.healthy and self.models is not None and model in self.models
 
 
-def probe(cfg: "EngineConfig", host: str, port: int) -> Probe:
+def probe(cfg: EngineConfig, host: str, port: int) -> Probe:
     """Ask the server of ``cfg``'s kind on ``host:port`` whether it is up, with the key it demands."""
     server = managed_server(cfg)
     key = server.api_key(cfg)
@@ -181,7 +181,7 @@ def log_tail(path: str | Path | None, lines: int = LOG_TAIL_LINES) -> str:
 
 
 # -- lifecycle ---------------------------------------------------------------
-def find_running(cfg: "EngineConfig") -> ServerProcess | None:
+def find_running(cfg: EngineConfig) -> ServerProcess | None:
     """A server already answering on ``cfg.port`` with the wanted model, if any.
 
     Raises :class:`ServerStartError` when the port answers with a different model, or
@@ -213,7 +213,7 @@ def find_running(cfg: "EngineConfig") -> ServerProcess | None:
     )
 
 
-def default_log_path(cfg: "EngineConfig", log_dir: str | Path | None, port: int) -> Path:
+def default_log_path(cfg: EngineConfig, log_dir: str | Path | None, port: int) -> Path:
     from chainette.utils.paths import confined  # an engine name is not trusted to be a file name
 
     if log_dir is not None:
@@ -222,7 +222,7 @@ def default_log_path(cfg: "EngineConfig", log_dir: str | Path | None, port: int)
 
 
 def start_server(
-    cfg: "EngineConfig",
+    cfg: EngineConfig,
     *,
     log_dir: str | Path | None = None,
     log_path: str | Path | None = None,
@@ -272,7 +272,7 @@ def start_server(
     return sp
 
 
-def _wait_ready(sp: ServerProcess, cfg: "EngineConfig", t0: float) -> None:
+def _wait_ready(sp: ServerProcess, cfg: EngineConfig, t0: float) -> None:
     deadline = t0 + cfg.startup_timeout
     delay = 0.05
     while True:

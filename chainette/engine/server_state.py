@@ -14,10 +14,11 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from chainette.engine.process_manager import ServerProcess, start_server, state_dir, stop_server
 
@@ -112,7 +113,7 @@ def find(name: str) -> ServerInfo | None:
     return next((i for i in list_running() if i.name == name), None)
 
 
-def start_detached(cfg: "EngineConfig", *, log_dir: str | Path | None = None) -> ServerInfo:
+def start_detached(cfg: EngineConfig, *, log_dir: str | Path | None = None) -> ServerInfo:
     """Start ``cfg``'s server so that it outlives this process, and record it.
 
     A server already recorded (and alive) or already answering on ``cfg.port`` is

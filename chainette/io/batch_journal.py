@@ -40,7 +40,7 @@ def batches_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / JOURNAL_DIR / BATCHES_FILE
 
 
-def load_batches(run_dir: str | Path) -> "BatchJournal | None":
+def load_batches(run_dir: str | Path) -> BatchJournal | None:
     """The journal of ``run_dir``, or ``None`` when the run never used batch mode."""
     return BatchJournal(run_dir) if batches_path(run_dir).exists() else None
 

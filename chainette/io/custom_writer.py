@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -49,7 +50,7 @@ def output_record(row_id: str, value: Any, reasoning: str | None) -> dict[str, A
     return rec
 
 
-def _deliver(target: Any, rows: "list[RowRecords]") -> None:
+def _deliver(target: Any, rows: list[RowRecords]) -> None:
     """Hand one commit group's records to ``target``: per step, then errors, then flattened."""
     per_step: dict[str, list[dict[str, Any]]] = {}
     errors: list[dict[str, Any]] = []
@@ -91,7 +92,7 @@ class RecordWriterRun(StreamWriter):
             self.target.forget_rows([str(i) for i in sorted(failed)])
         return done
 
-    def _append_rows(self, rows: "list[RowRecords]") -> None:
+    def _append_rows(self, rows: list[RowRecords]) -> None:
         rows = sorted(rows, key=lambda r: r.order)
         _deliver(self.target, rows)  # first: a group is committed only once the target has it
         counts = self.journal.counts
@@ -101,7 +102,7 @@ class RecordWriterRun(StreamWriter):
         # errors and staged rows are kept in the run directory; the base class commits the group
         super()._append_rows([dataclasses.replace(rec, outputs=[], flats=[]) for rec in rows])
 
-    def close(self, result: "RunResult | None" = None) -> None:
+    def close(self, result: RunResult | None = None) -> None:
         super().close(result)
         if callable(getattr(self.target, "finalize", None)):
             call_with_optional(self.target.finalize, result)
@@ -129,7 +130,7 @@ class RecordWriterMemory(Writer):
         _init(self.target, run.graph, run)
         return DoneSet()
 
-    def write_rows(self, rows: "list[RowRecords]") -> None:
+    def write_rows(self, rows: list[RowRecords]) -> None:
         rows = sorted(rows, key=lambda r: r.order)
         _deliver(self.target, rows)
         spill = self._spills.setdefault(self.stage, [])
@@ -140,7 +141,7 @@ class RecordWriterMemory(Writer):
     def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
         return iter(self._spills.pop(stage, []))
 
-    def close(self, result: "RunResult") -> None:
+    def close(self, result: RunResult) -> None:
         result.errors.extend(self._errors)
         if callable(getattr(self.target, "finalize", None)):
             call_with_optional(self.target.finalize, result)

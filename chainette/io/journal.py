@@ -69,7 +69,7 @@ class DoneSet:
         return {"watermark": self.watermark, "above": sorted(self.above), "redo": sorted(self.redo)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DoneSet":
+    def from_dict(cls, d: dict[str, Any]) -> DoneSet:
         return cls(watermark=int(d.get("watermark", 0)), above=set(d.get("above", [])),
                    redo=set(d.get("redo", [])))
 
@@ -106,7 +106,7 @@ class Journal:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Journal":
+    def from_dict(cls, d: dict[str, Any]) -> Journal:
         return cls(
             done=DoneSet.from_dict(d.get("done", {})),
             files=d.get("files", {}),

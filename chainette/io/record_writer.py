@@ -54,7 +54,8 @@ are also returned in ``RunResult.errors``.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chainette.core.result import RunResult
@@ -66,7 +67,7 @@ __all__ = ["RecordWriter", "call_with_optional", "is_record_writer"]
 class RecordWriter:
     """Base class of writers for your own storage; only :meth:`write_step` is required."""
 
-    def init(self, graph: dict[str, Any], run: "RunInfo") -> None:
+    def init(self, graph: dict[str, Any], run: RunInfo) -> None:
         """Prepare storage for the run described by ``graph`` (called once per session)."""
 
     def write_step(self, step_id: str, records: list[dict[str, Any]]) -> None:
@@ -101,7 +102,7 @@ def call_with_optional(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args[:n])
 
 
-def result_placeholder(run: "RunInfo | None", output_dir: Any = None) -> "RunResult":
+def result_placeholder(run: RunInfo | None, output_dir: Any = None) -> RunResult:
     """A :class:`RunResult` for finishing a writer used on its own (no executor)."""
     from chainette.core.result import RunResult
 

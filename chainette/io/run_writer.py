@@ -25,12 +25,12 @@ class RunWriter(StreamWriter):
                               "(CSV cells are text)")
         self.datasets: Any = None
 
-    def finalize(self, result: "RunResult | None" = None) -> Any:
+    def finalize(self, result: RunResult | None = None) -> Any:
         """Finish the run directory and return the ``DatasetDict`` (the writer contract)."""
         self.close(result)
         return self.datasets
 
-    def close(self, result: "RunResult | None" = None) -> None:
+    def close(self, result: RunResult | None = None) -> None:
         if result is None:
             from chainette.io.record_writer import result_placeholder
 

@@ -14,7 +14,8 @@ When ``max_pending`` rows wait (a slow disk), ``add`` blocks until the next comm
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 

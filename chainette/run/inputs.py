@@ -7,7 +7,8 @@ journal marks as committed (resume). Inputs may be plain or async iterables.
 from __future__ import annotations
 
 import itertools
-from typing import Any, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
 
 import anyio
 

@@ -9,7 +9,8 @@ every row without credentials and pay a 401 for each).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from chainette.core.validation import iter_steps
@@ -24,7 +25,7 @@ KEY_REQUIRED_HOSTS = ("api.openai.com",)
 """Hosted APIs that refuse every request without a key."""
 
 
-def engine_problems(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
+def engine_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     """Unknown engines, then engines whose API key is missing (never printing a value)."""
     problems: list[Problem] = []
     used: dict[str, EngineConfig] = {}

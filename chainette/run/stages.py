@@ -10,7 +10,7 @@ stopped after its last stage. Unmanaged engines (OpenAI, an endpoint) never forc
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from chainette.core.branch import ChainItem
 from chainette.core.validation import iter_steps

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from chainette.errors import ConfigError
 
 
-
-
 @dataclass(frozen=True)
 class ErrorGuard:
     """Stop a run once ``max_failure_rate`` of at least ``min_rows`` finished rows failed.
@@ -41,7 +39,7 @@ class ErrorGuard:
                 "chain or engine, then rerun with --resume (or --resume --retry-errors to redo the failed rows)")
 
     @classmethod
-    def parse(cls, text: str) -> "ErrorGuard | None":
+    def parse(cls, text: str) -> ErrorGuard | None:
         """``"off"``, ``"RATE"`` or ``"RATE:MIN_ROWS"`` (e.g. ``0.9:50``), as the CLI takes it."""
         if text.strip().lower() in ("off", "none", "0"):
             return None

@@ -33,7 +33,7 @@ def canonical_json(obj: Any) -> bytes:
                       default=_default).encode()
 
 
-def canonical_hasher(*parts: Any) -> "hashlib._Hash":
+def canonical_hasher(*parts: Any) -> hashlib._Hash:
     """A SHA-256 fed with ``parts`` one canonical-JSON line each, every line ending in a newline.
 
     For keys with a part shared by many requests: hash it once, then per request

@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 from chainette.errors import ConfigError
 from chainette.utils.symbols import split_reference

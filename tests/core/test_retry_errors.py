@@ -10,7 +10,7 @@ from chainette.errors import ConfigError, EngineHTTPError
 from chainette.io.journal import DoneSet, load_journal, save_journal
 from chainette.io.retry_errors import RETRY_SUFFIX, finish_pending_rewrite
 from chainette.io.stream_writer import read_records
-from tests.core.models import Answer, Number, Question, Summary
+from tests.core.models import Answer, Question, Summary
 
 
 def _chain():

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from chainette import Chain, EventBus, SamplingParams, Step, register_engine
 from chainette.engine.registry import unregister_engine
-from chainette.events import EngineRetry, RunFinished, RunStarted, ServerReady, ServerStarting, bus as global_bus
-
+from chainette.events import EngineRetry, RunFinished, RunStarted, ServerReady, ServerStarting
+from chainette.events import bus as global_bus
 from tests.engine._support import STANDINS, threaded_api
 from tests.engine.test_fail_fast import reply
 

@@ -5,10 +5,11 @@ import os
 from pathlib import Path
 
 from chainette import Chain, Step, register_engine
-from chainette.run.stages import plan_stages
 from chainette.engine.registry import unregister_engine
 from chainette.io.stream_writer import read_records
-from chainette.utils.events import EventBus, ServerReady, ServerStarting, ServerStopped, bus as global_bus
+from chainette.run.stages import plan_stages
+from chainette.utils.events import ServerStarting, ServerStopped
+from chainette.utils.events import bus as global_bus
 from tests.core.models import Answer, Question, Summary, Translation
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"

@@ -66,7 +66,7 @@ class IndexServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/simple"
 
-    def __enter__(self) -> "IndexServer":
+    def __enter__(self) -> IndexServer:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

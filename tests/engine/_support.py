@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import json
-import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
@@ -47,7 +47,7 @@ async def fake_api(handler: Handler) -> AsyncIterator[FakeAPI]:
 
     state = FakeAPI(url="")
 
-    async def route(request: "web.Request") -> "web.StreamResponse":
+    async def route(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         seen = Seen(request.path, dict(request.headers), json.loads(raw) if raw else {})
         state.seen.append(seen)

@@ -11,7 +11,7 @@ import pytest
 
 from chainette.engine.factory import create_engine
 from chainette.engine.protocol import CompletionRequest
-from chainette.engine.registry import EngineConfig, load_engines_file, register_engine, unregister_engine
+from chainette.engine.registry import EngineConfig, load_engines_file
 from chainette.errors import EngineError
 from chainette.utils.events import bus
 

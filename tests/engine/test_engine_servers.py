@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import threading
 import time
@@ -21,7 +20,7 @@ from chainette.engine.factory import create_engine
 from chainette.engine.protocol import CompletionRequest
 from chainette.engine.registry import EngineConfig, register_engine, unregister_engine
 from chainette.errors import ConfigError, ServerStartError
-from chainette.utils.events import ServerReady, ServerStarting, ServerStopped, bus
+from chainette.utils.events import ServerReady, ServerStarting, bus
 
 
 class Out(BaseModel):

@@ -8,13 +8,13 @@ import json
 import pytest
 from pydantic import BaseModel
 
+from chainette.engine.backends.strict_schema import to_strict_schema
 from chainette.engine.factory import create_engine
 from chainette.engine.fake import FakeEngine
 from chainette.engine.http_client import LocalClient, OllamaClient, OpenAIClient, VLLMClient, split_think
 from chainette.engine.protocol import CompletionRequest, SamplingParams
 from chainette.engine.registry import EngineConfig
 from chainette.errors import EmptyCompletionError, RefusalError
-from chainette.engine.backends.strict_schema import to_strict_schema
 
 from ._support import fake_api, ok, payload
 

@@ -87,7 +87,7 @@ def _fill(raw, dumped):
     if isinstance(raw, dict) and isinstance(dumped, dict):
         return {k: _fill(raw[k], v) if k in raw else None for k, v in dumped.items()}
     if isinstance(raw, list) and isinstance(dumped, list) and len(raw) == len(dumped):
-        return [_fill(r, d) for r, d in zip(raw, dumped)]
+        return [_fill(r, d) for r, d in zip(raw, dumped, strict=True)]
     return raw if not isinstance(raw, (dict, list)) else dumped
 
 

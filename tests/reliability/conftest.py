@@ -16,11 +16,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+
+from .input_cli import input_project  # noqa: F401  (fixture of test_broken_inputs and test_input_fuzz)
 
 REPO = Path(__file__).resolve().parents[2]
 MOCK_JS = REPO / "benchmarks" / "mock_server.js"
@@ -100,7 +103,7 @@ class MockServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 10.0) -> "MockServer":
+    def start(self, timeout: float = 10.0) -> MockServer:
         argv = [NODE, str(MOCK_JS), "--port", str(self.port), "--host", "127.0.0.1",
                 "--request-log", str(self.log), *self.flags]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

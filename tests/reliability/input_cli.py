@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+if sys.version_info < (3, 11):  # anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
+
 CHAIN = '''
 from pydantic import BaseModel, ConfigDict
 from chainette import Chain, Step

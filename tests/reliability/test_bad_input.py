@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import anyio
@@ -16,6 +17,9 @@ from chainette.engine.fake import FakeEngine
 from chainette.io.rolling import RollingJsonl
 
 from .conftest import assert_accounted, journal, read_jsonl_strict, run_records
+
+if sys.version_info < (3, 11):  # anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 
 def _snapshot(out: Path) -> dict[str, str]:

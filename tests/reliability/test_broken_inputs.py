@@ -14,7 +14,7 @@ import pytest
 
 from chainette.errors import InputError
 
-from .input_cli import account, assert_clean_failure, input_project  # noqa: F401  (fixture)
+from .input_cli import account, assert_clean_failure
 
 _runs = count()
 

@@ -30,7 +30,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from .input_cli import account, assert_clean_failure, input_project, tree  # noqa: E402,F401  (fixture)
+from .input_cli import account, assert_clean_failure, tree  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CHAINETTE_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("CHAINETTE_FUZZ_EXAMPLES"),
@@ -261,7 +261,7 @@ def test_csv_files(fuzz_project, rows, edits):
     header = records[0]
     expected = []
     for rec in records[1:]:
-        row = dict(zip(header, rec))
+        row = dict(zip(header, rec, strict=False))
         expected.append(row["text"] if len(rec) == len(header) and "text" in row else None)
     if "text" not in header and expected:
         assert fail.exit_code == 1 and "required by Item" in fail.output

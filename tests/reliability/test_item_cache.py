@@ -9,8 +9,8 @@ import json
 
 import anyio
 
-from chainette.engine.registry import EngineConfig
 from chainette.core.context import build_context
+from chainette.engine.registry import EngineConfig
 
 from .conftest import assert_accounted, messages_hash, run_records
 

@@ -57,8 +57,9 @@ def _summary(stdout: str) -> dict:
 
 
 def test_sigkill_and_resume_against_the_real_server(local_server, tmp_path):
-    from .conftest import child_env, run_bounded
     import subprocess
+
+    from .conftest import child_env, run_bounded
 
     argv = _workspace(tmp_path, local_server.endpoint)
     out = tmp_path / "out"
@@ -83,8 +84,9 @@ def test_sigkill_and_resume_against_the_real_server(local_server, tmp_path):
 
 
 def test_server_killed_mid_run_gives_error_records_not_a_hang(tmp_path):
-    from .conftest import run_bounded
     import threading
+
+    from .conftest import run_bounded
 
     cfg = EngineConfig(name="local-rel-kill", backend="local", model="smollm2", startup_timeout=60)
     sp = pm.start_server(cfg, log_dir=tmp_path)

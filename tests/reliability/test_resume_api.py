@@ -3,6 +3,8 @@ kept and never requested again, the rest complete, no duplicates."""
 
 from __future__ import annotations
 
+import sys
+
 import anyio
 import pytest
 from pydantic import BaseModel
@@ -12,6 +14,9 @@ from chainette.engine.fake import FakeEngine
 from chainette.errors import ResumeError
 
 from .conftest import assert_accounted, committed_rows, journal
+
+if sys.version_info < (3, 11):  # anyio installs the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 
 class Item(BaseModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 

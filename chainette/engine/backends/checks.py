@@ -18,7 +18,8 @@ methods (an HTTP client does; a ``FakeEngine`` honours everything).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from chainette.errors import ChainetteError, Problem
 
@@ -70,13 +71,13 @@ def schema_warnings(step: Any, engine: Any) -> list[str]:
     return warn(_schema(step), step.output_model.__name__)
 
 
-def wire_problems(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
+def wire_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     """:func:`step_wire_problems` for every step of ``chain`` (a chain check)."""
     return [Problem(step.id, msg) for step, engine in _steps_and_engines(chain, engines)
             for msg in step_wire_problems(step, engine)]
 
 
-def wire_warnings(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
+def wire_warnings(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     """:func:`schema_warnings` for every step of ``chain`` (shown by validate/inspect/run start)."""
     return [Problem(step.id, msg, severity="warning") for step, engine in _steps_and_engines(chain, engines)
             for msg in schema_warnings(step, engine)]
@@ -88,7 +89,7 @@ def _schema(step: Any) -> dict[str, Any]:
     return model_schema(step.output_model)
 
 
-def _steps_and_engines(chain: "Chain", engines: Mapping[str, Any]) -> Iterator[tuple[Any, Any]]:
+def _steps_and_engines(chain: Chain, engines: Mapping[str, Any]) -> Iterator[tuple[Any, Any]]:
     from chainette.core.validation import iter_steps
     from chainette.engine.registry import get_engine_config, has_engine
 

@@ -411,7 +411,7 @@ class _Converter:
                     self._problem(where, "union members share their first field and no field tells them apart "
                                          "(strict mode rejects anyOf objects with an identical first key)")
                     continue
-                for obj, key in zip(objects, picks):
+                for obj, key in zip(objects, picks, strict=True):
                     _move_first(obj, key)
             if _first_key_clash(objects):
                 self._problem(where, "union members cannot be given distinct first fields")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["LlamaCppServer", "ManagedServer", "VLLMServer", "managed_server"]
 
 
-def managed_server(cfg: "EngineConfig") -> ManagedServer:
+def managed_server(cfg: EngineConfig) -> ManagedServer:
     """The description of the server Chainette starts for ``cfg``; :class:`ConfigError` if it starts none."""
     server = backend_of(cfg).managed_server()
     if server is None:

@@ -32,7 +32,7 @@ class ManagedServer(ABC):
     """Lists the served model ids (OpenAI ``{"data": [{"id": ...}]}``) once it can answer requests."""
 
     @abstractmethod
-    def argv(self, cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
+    def argv(self, cfg: EngineConfig, port: int, *, parent_pid: int | None = None) -> list[str]:
         """The command that serves ``cfg``'s model on ``cfg.host:port`` (an argv list, never a shell).
 
         ``parent_pid``: the process whose end should end the server too, for kinds that can
@@ -41,7 +41,7 @@ class ManagedServer(ABC):
         :class:`~chainette.errors.ServerStartError` when it cannot be built.
         """
 
-    def env(self, cfg: "EngineConfig") -> dict[str, str]:
+    def env(self, cfg: EngineConfig) -> dict[str, str]:
         """The server's environment: ours, then ``extra_env``, then ``CUDA_VISIBLE_DEVICES`` from ``gpu_ids``."""
         env = dict(os.environ)
         env.update(cfg.extra_env)
@@ -49,22 +49,22 @@ class ManagedServer(ABC):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in cfg.gpu_ids)
         return env
 
-    def served_model_name(self, cfg: "EngineConfig") -> str:
+    def served_model_name(self, cfg: EngineConfig) -> str:
         """The model id the server lists at :attr:`models_path` (what requests name)."""
         return cfg.model
 
-    def weights(self, cfg: "EngineConfig") -> str:
+    def weights(self, cfg: EngineConfig) -> str:
         """What the server loads (a weights path or a repository id): the item cache keys on it,
         so other weights under the same name never share answers, and a restart on another
         port still hits the cache."""
         path = Path(cfg.model).expanduser()
         return str(path.resolve()) if path.exists() else cfg.model
 
-    def api_key(self, cfg: "EngineConfig") -> str | None:
+    def api_key(self, cfg: EngineConfig) -> str | None:
         """The key sent as ``Authorization: Bearer`` by the readiness probe; ``None``: none."""
         return None
 
-    def unauthorized_hint(self, cfg: "EngineConfig") -> str:
+    def unauthorized_hint(self, cfg: EngineConfig) -> str:
         """What to tell the user when the server answers 401/403 to the readiness probe."""
         return (f"the {self.kind} server demands credentials that engine '{cfg.name}' does not "
                 "give it; check the environment it inherits and `extra_env`")

@@ -30,7 +30,7 @@ class LlamaCppServer(ManagedServer):
 
     kind = "llama.cpp"
 
-    def argv(self, cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
+    def argv(self, cfg: EngineConfig, port: int, *, parent_pid: int | None = None) -> list[str]:
         from chainette.engine.local_server import resolve_model_path
         from chainette.engine.local_tuning import local_server_settings
 
@@ -46,19 +46,19 @@ class LlamaCppServer(ManagedServer):
             "--n-parallel", str(n_parallel), "--threads", str(threads), "--ctx", str(n_ctx),
         ] + (["--parent-pid", str(parent_pid)] if parent_pid else [])
 
-    def env(self, cfg: "EngineConfig") -> dict[str, str]:
+    def env(self, cfg: EngineConfig) -> dict[str, str]:
         env = super().env(cfg)
         env.setdefault("PYTHONUNBUFFERED", "1")
         # the server runs `python -m chainette.engine.local_server`: make this chainette importable
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_chainette_root(), env.get("PYTHONPATH", "")) if p)
         return env
 
-    def weights(self, cfg: "EngineConfig") -> str:
+    def weights(self, cfg: EngineConfig) -> str:
         from chainette.engine.local_server import resolve_model_path
 
         return str(resolve_model_path(cfg.model or DEFAULT_MODEL).resolve())
 
-    def served_model_name(self, cfg: "EngineConfig") -> str:
+    def served_model_name(self, cfg: EngineConfig) -> str:
         from chainette.engine.local_server import model_alias
 
         return model_alias(cfg.model or DEFAULT_MODEL)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from chainette.engine.process_manager import ServerProcess, probe, served_name, start_server, stop_server
 
 if TYPE_CHECKING:
-    from chainette.events import EventBus
     from chainette.engine.registry import EngineConfig
+    from chainette.events import EventBus
 
 DEFAULT_IDLE_TIMEOUT = 180.0
 
@@ -32,7 +32,7 @@ DEFAULT_IDLE_TIMEOUT = 180.0
 class PooledServer:
     """One server in the pool, with the config it was started for and its reference count."""
 
-    cfg: "EngineConfig"
+    cfg: EngineConfig
     server: ServerProcess
     refs: int = 0
     idle_since: float | None = None
@@ -52,8 +52,8 @@ class ServerPool:
         with self._lock:
             return self._name_locks.setdefault(name, threading.Lock())
 
-    def start(self, cfg: "EngineConfig", *, log_dir: str | Path | None = None,
-              events: "EventBus | None" = None) -> str:
+    def start(self, cfg: EngineConfig, *, log_dir: str | Path | None = None,
+              events: EventBus | None = None) -> str:
         """Ensure ``cfg``'s server runs; count a reference; return its base URL (``.../v1``).
 
         A server it starts reports on ``events`` (the run's bus; default: the process-wide one)."""
@@ -78,7 +78,7 @@ class ServerPool:
             return server.endpoint
 
     @staticmethod
-    def _usable(entry: PooledServer, cfg: "EngineConfig") -> bool:
+    def _usable(entry: PooledServer, cfg: EngineConfig) -> bool:
         if entry.cfg.backend != cfg.backend or served_name(entry.cfg) != served_name(cfg):
             return entry.refs > 0  # keep serving current users; restart once idle
         sp = entry.server
@@ -87,7 +87,7 @@ class ServerPool:
         return probe(entry.cfg, sp.host, sp.port).serves(sp.model)
 
     @staticmethod
-    def _recorded(cfg: "EngineConfig") -> ServerProcess | None:
+    def _recorded(cfg: EngineConfig) -> ServerProcess | None:
         """A server started by ``chainette warmup`` that still serves this engine's model."""
         from chainette.engine import server_state
 

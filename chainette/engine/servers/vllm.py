@@ -29,7 +29,7 @@ class VLLMServer(ManagedServer):
 
     kind = "vllm"
 
-    def argv(self, cfg: "EngineConfig", port: int, *, parent_pid: int | None = None) -> list[str]:
+    def argv(self, cfg: EngineConfig, port: int, *, parent_pid: int | None = None) -> list[str]:
         """``parent_pid`` is not used: ``vllm serve`` cannot watch its starter."""
         exe = shutil.which("vllm")
         if exe is None:
@@ -52,22 +52,22 @@ class VLLMServer(ManagedServer):
         extra = list(cfg.extra_serve_flags)
         return argv + _reasoning_flags(cfg, extra) + extra
 
-    def env(self, cfg: "EngineConfig") -> dict[str, str]:
+    def env(self, cfg: EngineConfig) -> dict[str, str]:
         env = super().env(cfg)
         key = cfg.resolved_api_key()
         if key:
             env[API_KEY_VARIABLE] = key  # via the environment: never in argv or the log
         return env
 
-    def served_model_name(self, cfg: "EngineConfig") -> str:
+    def served_model_name(self, cfg: EngineConfig) -> str:
         from chainette.engine.backends.vllm import served_model_name
 
         return served_model_name(cfg)
 
-    def api_key(self, cfg: "EngineConfig") -> str | None:
+    def api_key(self, cfg: EngineConfig) -> str | None:
         return cfg.resolved_api_key()
 
-    def unauthorized_hint(self, cfg: "EngineConfig") -> str:
+    def unauthorized_hint(self, cfg: EngineConfig) -> str:
         if cfg.resolved_api_key() is not None:
             return (
                 f"it rejects the `api_key` of engine '{cfg.name}': the server was given another key "
@@ -87,7 +87,7 @@ class VLLMServer(ManagedServer):
         )
 
 
-def _reasoning_flags(cfg: "EngineConfig", extra: list[str]) -> list[str]:
+def _reasoning_flags(cfg: EngineConfig, extra: list[str]) -> list[str]:
     """``--reasoning-parser`` (and, for servers older than 0.10, ``--enable-reasoning``)."""
     if not (cfg.enable_reasoning or cfg.reasoning_parser):
         return []

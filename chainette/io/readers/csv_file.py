@@ -172,7 +172,7 @@ class CsvSource(InputSource):
                     yield RawRow(first, None, f"{len(fields)} value{'s' if len(fields) != 1 else ''}, {more} than the {len(header)} header columns "
                                               f"({', '.join(header)})", end_line=end)
                 else:
-                    yield self._select(dict(zip(header, fields)), first, end_line=end)
+                    yield self._select(dict(zip(header, fields, strict=True)), first, end_line=end)
 
     def count(self) -> int | None:
         n = count_lines(self.path)

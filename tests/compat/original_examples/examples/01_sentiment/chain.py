@@ -1,5 +1,6 @@
 """01 - Sentiment classification (original: OpenAI backend)."""
 from pydantic import BaseModel, Field
+
 from chainette import Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 

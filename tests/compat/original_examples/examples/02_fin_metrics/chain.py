@@ -1,6 +1,5 @@
 """02 - Financial metric extractor: a pure-Python ApplyNode (no engine)."""
 import re
-from typing import List
 
 from pydantic import BaseModel, Field
 
@@ -21,7 +20,7 @@ class Metric(BaseModel):
 _METRIC_KWS = {"revenue": ["revenue", "sales"], "profit": ["profit", "income"], "loss": ["loss", "deficit"]}
 
 
-def _extract(sent: Sentence) -> List[Metric]:
+def _extract(sent: Sentence) -> list[Metric]:
     txt = sent.text
     company_match = re.match(r"([A-Z][A-Za-z0-9 &]+?) (?:reported|posted|announced)", txt)
     company = company_match.group(1) if company_match else "Unknown"

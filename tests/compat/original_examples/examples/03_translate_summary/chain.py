@@ -1,7 +1,7 @@
 """03 - Translate to FR/ES/DE in parallel (joined), then summarise."""
 from pydantic import BaseModel, Field
 
-from chainette import Chain, Branch, Step, register_engine
+from chainette import Branch, Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 
 

@@ -1,6 +1,7 @@
 """04 - Branching + join with pure-Python nodes."""
 from pydantic import BaseModel
-from chainette import Chain, Branch
+
+from chainette import Branch, Chain
 from chainette.core.apply import ApplyNode
 
 

@@ -1,5 +1,6 @@
 """05 - A pure-Python ApplyNode."""
 from pydantic import BaseModel
+
 from chainette import Chain
 from chainette.core.apply import ApplyNode
 

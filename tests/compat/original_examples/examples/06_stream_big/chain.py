@@ -1,5 +1,6 @@
 """06 - The streaming-writer demo chain."""
 from pydantic import BaseModel
+
 from chainette import Chain
 from chainette.core.apply import ApplyNode
 

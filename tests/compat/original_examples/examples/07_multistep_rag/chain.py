@@ -1,9 +1,13 @@
 """07 - Retrieval (ApplyNode) then an answering Step."""
+import pathlib
+import sys
+
 from pydantic import BaseModel
+
 from chainette import Chain, Step, register_engine
 from chainette.core.apply import ApplyNode
 from chainette.core.step import SamplingParams
-import sys, pathlib
+
 sys.path.append(str(pathlib.Path(__file__).parent))  # ensure directory importable
 import retriever
 

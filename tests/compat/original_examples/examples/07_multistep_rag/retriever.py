@@ -1,5 +1,5 @@
 """Naive in-memory retriever for the RAG demo."""
-from typing import List
+
 from pydantic import BaseModel
 
 _DOCS = {
@@ -16,6 +16,6 @@ class Context(BaseModel):
     context: str
 
 
-def retrieve(q: Query) -> List[Context]:
+def retrieve(q: Query) -> list[Context]:
     key = "rag" if "rag" in q.query.lower() else "llm"
     return [Context(context=_DOCS[key])]

@@ -1,5 +1,6 @@
 """Steps for the YAML chatbot demo."""
 from pydantic import BaseModel, Field
+
 from chainette import Step, register_engine
 from chainette.core.step import SamplingParams
 

@@ -1,6 +1,7 @@
 """09 - Clinical QA: symptoms, then diagnosis, then a follow-up question."""
 from pydantic import BaseModel, Field
-from chainette import Step, Chain, register_engine
+
+from chainette import Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 
 # ported: engine registration points at the fake backend (was: OpenAI gpt-4.1-nano / gpt-4.1-mini)

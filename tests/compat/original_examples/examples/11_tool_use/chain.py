@@ -1,11 +1,11 @@
 # 11 - Tool use: the LLM picks a tool (calculator or weather), an ApplyNode runs it.
 from __future__ import annotations
 
-from typing import List, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from chainette import Chain, Step, ApplyNode, register_engine
+from chainette import ApplyNode, Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 
 
@@ -36,7 +36,7 @@ tool_selector = Step(
 )
 
 
-def _execute_tool(choice: ToolChoice) -> List[Answer]:
+def _execute_tool(choice: ToolChoice) -> list[Answer]:
     if choice.tool == "calculator":
         allowed = set("0123456789+-*/(). %")
         if not choice.expression or not set(choice.expression) <= allowed:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import re
-from typing import List
 
 from pydantic import BaseModel, Field
 
-from chainette import Chain, Step, Branch, ApplyNode, register_engine
+from chainette import ApplyNode, Branch, Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 
 # ported: engine registration points at the fake backend (was: OpenAI gpt-4.1-mini, with an OPENAI_API_KEY check)
@@ -18,7 +17,7 @@ class Incident(BaseModel):
 
 
 class Retrieval(BaseModel):
-    docs: List[str]
+    docs: list[str]
 
 
 class Summary(BaseModel):
@@ -44,7 +43,7 @@ _KB = [
 ]
 
 
-def _retrieve(inc: Incident) -> List[Retrieval]:
+def _retrieve(inc: Incident) -> list[Retrieval]:
     words = set(re.findall(r"[a-zA-Z]+", inc.description.lower()))
     scored = sorted(((len(words & set(d.lower().split())), d) for d in _KB), reverse=True)
     return [Retrieval(docs=[d for _, d in scored[:2]])]

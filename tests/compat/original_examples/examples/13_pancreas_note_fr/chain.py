@@ -1,9 +1,9 @@
 """13 - French clinical note generator: classify, filter, reformulate, extract, locate spans, upload."""
-from chainette import Chain
-
 from config import setup_engines
-from steps import classify_step, reformulate_step, extract_step, span_step
 from nodes import filter_node, upload_node
+from steps import classify_step, extract_step, reformulate_step, span_step
+
+from chainette import Chain
 
 
 def create_pancreas_chain() -> Chain:

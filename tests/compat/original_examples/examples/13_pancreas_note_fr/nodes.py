@@ -1,15 +1,13 @@
 """Custom nodes of the pancreas note pipeline: a filter, and an upload node overriding execute()."""
-from typing import List
 
 from datasets import Dataset
+from models import ClassifiedCase, SpanInfo
 
 from chainette import ApplyNode
 from chainette.io.writer import RunWriter
 
-from models import ClassifiedCase, SpanInfo
 
-
-def _filter_relevant(case: ClassifiedCase) -> List[ClassifiedCase]:
+def _filter_relevant(case: ClassifiedCase) -> list[ClassifiedCase]:
     """Keep only pancreas and lymphoma cases."""
     return [case] if case.category in ("pancreas", "lymphoma") else []
 
@@ -30,11 +28,11 @@ class UploadNode(ApplyNode):
         self.input_model = SpanInfo  # for inspector
         self.output_model = SpanInfo
 
-    def execute(self, inputs: List[SpanInfo], item_histories: List[dict], writer: RunWriter | None = None,
-                debug: bool = False, batch_size: int = 0) -> tuple[List[SpanInfo], List[dict]]:
+    def execute(self, inputs: list[SpanInfo], item_histories: list[dict], writer: RunWriter | None = None,
+                debug: bool = False, batch_size: int = 0) -> tuple[list[SpanInfo], list[dict]]:
         repo_id = "rntc/clinical-reformulate"
         rows = []
-        for span_rec, hist in zip(inputs, item_histories):
+        for span_rec, hist in zip(inputs, item_histories, strict=False):
             clinical_case = getattr(hist.get("classify"), "text", None) or getattr(hist.get("filter"), "text", "")
             clinical_note = getattr(hist.get("note"), "note", "")
             extract_rec = hist.get("extract")
@@ -49,7 +47,7 @@ class UploadNode(ApplyNode):
         except Exception as exc:
             print(f"[WARN] Failed to push to HF Hub: {exc}")
         new_histories = []
-        for hist, row in zip(item_histories, rows):
+        for hist, row in zip(item_histories, rows, strict=False):
             h = hist.copy()
             h[self.id] = row
             new_histories.append(h)

@@ -1,7 +1,7 @@
 """Pipeline steps of the pancreas note generator (prompts shortened)."""
-from chainette import Step, SamplingParams
+from models import ClassifiedCase, ClinicalCase, ClinicalNote, ExtractedInfo, SpanInfo
 
-from models import ClinicalCase, ClassifiedCase, ClinicalNote, ExtractedInfo, SpanInfo
+from chainette import SamplingParams, Step
 
 classify_step = Step(
     id="classify", name="Pancreas Cancer Classifier", input_model=ClinicalCase, output_model=ClassifiedCase,

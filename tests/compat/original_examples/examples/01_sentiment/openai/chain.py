@@ -1,5 +1,6 @@
 """01 - Sentiment classification (original: OpenAI backend, a copy of 01)."""
 from pydantic import BaseModel, Field
+
 from chainette import Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 

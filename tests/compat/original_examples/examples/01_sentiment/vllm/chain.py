@@ -1,5 +1,6 @@
 """01 - Sentiment classification (original: vllm_api backend)."""
 from pydantic import BaseModel, Field
+
 from chainette import Chain, Step, register_engine
 from chainette.core.step import SamplingParams
 
