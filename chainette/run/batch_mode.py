@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from chainette.core.validation import iter_steps
 from chainette.engine.backend_registry import backend_of
@@ -63,7 +64,7 @@ def batch_mode_problem(cfg: EngineConfig) -> str | None:
             f"or a managed 'vllm_api' engine (`vllm run-batch`); backend '{cfg.backend}' has none")
 
 
-def batch_problems(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
+def batch_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     """Engines in batch mode that cannot run in it (a chain check)."""
     seen: set[str] = set()
     out = []
@@ -83,7 +84,7 @@ def batch_problems(chain: "Chain", engines: Mapping[str, Any]) -> list[Problem]:
 
 
 async def create_batch_engine(cfg: EngineConfig, run_dir: Path | None, shared: dict[str, Any],
-                              events: Any = None) -> "BatchEngine":
+                              events: Any = None) -> BatchEngine:
     """The engine of ``cfg`` in batch mode (prepared: earlier sessions' batches re-attached).
 
     ``shared`` is one dict per run (the journal all engines of the run share)."""

@@ -32,8 +32,9 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 KEY = "sk-batch-mock-KEY"
 
@@ -115,7 +116,7 @@ class MockBatchAPI:
         self._runner: Any = None
 
     # -- lifecycle --------------------------------------------------------------------
-    def start(self) -> "MockBatchAPI":
+    def start(self) -> MockBatchAPI:
         ready = threading.Event()
 
         def serve() -> None:
@@ -138,7 +139,7 @@ class MockBatchAPI:
             assert self._thread is not None
             self._thread.join(10)
 
-    def __enter__(self) -> "MockBatchAPI":
+    def __enter__(self) -> MockBatchAPI:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -220,3 +220,25 @@ def test_cancel_from_the_cli_stops_the_run_and_resume_finishes(mock_api, tmp_pat
     assert not done.interrupted and len(_records(out / "flattened")) == 6
     keys = mock_api.created_keys()
     assert len(keys) == len(set(keys))
+
+
+def test_resume_reads_results_of_finished_batches_instead_of_asking_again(mock_api, tmp_path):
+    """The driver died after its batches finished but before their rows were committed: a resume
+    takes every reply from the downloaded result files; the mock sees no new batch."""
+    import shutil
+
+    from chainette.io.journal import journal_path
+
+    result, out = _run(mock_api, tmp_path, n=8)
+    assert not result.interrupted and len(mock_api.creations) == 3
+    progress = json.loads(journal_path(out).read_text())
+    progress.update(done={"watermark": 0, "above": [], "redo": []}, files={}, counts={}, completed=False,
+                    rows_seen=0)
+    journal_path(out).write_text(json.dumps(progress))
+    for name in ("flattened", "errors", "topic", "to_fr", "to_es", "summary"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    requests_before = len(mock_api.requests)
+    done = make_chain().run(inputs(8), out, engines={"gpt": engine_cfg(mock_api.url)}, cache=False, resume=True)
+    assert not done.interrupted and len(_records(out / "flattened")) == 8
+    assert len(mock_api.creations) == 3
+    assert [r for r in mock_api.requests[requests_before:] if r[1] != "/v1/models"] in ([], [("GET", "/api/tags")])

@@ -35,7 +35,7 @@ def test_managed_vllm_runs_each_file_through_run_batch(monkeypatch, tmp_path):
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(calls) == 3  # topic, the two branches, summary: one run-batch each, one at a time
     journal = load_batches(out)
-    for call, rec in zip(calls, journal.records()):
+    for call, rec in zip(calls, journal.records(), strict=True):
         argv = call["argv"]
         assert argv[1] == "run-batch" and call["parsed"]["model"] == "Qwen/Qwen3-0.6B"
         assert call["parsed"]["input_file"] == str(journal.request_path(rec.key))
@@ -51,7 +51,7 @@ def test_a_failing_run_batch_is_run_again_once_then_rows_are_error_records(monke
     cfg, log = _offline(monkeypatch, tmp_path)
     monkeypatch.setenv("STANDIN_VLLM_BATCH_CRASH", "1")
     out = tmp_path / "run"
-    result = make_chain(single=True).run(inputs(3), out, engines={"gpt": cfg}, cache=False)
+    make_chain(single=True).run(inputs(3), out, engines={"gpt": cfg}, cache=False)
     errors = list(read_records(out / "errors"))
     assert len(errors) == 3 and all(e["error_type"] == "EngineTimeoutError" for e in errors)
     assert "vllm run-batch exited with 1" in errors[0]["message"] and "stand-in run-batch crash" in errors[0]["message"]

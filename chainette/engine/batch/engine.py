@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from chainette.engine.backends.base import loads, truncated
 from chainette.engine.batch.record import BatchRecord, BatchStore
@@ -72,7 +73,7 @@ class BatchEngine:
     online re-asks); ``transport`` the provider (:class:`.openai_api.OpenAIBatchAPI` or
     :class:`.vllm_offline.VLLMRunBatch`); ``store`` the run's journal."""
 
-    def __init__(self, cfg: "EngineConfig", online: Any, transport: Any, store: BatchStore, *,
+    def __init__(self, cfg: EngineConfig, online: Any, transport: Any, store: BatchStore, *,
                  settings: BatchSettings | None = None, publish: Callable[[Any], None] | None = None,
                  url: str = CHAT_URL, reask_online: bool | None = None) -> None:
         self.cfg = cfg
@@ -199,7 +200,7 @@ class BatchEngine:
         fut = self._enqueue(cid, line)
         return await fut, tries + 1
 
-    def _wait(self, cid: str) -> "asyncio.Future[Outcome]":
+    def _wait(self, cid: str) -> asyncio.Future[Outcome]:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(cid, []).append(fut)
         return fut
@@ -224,7 +225,7 @@ class BatchEngine:
         return completion
 
     # -- the collector -------------------------------------------------------------------
-    def _enqueue(self, cid: str, line: bytes) -> "asyncio.Future[Outcome]":
+    def _enqueue(self, cid: str, line: bytes) -> asyncio.Future[Outcome]:
         known = cid in self._waiters  # already in the buffer or in a live batch: wait for it
         fut = self._wait(cid)
         if known:

@@ -41,7 +41,7 @@ class OpenAIBatchAPI:
 
     kind = "openai"
 
-    def __init__(self, client: "BaseHTTPClient", *, run_key: str, completion_window: str = "24h",
+    def __init__(self, client: BaseHTTPClient, *, run_key: str, completion_window: str = "24h",
                  policy: RetryPolicy | None = None, connector_factory: Any = None) -> None:
         self.client = client
         self.name = client.name
@@ -51,11 +51,11 @@ class OpenAIBatchAPI:
         self.policy = policy or RetryPolicy(max_retries=max(3, client.cfg.max_retries))
         self._headers = {k: v for k, v in client._headers.items() if k.lower() != "content-type"}
         self._connector_factory = connector_factory
-        self._session: "aiohttp.ClientSession | None" = None
+        self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- transport ---------------------------------------------------------------------
-    def _bind(self) -> "aiohttp.ClientSession":
+    def _bind(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             import aiohttp
@@ -130,7 +130,7 @@ class OpenAIBatchAPI:
     async def upload(self, path: Path, record: BatchRecord) -> str:
         import aiohttp
 
-        def form() -> tuple["aiohttp.FormData", Any]:
+        def form() -> tuple[aiohttp.FormData, Any]:
             fd = aiohttp.FormData()
             fd.add_field("purpose", "batch")
             f = open(path, "rb")

@@ -60,7 +60,7 @@ class BatchRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BatchRecord":
+    def from_dict(cls, data: dict[str, Any]) -> BatchRecord:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

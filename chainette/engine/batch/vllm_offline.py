@@ -47,7 +47,7 @@ def _gpu_lock() -> asyncio.Lock:
     return lock
 
 
-def run_batch_argv(cfg: "EngineConfig", requests: Path, output: Path) -> list[str]:
+def run_batch_argv(cfg: EngineConfig, requests: Path, output: Path) -> list[str]:
     """``vllm run-batch -i REQUESTS -o OUTPUT --model MODEL [engine flags]`` (an argv list)."""
     exe = shutil.which("vllm")
     if exe is None:
@@ -114,7 +114,7 @@ class VLLMRunBatch:
 
     kind = "vllm-offline"
 
-    def __init__(self, cfg: "EngineConfig", store: BatchStore) -> None:
+    def __init__(self, cfg: EngineConfig, store: BatchStore) -> None:
         self.cfg = cfg
         self.store = store
         self._jobs: dict[str, _Job] = {}
