@@ -56,3 +56,45 @@ def test_a_failing_run_batch_is_run_again_once_then_rows_are_error_records(monke
     assert len(errors) == 3 and all(e["error_type"] == "EngineTimeoutError" for e in errors)
     assert "vllm run-batch exited with 1" in errors[0]["message"] and "stand-in run-batch crash" in errors[0]["message"]
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_resume_waits_for_a_run_batch_left_running_by_a_killed_driver(tmp_path):
+    """The driver is killed while `vllm run-batch` runs; the process goes on (its own session) and
+    the resumed driver waits for it (its pid is journaled) instead of running the file again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "chain.py").write_text(
+        "from pydantic import BaseModel\nfrom chainette import Chain, Step\n"
+        "class Q(BaseModel):\n    text: str\n"
+        "class T(BaseModel):\n    topic: str\n"
+        "chain = Chain(name='offline', steps=[Step('topic', input_model=Q, output_model=T, engine_name='v', "
+        "user_prompt='{{ text }}')])\n")
+    (tmp_path / "engines.yml").write_text(
+        "engines:\n  - name: v\n    backend: vllm_api\n    model: Qwen/Qwen3-0.6B\n    mode: batch\n"
+        "    max_in_flight: 100\n    batch: {linger_s: 0.05, poll_initial_s: 0.05, poll_max_s: 0.1}\n")
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": f"q{i}"}) + "\n" for i in range(4)))
+    log = tmp_path / "run-batch.log"
+    env = {**os.environ, "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
+           "STANDIN_VLLM_BATCH_LOG": str(log), "STANDIN_VLLM_BATCH_DELAY": "2"}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "chainette", "run", f"{tmp_path / 'chain.py'}:chain", "-i", str(tmp_path / "in.jsonl"),
+           "-o", str(out), "--engines", str(tmp_path / "engines.yml"), "--quiet", "--no-cache"]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (log.exists() and log.read_text().strip()):
+            assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read().decode()[-2000:]
+            time.sleep(0.02)
+        time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(10)
+    pid = json.loads(log.read_text().splitlines()[0])["pid"]
+    os.kill(pid, 0)  # still running: it is not in the driver's process group
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    assert len(log.read_text().splitlines()) == 1  # waited for it, did not run the file again
+    assert sorted(int(r["row_id"]) for r in read_records(out / "flattened")) == [0, 1, 2, 3]
