@@ -164,7 +164,7 @@ _PART = "a Step, ApplyNode, BatchNode or Branch, a list of branches, a Sequence 
 class _Builder:
     def __init__(self, source: str, base_dir: Path | None, symbols: list[Any],
                  allow_imports: Iterable[str | ModuleType] = (), *,
-                 namespaces: list[Mapping[str, Any]] = ()) -> None:
+                 namespaces: Iterable[Mapping[str, Any]] = ()) -> None:
         from chainette.utils.import_policy import ImportPolicy
 
         self.source = source

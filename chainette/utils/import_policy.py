@@ -53,8 +53,9 @@ class ImportPolicy:
         for entry in [*symbols, *allow_imports]:
             if isinstance(entry, ModuleType):
                 self.names.add(entry.__name__)
-                if getattr(entry, "__file__", None):
-                    self.paths.append(Path(os.path.realpath(entry.__file__)))  # type: ignore[arg-type]
+                file = getattr(entry, "__file__", None)
+                if file:
+                    self.paths.append(Path(os.path.realpath(file)))
             elif _is_path(str(entry)):
                 self.paths.append(self._path(str(entry), prefer_cwd=True))
             else:

@@ -322,14 +322,14 @@ class _Converter:
             else:
                 out["minItems"] = max(out.get("minItems", 0), len(items))
             return out
-        items = node.get("items")
-        if items is None:
+        item_schema = node.get("items")
+        if item_schema is None:
             if node.get("maxItems") == 0:
                 self._problem(where, "an always-empty array (tuple[()]) has no strict-mode item type")
             else:
                 self._problem(where, "a list of any value has no item type; strict mode needs one")
             return {}
-        out["items"] = self.node(items, f"{where}[]")
+        out["items"] = self.node(item_schema, f"{where}[]")
         # uniqueItems (set[T]) is dropped: Pydantic's set accepts and merges duplicates
         return out
 
