@@ -80,6 +80,8 @@ FORMATS = ("jsonl", "parquet", "csv")
 class StreamWriter(Writer, RecordWriter):
     """Write a run directory as rows finish (see the module docstring for the layout)."""
 
+    output_dir: Path  # always set by __init__ (the base Writer may have none)
+
     def __init__(
         self,
         output_dir: str | Path,
