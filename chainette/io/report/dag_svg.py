@@ -147,8 +147,7 @@ def _order_layers(layers: list[list[str]], nodes: dict[str, _Node], edges: list[
             pos = {nid: i for i, nid in enumerate(layers[k - 1])}
             current = {nid: i for i, nid in enumerate(layers[k])}
 
-            layers[k].sort(key=lambda nid, pos=pos, current=current: (_bary(ups[nid], pos, current[nid]),
-                                                                      current[nid]))
+            layers[k].sort(key=lambda nid: (_bary(ups[nid], pos, current[nid]), current[nid]))
 
 
 def _bary(parents: list[str], pos: Mapping[str, int], default: int) -> float:
