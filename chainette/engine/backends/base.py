@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from chainette.engine.health import EngineHealth
 from chainette.engine.limiter import AdaptiveLimiter, TokenBucket
 from chainette.engine.protocol import Completion, CompletionRequest, SamplingParams, Usage
 from chainette.engine.retry import RetryPolicy, parse_retry_after
@@ -34,7 +36,6 @@ from chainette.errors import (
     RateLimitError,
     TruncatedCompletionError,
 )
-from chainette.engine.health import EngineHealth
 from chainette.events import EngineRetry, EventBus
 from chainette.events import bus as global_bus
 
@@ -49,7 +50,7 @@ try:  # orjson is ~5x faster; fall back to the stdlib
     def dumps(obj: Any) -> bytes:
         return _orjson.dumps(obj)
 
-    loads = _orjson.loads
+    loads: Callable[[str | bytes], Any] = _orjson.loads
 except ImportError:  # pragma: no cover - depends on the environment
     import json as _json
 
@@ -101,7 +102,7 @@ class BaseHTTPClient:
 
     def __init__(
         self,
-        cfg: "EngineConfig",
+        cfg: EngineConfig,
         endpoint: str | None = None,
         *,
         policy: RetryPolicy | None = None,
@@ -129,7 +130,7 @@ class BaseHTTPClient:
         self._head = b'{"model":' + dumps(self.model) + b',"messages":'
         self._tails: dict[tuple[int, int, str], tuple[Any, Any, bytes]] = {}
         self._connector_factory = connector_factory
-        self._session: "aiohttp.ClientSession | None" = None
+        self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout: Any = None
         self.requests = 0
@@ -236,7 +237,7 @@ class BaseHTTPClient:
         return self._head + dumps(request.messages) + hit[2]
 
     # -- transport -------------------------------------------------------------
-    def _bind_loop(self) -> "aiohttp.ClientSession":
+    def _bind_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             import aiohttp
@@ -286,7 +287,7 @@ class BaseHTTPClient:
             self._raise_status(status, raw, retry_after, should_retry)
         try:
             return loads(raw)
-        except ValueError as exc:
+        except ValueError:
             raise MalformedResponseError(
                 f"engine '{self.name}': reply is not JSON: {self._redact(raw[:200].decode('utf-8', 'replace'))}",
                 engine=self.name,
@@ -490,7 +491,7 @@ def parse_chat_completion(data: Any, engine: str) -> Completion:
     )
 
 
-def _key_hint(cfg: "EngineConfig") -> str:
+def _key_hint(cfg: EngineConfig) -> str:
     """Where the engine's key comes from, by name only (never the value)."""
     if cfg.api_key is not None:
         return "the key set in the engine's api_key"
