@@ -32,8 +32,9 @@ Nodes are declarations: the runtime that batches rows is :mod:`chainette.run.bat
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 

@@ -8,8 +8,9 @@ branches. A node with several predecessors is rejected: merge with ``Branch.join
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from chainette.core.branch import Branch, ChainItem, JoinBranch, Parallel
 from chainette.core.node import Node
@@ -126,7 +127,7 @@ class Graph:
         return items
 
     @classmethod
-    def from_items(cls, items: list[ChainItem]) -> "Graph":
+    def from_items(cls, items: list[ChainItem]) -> Graph:
         """The graph of a chain's items: every node (branches and steps) and every edge."""
         g = cls()
         _add_items(g, items, prev=[])

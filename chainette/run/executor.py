@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import anyio
 
-from chainette.run.async_executor import AsyncExecutor
 from chainette.core.chain import Chain
 from chainette.core.result import RunResult
 from chainette.core.row import RowRecords
+from chainette.run.async_executor import AsyncExecutor
 
 
 def _loop_running() -> bool:
