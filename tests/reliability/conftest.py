@@ -49,10 +49,10 @@ class Summary(BaseModel):
 
 
 label = Step("label", input_model=Item, output_model=Label, engine_name="mock",
-             sampling=SamplingParams(temperature=0.0, max_tokens=32),
+             sampling=SamplingParams(temperature=0.0, max_tokens=96),
              user_prompt=LABEL_PROMPT)
 summary = Step("summary", input_model=Label, output_model=Summary, engine_name="mock",
-               sampling=SamplingParams(temperature=0.0, max_tokens=32),
+               sampling=SamplingParams(temperature=0.0, max_tokens=96),
                user_prompt=SUMMARY_PROMPT)
 chain = Chain(name="reliability", steps=[label, summary])
 single = Chain(name="reliability-one", steps=[label])

@@ -32,7 +32,7 @@ SAME_REQUEST = ["500", "502", "503", "429", "429-retry-after", "timeout", "reset
 # bad content: healed by re-asking (a different request), so outputs are valid but may differ.
 # Counter mode could fault the same row in lockstep (queued re-asks come round every W requests),
 # so these use random faults (seeded) one request at a time.
-REASKED = ["invalid-json", "schema-invalid"]
+REASKED = ["schema-invalid"]  # "invalid-json" is cut off at max_tokens: not re-asked (issue #11), see below
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,9 @@ def reference(tmp_path_factory):
         srv.stop()
 
 
-def _run(ws, *extra: str, timeout: float = 90):
+def _run(ws, *extra: str, timeout: float = 90, code: int = 0):
     res = ws.run(ws.dir / "out", "--quiet", "--no-cache", *extra, timeout=timeout)
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])
+    assert res.returncode == code, (res.stdout[-2000:], res.stderr[-2000:])
     assert "Traceback" not in res.stderr
     return res
 
@@ -80,13 +80,14 @@ def test_recoverable_fault_heals(workspace, reference, kind):
         ("timeout", "0.15", "EngineTimeoutError", 2),
         ("schema-invalid", "1", "OutputValidationError", 3),  # re-asked twice, then recorded
         ("empty", "1", "EmptyCompletionError", 4),
+        ("invalid-json", "0.3", "TruncatedCompletionError", 1),  # finish_reason length: one attempt
     ],
 )
 def test_unrecoverable_fault_gives_error_records_and_the_rest_completes(workspace, reference, kind, rate,
                                                                         error_type, attempts):
     ws = workspace("--error-mode", "hash", "--error-rate", rate, "--error-kinds", kind, rows=ROWS,
                    timeout=1, max_retries=1 if kind == "timeout" else 3)
-    _run(ws)
+    _run(ws, code=3 if rate == "1" else 0)  # a run in which every row failed never exits 0
     recs = assert_accounted(ws.dir / "out", ROWS)
     errors = recs.get("errors", [])
     assert errors, "no row failed"
@@ -101,6 +102,8 @@ def test_unrecoverable_fault_gives_error_records_and_the_rest_completes(workspac
 
 
 def test_no_server_at_all_records_every_row_and_ends(workspace, tmp_path):
+    # 8 rows fail within the unreachable rule's 2 s (engine/health.py): every row is recorded;
+    # a longer run stops early instead (tests/engine/test_fail_fast.py)
     ws = workspace(rows=8, max_retries=1)
     ws.server.stop()
     res = ws.run(ws.dir / "out", "--quiet", "--no-cache", "--max-error-rate", "0.5", timeout=60)

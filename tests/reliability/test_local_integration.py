@@ -101,9 +101,13 @@ def test_server_killed_mid_run_gives_error_records_not_a_hang(tmp_path):
         killer.join(timeout=130)
     finally:
         pm.stop_server(sp, grace=2, announce=False)
-    assert res.returncode == 0, res.stderr[-2000:]
+    # finished, not hung: 0, or 3 when every row failed (the 135M model often runs a summary into
+    # max_tokens, a TruncatedCompletionError, and the kill fails the rest)
+    assert res.returncode in (0, 3), res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
     recs = assert_accounted(out, ROWS)
     errors = recs.get("errors", [])
     # connection errors after the kill (a 135M model may also emit invalid JSON: re-asked, then recorded)
     assert errors and {e["error_type"] for e in errors} <= {"EngineConnectionError", "EngineTimeoutError",
-                                                            "MalformedResponseError", "OutputValidationError"}
+                                                            "MalformedResponseError", "OutputValidationError",
+                                                            "TruncatedCompletionError"}
