@@ -180,7 +180,7 @@ class StreamWriter(Writer, RecordWriter):
             p = out / name
             if p.is_dir() and p.resolve().parent == out.resolve():
                 shutil.rmtree(p)
-        for name in ("graph.json", "metadata.json", "skipped_inputs.jsonl"):
+        for name in ("graph.json", "metadata.json", "skipped_inputs.jsonl", "metrics.json", "report.html"):
             (out / name).unlink(missing_ok=True)
 
     def _folder(self, name: str) -> RollingJsonl:

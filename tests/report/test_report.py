@@ -401,3 +401,28 @@ def test_cli_run_summary_names_the_report(tmp_path, monkeypatch):
                                          "-f", "engines.yml", "--no-cache"])
     assert result.exit_code == 0, result.output
     assert "report: " in result.output and os.path.isfile(tmp_path / "out" / "report.html")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_report_reads_parquet_and_csv_run_directories(tmp_path, fmt):
+    pytest.importorskip("pyarrow") if fmt == "parquet" else None
+    out = tmp_path / "run"
+    result = run(out, 30, fmt=fmt)
+    assert list((out / "extract").glob(f"*.{fmt}"))
+    html = (out / "report.html").read_text()
+    rows = table(Page(html))
+    assert as_int(rows["summary"]["rows out"]) == result.step_stats["summary"].outputs
+    data = sample_data(html)
+    first = data["rows"][0]
+    assert first["id"] == "0" and first["values"]["extract"][0]["answer"]
+    assert any(r["input"] == {"text": f"question {r['id']}"} for r in data["rows"])
+
+
+def test_force_overwrite_drops_the_old_report_and_metrics(tmp_path):
+    out = tmp_path / "run"
+    run(out, 10)
+    assert (out / "report.html").is_file()
+    run(out, 5, force=True, report=False)  # a new run in the same directory: nothing stale stays
+    assert not (out / "report.html").exists()
+    sessions = load_metrics(out)["sessions"]
+    assert len(sessions) == 1 and sessions[0]["totals"]["extract"]["done"] == 5

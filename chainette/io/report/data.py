@@ -2,9 +2,10 @@
 
 Everything read here is either small (``metadata.json``, ``graph.json``, ``metrics.json``,
 the journal) or read in bounded amounts: at most ``SAMPLE_SCAN_LINES`` lines of each step
-folder for the sample browser, and one streaming pass over the error records (a regular
-expression per line, JSON parsing only for the few examples kept). A run directory of a
-million rows therefore gives a report of the same size as one of a thousand.
+folder for the sample browser (a scan stops ``QUIET_LINES`` lines after the last sampled
+row), and one streaming pass over the error records (a regular expression per line, JSON
+parsing only for the few examples kept). A run directory of a million rows therefore gives a
+report of the same size as one of a thousand.
 
 Only committed data is shown: for a run that is still going, or whose process was killed,
 each folder is read up to the sizes recorded in the journal (what a resume keeps).
@@ -36,6 +37,9 @@ EXTRA_ERROR_ROWS = 30
 """rows added to the sample because they are an error group's example"""
 SAMPLE_SCAN_LINES = 20_000
 """lines read at most from each folder to find the sampled rows' values"""
+QUIET_LINES = 2_000
+"""a folder's scan for the sampled rows stops after this many lines without one (rows are
+committed close to input order, and a fan-out's children are written together)"""
 MAX_CHILDREN = 8
 """records kept per sampled row and step (a fan-out writes several)"""
 ERROR_SCAN_LINES = 5_000_000
@@ -394,14 +398,15 @@ def _sample(run_dir: Path, folders: list[str], limits: dict[str, tuple[int, int]
     values: dict[str, dict[str, list[dict[str, Any]]]] = {i: {} for i in ids}
     inputs: dict[str, dict[str, Any]] = {}
     for name in [*folders, FLATTENED]:
+        quiet = 0
         for k, (row_id, raw) in enumerate(_iter_records(run_dir / name, limits.get(name))):
-            if k >= SAMPLE_SCAN_LINES:
+            if k >= SAMPLE_SCAN_LINES or quiet >= QUIET_LINES:
                 break
-            if row_id is None:
-                continue
-            tid = top_id(row_id)
+            tid = top_id(row_id) if row_id is not None else None
             if tid not in wanted:
+                quiet += 1
                 continue
+            quiet = 0
             if name == FLATTENED:
                 if tid in inputs:
                     continue
