@@ -420,7 +420,7 @@ def _sample(run_dir: Path, folders: list[str], limits: dict[str, tuple[int, int]
                 rec = _parse(raw)
                 if rec is not None:
                     kept.append({k2: _clip(v) for k2, v in rec.items()})
-    rows = []
+    rows: list[dict[str, Any]] = []
     size = 0
     for i in ids:
         row = {"id": i, "input": inputs.get(i), "values": values[i], "errors": row_errors.get(i, [])}
