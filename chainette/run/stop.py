@@ -19,22 +19,25 @@ from chainette.errors import ConfigError
 
 @dataclass(frozen=True)
 class ErrorGuard:
-    """Stop a run once ``max_failure_rate`` of at least ``min_rows`` finished rows failed.
+    """Stop a run once ``max_failure_rate`` of its first ``min_rows`` rows failed.
 
-    The default (90% of 50 rows) lets a run with a few bad rows go on and stops one where
-    nearly everything fails (a wrong prompt, a model that cannot follow the schema), after
-    about ``min_rows`` rows instead of the whole input. ``error_guard=None`` (CLI
-    ``--error-guard off``) disables it.
+    The first rows are the first ``min_rows`` the run admits (in input order), judged once
+    all of them have finished: failing rows often finish sooner than good ones, so the first
+    rows to *finish* would overstate the failure rate. The default (90% of 50 rows) lets a run
+    with some bad rows go on and stops one where nearly everything fails (a wrong prompt, a
+    model that cannot follow the schema) after about ``min_rows`` rows plus the rows in
+    flight, instead of the whole input. ``error_guard=None`` (CLI ``--error-guard off``)
+    disables it.
     """
 
     min_rows: int = 50
     max_failure_rate: float = 0.9
 
     def verdict(self, finished: int, failed: int) -> str | None:
-        """Why the run should stop now, or ``None``."""
+        """Why the run should stop, given the outcomes of its first ``finished`` rows, or ``None``."""
         if finished < self.min_rows or failed < self.max_failure_rate * finished:
             return None
-        return (f"{failed} of the first {finished} finished rows failed (error guard: stop at "
+        return (f"{failed} of the first {finished} rows failed (error guard: stop at "
                 f"{self.max_failure_rate:.0%} of at least {self.min_rows} rows); see errors/ for why, fix the "
                 "chain or engine, then rerun with --resume (or --resume --retry-errors to redo the failed rows)")
 
@@ -61,7 +64,8 @@ class RunStop:
     guard: ErrorGuard | None = None
     by: str | None = None
     reason: str = ""
-    finished: int = 0
+    admitted: int = 0
+    finished: int = 0  # of the first guard.min_rows rows admitted
     failed: int = 0
 
     def request(self, by: str, reason: str) -> None:
@@ -69,9 +73,16 @@ class RunStop:
         if self.by is None:
             self.by, self.reason = by, reason
 
-    def note_row(self, failed: bool) -> None:
-        """Count a finished row for the error guard; ask to stop when it says so."""
+    def admit(self) -> int:
+        """Number the next row the run starts (0, 1, ...), for :meth:`note_row`."""
+        self.admitted += 1
+        return self.admitted - 1
+
+    def note_row(self, seq: int, failed: bool) -> None:
+        """Count the outcome of the ``seq``-th admitted row; ask to stop when the guard says so."""
+        if self.guard is None or seq >= self.guard.min_rows:
+            return
         self.finished += 1
         self.failed += failed
-        if self.guard is not None and (verdict := self.guard.verdict(self.finished, self.failed)):
+        if verdict := self.guard.verdict(self.finished, self.failed):
             self.request("error_guard", verdict)

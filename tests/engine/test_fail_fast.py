@@ -236,3 +236,21 @@ def test_cli_every_row_failed_never_exits_0(tmp_path, monkeypatch):
         assert r.exit_code == 3, r.output
         assert "every one of the 400 input rows failed" in r.output
         assert chats(api) == 1200  # guard off: every row asked and re-asked twice
+
+
+def test_error_guard_is_not_fooled_by_failures_that_finish_first():
+    # 40% of rows fail at once, the good ones take a while: the first rows to *finish* are
+    # nearly all failures, yet the run's first rows fail at 40%, well under the guard's 90%
+    from chainette import FakeEngine
+
+    async def handler(request):
+        n = int(request.messages[-1]["content"].split()[-1])
+        if n % 5 < 2:
+            return "not json"
+        await asyncio.sleep(0.05)
+        return {"label": "ok"}
+
+    rows = [{"text": f"row {i}"} for i in range(200)]
+    result = chain("fk").run(rows, engines={"fk": FakeEngine(handler=handler)}, batch_size=64)
+    assert result.stopped_by is None, result.stop_reason
+    assert result.failed_rows == 80 and result.rows_in == 200
