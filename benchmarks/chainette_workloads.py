@@ -18,9 +18,8 @@ import shutil
 import tempfile
 import time
 
-from pydantic import BaseModel
-
 from common import cpu_seconds, emit, peak_rss_mb
+from pydantic import BaseModel
 
 
 class Q(BaseModel):
@@ -41,8 +40,14 @@ def build(workload: str, engine: str):
     from chainette import Branch, Chain, SamplingParams, Step, apply
 
     def step(sid: str, prompt: str, input_model=A) -> Step:
-        return Step(sid, input_model=input_model, output_model=A, engine_name=engine,
-                    user_prompt=prompt, sampling=SamplingParams(max_tokens=64))
+        return Step(
+            sid,
+            input_model=input_model,
+            output_model=A,
+            engine_name=engine,
+            user_prompt=prompt,
+            sampling=SamplingParams(max_tokens=64),
+        )
 
     s1 = step("s1", "{{text}}", Q)
     if workload == "step":
@@ -73,8 +78,7 @@ def main() -> None:
 
     engines = None
     if a.url:
-        register_engine(name="mock", backend="vllm_api", endpoint=a.url, model="mock",
-                        max_in_flight=a.in_flight)
+        register_engine(name="mock", backend="vllm_api", endpoint=a.url, model="mock", max_in_flight=a.in_flight)
     else:
         engines = {"mock": FakeEngine(name="mock", max_in_flight=a.in_flight)}
     chain = build(a.workload, "mock")
@@ -93,20 +97,22 @@ def main() -> None:
     done = result.step_stats[last].done
     if not a.keep_output:
         shutil.rmtree(out, ignore_errors=True)
-    emit({
-        "client": "chainette",
-        "workload": a.workload,
-        "rows": done,
-        "rows_in": result.rows_in,
-        "errors": result.error_count,
-        "requests": sum(s.done + s.errors for k, s in result.step_stats.items() if k != "keep"),
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "rows_per_s": done / wall if wall else 0.0,
-        "cpu_us_per_row": cpu / done * 1e6 if done else None,
-        "peak_rss_mb": peak_rss_mb(),
-        "rss_before_run_mb": rss_before,
-    })
+    emit(
+        {
+            "client": "chainette",
+            "workload": a.workload,
+            "rows": done,
+            "rows_in": result.rows_in,
+            "errors": result.error_count,
+            "requests": sum(s.done + s.errors for k, s in result.step_stats.items() if k != "keep"),
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "rows_per_s": done / wall if wall else 0.0,
+            "cpu_us_per_row": cpu / done * 1e6 if done else None,
+            "peak_rss_mb": peak_rss_mb(),
+            "rss_before_run_mb": rss_before,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -39,9 +39,7 @@ ANSWER_SCHEMA = {
     "additionalProperties": False,
 }
 # Chainette's own schema instruction (what its Step sends as the system message).
-SYSTEM_PROMPT = (
-    "Reply with only a JSON object, no other text, with these fields:\n- answer: string\n- score: number"
-)
+SYSTEM_PROMPT = "Reply with only a JSON object, no other text, with these fields:\n- answer: string\n- score: number"
 
 
 def peak_rss_mb() -> float:
@@ -63,7 +61,7 @@ def emit(result: dict) -> None:
 def parse_result(stdout: str) -> dict | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     return None
 
 
@@ -145,14 +143,16 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
 def run_child(argv: list[str], timeout: float, env: dict | None = None) -> tuple[dict | None, str]:
     """Run one benchmark process in its own session; return (result, error text)."""
     full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), str(HERE), full_env.get("PYTHONPATH", "")) if p
-    )
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(HERE), full_env.get("PYTHONPATH", "")) if p)
     if env:
         full_env.update(env)
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=full_env, start_new_session=True,
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -27,14 +27,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ADJECTIVES = ["great", "awful", "fine", "broken", "lovely", "noisy", "cheap", "solid", "flimsy", "perfect",
-              "slow", "fast", "ugly", "handy", "useless", "decent"]
+ADJECTIVES = [
+    "great",
+    "awful",
+    "fine",
+    "broken",
+    "lovely",
+    "noisy",
+    "cheap",
+    "solid",
+    "flimsy",
+    "perfect",
+    "slow",
+    "fast",
+    "ugly",
+    "handy",
+    "useless",
+    "decent",
+]
 THINGS = ["blender", "kettle", "phone case", "backpack", "lamp", "keyboard", "chair", "toaster"]
 
 
 def reviews(n: int) -> list[str]:
-    return [f"Review #{i}: the {THINGS[(i // len(ADJECTIVES)) % len(THINGS)]} is "
-            f"{ADJECTIVES[i % len(ADJECTIVES)]}, I used it for {i % 9 + 1} weeks." for i in range(n)]
+    return [
+        f"Review #{i}: the {THINGS[(i // len(ADJECTIVES)) % len(THINGS)]} is "
+        f"{ADJECTIVES[i % len(ADJECTIVES)]}, I used it for {i % 9 + 1} weeks."
+        for i in range(n)
+    ]
 
 
 async def _send_all(engine, step, texts: list[str], max_seconds: float) -> list:
@@ -43,8 +62,13 @@ async def _send_all(engine, step, texts: list[str], max_seconds: float) -> list:
     schema = step.output_model.model_json_schema()
 
     def request(i: int, text: str) -> CompletionRequest:
-        return CompletionRequest(messages=step.render_row(str(i), None, {"text": text}), json_schema=schema,
-                                 schema_name="Sentiment", sampling=step.sampling, row_id=str(i))
+        return CompletionRequest(
+            messages=step.render_row(str(i), None, {"text": text}),
+            json_schema=schema,
+            schema_name="Sentiment",
+            sampling=step.sampling,
+            row_id=str(i),
+        )
 
     await engine.complete(request(-1, "warm-up review"))
     t0 = time.perf_counter()
@@ -66,8 +90,14 @@ def measure(threads: int, slots: int, rows: int, max_seconds: float = 120.0) -> 
     sys.path.insert(0, str(REPO / "examples" / "sentiment"))
     from chain import classify  # the sentiment example's step
 
-    cfg = EngineConfig(name=f"tune-{threads}x{slots}", backend="local", model="smollm2",
-                       threads=threads, n_parallel=slots, startup_timeout=120)
+    cfg = EngineConfig(
+        name=f"tune-{threads}x{slots}",
+        backend="local",
+        model="smollm2",
+        threads=threads,
+        n_parallel=slots,
+        startup_timeout=120,
+    )
     sp = pm.start_server(cfg)
     try:
         engine = create_engine(cfg, sp.endpoint)
@@ -76,10 +106,17 @@ def measure(threads: int, slots: int, rows: int, max_seconds: float = 120.0) -> 
         pm.stop_server(sp)
     lat = sorted(c.latency_s for c in done) or [float("nan")]
     tokens = sum(c.usage.completion_tokens for c in done)
-    return {"threads": threads, "slots": slots, "rows": len(done), "wall_s": round(wall, 2),
-            "rows_per_s": round(len(done) / wall, 2), "completion_tok_per_s": round(tokens / wall, 1),
-            "p50_latency_s": round(statistics.median(lat), 2), "max_latency_s": round(lat[-1], 2),
-            "load1": round(os.getloadavg()[0], 2)}
+    return {
+        "threads": threads,
+        "slots": slots,
+        "rows": len(done),
+        "wall_s": round(wall, 2),
+        "rows_per_s": round(len(done) / wall, 2),
+        "completion_tok_per_s": round(tokens / wall, 1),
+        "p50_latency_s": round(statistics.median(lat), 2),
+        "max_latency_s": round(lat[-1], 2),
+        "load1": round(os.getloadavg()[0], 2),
+    }
 
 
 def main() -> int:
@@ -89,9 +126,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="*", default=None)
     ap.add_argument("--slots", type=int, nargs="*", default=None)
     ap.add_argument("--rows", type=int, default=48)
-    ap.add_argument("--max-seconds", type=float, default=120.0,
-                    help="stop a setting after this long and count the rows done by then")
-    ap.add_argument("--repeat", type=int, default=1, help="run the whole grid N times, interleaved (the median is shown)")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=120.0,
+        help="stop a setting after this long and count the rows done by then",
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="run the whole grid N times, interleaved (the median is shown)"
+    )
     args = ap.parse_args()
     threads = args.threads or list(range(1, cpu_count() + 1))
     slots = args.slots or [1, 2, 4, 8]
@@ -103,8 +146,11 @@ def main() -> int:
             for s in slots:
                 r = measure(t, s, args.rows, args.max_seconds)
                 runs.setdefault((t, s), []).append(r)
-                print(f"{t:>7} {s:>5} {r['rows_per_s']:>7} {r['completion_tok_per_s']:>7} "
-                      f"{r['p50_latency_s']:>6} {r['max_latency_s']:>6} {r['load1']:>5}", flush=True)
+                print(
+                    f"{t:>7} {s:>5} {r['rows_per_s']:>7} {r['completion_tok_per_s']:>7} "
+                    f"{r['p50_latency_s']:>6} {r['max_latency_s']:>6} {r['load1']:>5}",
+                    flush=True,
+                )
     for (t, s), rs in runs.items():
         best = sorted(rs, key=lambda r: r["rows_per_s"])[len(rs) // 2]
         print("RESULT " + json.dumps({**best, "runs_rows_per_s": [r["rows_per_s"] for r in rs]}))

@@ -52,11 +52,14 @@ def keep(item: A) -> list[A]:
 
 
 def build() -> Chain:
-    return Chain(name="bench", steps=[
-        Step("first", input_model=Q, output_model=A, engine_name="fk", user_prompt="{{text}}"),
-        apply(keep, id="keep"),
-        Step("second", output_model=A, engine_name="fk", user_prompt="{{first.answer}}"),
-    ])
+    return Chain(
+        name="bench",
+        steps=[
+            Step("first", input_model=Q, output_model=A, engine_name="fk", user_prompt="{{text}}"),
+            apply(keep, id="keep"),
+            Step("second", output_model=A, engine_name="fk", user_prompt="{{first.answer}}"),
+        ],
+    )
 
 
 def per_call(rounds: int, number: int = 200_000) -> dict[str, float]:
@@ -85,8 +88,13 @@ def one_run(rows: int, recording: bool) -> tuple[float, float]:
     out = Path(tempfile.mkdtemp(prefix="chainette-metrics-bench-"))
     try:
         cpu0 = time.process_time()
-        build().run(({"text": f"q{i}"} for i in range(rows)), output_dir=out / "run", cache=False, report=False,
-                    engines={"fk": FakeEngine(name="fk")})
+        build().run(
+            ({"text": f"q{i}"} for i in range(rows)),
+            output_dir=out / "run",
+            cache=False,
+            report=False,
+            engines={"fk": FakeEngine(name="fk")},
+        )
         cpu = time.process_time() - cpu0
         report = 0.0
         if recording:
@@ -114,6 +122,7 @@ def attributed(rows: int, costs: dict[str, float]) -> dict[str, float]:
         def f(self, *a, **k):
             calls[name] += 1
             return orig(self, *a, **k)
+
         return f
 
     def timing(name: str):
@@ -125,6 +134,7 @@ def attributed(rows: int, costs: dict[str, float]) -> dict[str, float]:
                 return orig(self, *a, **k)
             finally:
                 timed[name] += time.thread_time() - t0
+
         return f
 
     RunMetrics.observe, RunMetrics.sample = counting("observe"), counting("sample")  # type: ignore[method-assign]
@@ -136,16 +146,20 @@ def attributed(rows: int, costs: dict[str, float]) -> dict[str, float]:
             setattr(RunMetrics, name, fn)
     spent = (calls["observe"] * costs["observe_ns"] + calls["sample"] * costs["sample_5_steps_ns"]) / 1e9
     spent += timed["write"] + timed["document"]
-    return {"observe_calls": calls["observe"], "sample_calls": calls["sample"],
-            "write_s": timed["write"], "attributed_us_per_row": spent / rows * 1e6,
-            "attributed_pct": spent / cpu * 100}
+    return {
+        "observe_calls": calls["observe"],
+        "sample_calls": calls["sample"],
+        "write_s": timed["write"],
+        "attributed_us_per_row": spent / rows * 1e6,
+        "attributed_pct": spent / cpu * 100,
+    }
 
 
 def end_to_end(rows: int, rounds: int) -> dict[str, float]:
     one_run(min(rows, 500), True)  # warm imports and caches
     on, off, report = [], [], []
     for k in range(rounds):  # the order alternates: the second run of a pair is not favoured
-        for recording in ((True, False) if k % 2 == 0 else (False, True)):
+        for recording in (True, False) if k % 2 == 0 else (False, True):
             cpu, rep = one_run(rows, recording)
             (on if recording else off).append(cpu)
             if recording:
@@ -177,14 +191,18 @@ def main() -> None:
         return
     print(f"RunMetrics.observe (per answered request):   {result['observe_ns']:.0f} ns")
     print(f"RunMetrics.sample (5 steps, a few times a s): {result['sample_5_steps_ns']:.0f} ns")
-    print(f"In one run of {a.rows:,} rows: {result['observe_calls']:,} observe, {result['sample_calls']:,} sample, "
-          f"metrics.json written in {result['write_s'] * 1000:.0f} ms: the recording's own CPU is "
-          f"{result['attributed_us_per_row']:.2f} us/row ({result['attributed_pct']:.2f}% of the run)")
+    print(
+        f"In one run of {a.rows:,} rows: {result['observe_calls']:,} observe, {result['sample_calls']:,} sample, "
+        f"metrics.json written in {result['write_s'] * 1000:.0f} ms: the recording's own CPU is "
+        f"{result['attributed_us_per_row']:.2f} us/row ({result['attributed_pct']:.2f}% of the run)"
+    )
     print(f"FakeEngine run, {a.rows:,} rows, 2 LLM steps + apply, best of {a.rounds}:")
     print(f"  recording on : {result['cpu_us_per_row_recording']:.1f} CPU us/row")
     print(f"  recording off: {result['cpu_us_per_row_without']:.1f} CPU us/row")
-    print(f"  overhead     : {result['overhead_pct']:+.2f}% (best of each), {result['median_overhead_pct']:+.2f}% "
-          f"(medians); runs without recording spread over {result['spread_pct']:.0f}% on this machine")
+    print(
+        f"  overhead     : {result['overhead_pct']:+.2f}% (best of each), {result['median_overhead_pct']:+.2f}% "
+        f"(medians); runs without recording spread over {result['spread_pct']:.0f}% on this machine"
+    )
     print(f"report.html built in {result['report_build_s'] * 1000:.0f} ms CPU (once, at the end)")
 
 

@@ -20,7 +20,6 @@ import json
 import time
 
 import aiohttp
-
 from common import ANSWER_SCHEMA, SYSTEM_PROMPT, cpu_seconds, emit, peak_rss_mb
 
 
@@ -93,18 +92,20 @@ def main() -> None:
     a = ap.parse_args()
     r = asyncio.run(run(a.url, a.rows * a.requests_per_row, a.in_flight, a.max_seconds))
     rows = r["ok"] / a.requests_per_row
-    emit({
-        "client": "raw-aiohttp",
-        "rows": rows,
-        "requests": r["requests"],
-        "errors": r["errors"],
-        "wall_s": r["wall_s"],
-        "cpu_s": r["cpu_s"],
-        "rows_per_s": rows / r["wall_s"] if r["wall_s"] else 0.0,
-        "cpu_us_per_row": r["cpu_s"] / rows * 1e6 if rows else None,
-        "cpu_us_per_request": r["cpu_s"] / r["ok"] * 1e6 if r["ok"] else None,
-        "peak_rss_mb": peak_rss_mb(),
-    })
+    emit(
+        {
+            "client": "raw-aiohttp",
+            "rows": rows,
+            "requests": r["requests"],
+            "errors": r["errors"],
+            "wall_s": r["wall_s"],
+            "cpu_s": r["cpu_s"],
+            "rows_per_s": rows / r["wall_s"] if r["wall_s"] else 0.0,
+            "cpu_us_per_row": r["cpu_s"] / rows * 1e6 if rows else None,
+            "cpu_us_per_request": r["cpu_s"] / r["ok"] * 1e6 if r["ok"] else None,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,19 @@ PY = sys.executable
 WORKLOADS = str(HERE / "chainette_workloads.py")
 RAW = str(HERE / "raw_client.py")
 PEERS = str(HERE / "peers.py")
-SECTIONS = ["step-200ms", "step-20ms", "step-0ms", "lognormal", "chain3", "default-settings",
-            "memory", "two-step-fake", "import", "peers", "transport"]
+SECTIONS = [
+    "step-200ms",
+    "step-20ms",
+    "step-0ms",
+    "lognormal",
+    "chain3",
+    "default-settings",
+    "memory",
+    "two-step-fake",
+    "import",
+    "peers",
+    "transport",
+]
 
 
 @dataclass
@@ -49,20 +60,32 @@ class Sizes:
     transport: dict
 
 
-FULL = Sizes(step_rows=20000, chain_rows=5000, memory_rows=(100_000, 1_000_000),
-             two_step_rows=200_000, peer_rows=2000, import_tries=5,
-             transport={"levels": [8, 64, 256], "max_requests": 4000, "max_seconds": 12.0})
-SMOKE = Sizes(step_rows=2000, chain_rows=400, memory_rows=(2000, 20000), two_step_rows=10000,
-              peer_rows=300, import_tries=3,
-              transport={"levels": [64], "max_requests": 500, "max_seconds": 3.0})
+FULL = Sizes(
+    step_rows=20000,
+    chain_rows=5000,
+    memory_rows=(100_000, 1_000_000),
+    two_step_rows=200_000,
+    peer_rows=2000,
+    import_tries=5,
+    transport={"levels": [8, 64, 256], "max_requests": 4000, "max_seconds": 12.0},
+)
+SMOKE = Sizes(
+    step_rows=2000,
+    chain_rows=400,
+    memory_rows=(2000, 20000),
+    two_step_rows=10000,
+    peer_rows=300,
+    import_tries=3,
+    transport={"levels": [64], "max_requests": 500, "max_seconds": 3.0},
+)
 
 
 @dataclass
 class Suite:
     sizes: Sizes
     smoke: bool
-    rows: list[dict] = field(default_factory=list)       # throughput table
-    targets: list[dict] = field(default_factory=list)    # targets table
+    rows: list[dict] = field(default_factory=list)  # throughput table
+    targets: list[dict] = field(default_factory=list)  # targets table
     crashes: list[str] = field(default_factory=list)
     transport: list[dict] = field(default_factory=list)
     peer_skips: dict = field(default_factory=dict)
@@ -95,37 +118,85 @@ class Suite:
             if raw.get("cpu_us_per_row") and res.get("cpu_us_per_row"):
                 row["ratio_cpu_per_row"] = res["cpu_us_per_row"] / raw["cpu_us_per_row"]
         self.rows.append(row)
-        self.log(f"  {workload:18s} {res['client']:12s} {res['rows']:>9.0f} rows "
-                 f"{res['rows_per_s']:9.0f} rows/s {res.get('cpu_us_per_row') or 0:8.0f} CPU us/row "
-                 f"{res['peak_rss_mb']:6.0f} MB" + (f"  x{row['ratio_rows_per_s']:.2f} raw" if "ratio_rows_per_s" in row else "")
-                 + (f"  [server CPU {res['server_cpu_pct']:.0f}%]" if "server_cpu_pct" in res else "")
-                 + f"  [load {res.get('loadavg_1m', 0):.1f}]")
+        self.log(
+            f"  {workload:18s} {res['client']:12s} {res['rows']:>9.0f} rows "
+            f"{res['rows_per_s']:9.0f} rows/s {res.get('cpu_us_per_row') or 0:8.0f} CPU us/row "
+            f"{res['peak_rss_mb']:6.0f} MB"
+            + (f"  x{row['ratio_rows_per_s']:.2f} raw" if "ratio_rows_per_s" in row else "")
+            + (f"  [server CPU {res['server_cpu_pct']:.0f}%]" if "server_cpu_pct" in res else "")
+            + f"  [load {res.get('loadavg_1m', 0):.1f}]"
+        )
 
-    def target(self, name: str, measured: float | None, op: str, threshold: float, unit: str = "",
-               note: str = "") -> None:
+    def target(
+        self, name: str, measured: float | None, op: str, threshold: float, unit: str = "", note: str = ""
+    ) -> None:
         if measured is None:
             ok = False
         elif op == ">=":
             ok = measured >= threshold
         else:
             ok = measured <= threshold
-        self.targets.append({"target": name, "measured": measured, "op": op, "threshold": threshold,
-                             "unit": unit, "pass": ok, "note": note})
+        self.targets.append(
+            {
+                "target": name,
+                "measured": measured,
+                "op": op,
+                "threshold": threshold,
+                "unit": unit,
+                "pass": ok,
+                "note": note,
+            }
+        )
 
     # -- sections -----------------------------------------------------------------------------
-    def vs_raw(self, workload: str, flags: list[str], rows: int, chain: str = "step",
-               requests_per_row: int = 1, extra: list[str] | None = None,
-               timeout: float = 300) -> tuple[dict | None, dict | None]:
+    def vs_raw(
+        self,
+        workload: str,
+        flags: list[str],
+        rows: int,
+        chain: str = "step",
+        requests_per_row: int = 1,
+        extra: list[str] | None = None,
+        timeout: float = 300,
+    ) -> tuple[dict | None, dict | None]:
         """Raw client, then Chainette, on one mock server (reset between them)."""
         with mock_server(*flags) as srv:
-            raw = self.child(f"{workload}/raw", [PY, RAW, "--url", srv.base_url, "--rows", str(rows),
-                                                  "--in-flight", "256", "--requests-per-row",
-                                                  str(requests_per_row)], timeout, srv)
+            raw = self.child(
+                f"{workload}/raw",
+                [
+                    PY,
+                    RAW,
+                    "--url",
+                    srv.base_url,
+                    "--rows",
+                    str(rows),
+                    "--in-flight",
+                    "256",
+                    "--requests-per-row",
+                    str(requests_per_row),
+                ],
+                timeout,
+                srv,
+            )
             self.add_row(workload, raw, note="raw aiohttp baseline")
             srv.reset()
-            ch = self.child(f"{workload}/chainette", [PY, WORKLOADS, chain, "--url", srv.base_url,
-                                                       "--rows", str(rows), "--in-flight", "256",
-                                                       *(extra or [])], timeout, srv)
+            ch = self.child(
+                f"{workload}/chainette",
+                [
+                    PY,
+                    WORKLOADS,
+                    chain,
+                    "--url",
+                    srv.base_url,
+                    "--rows",
+                    str(rows),
+                    "--in-flight",
+                    "256",
+                    *(extra or []),
+                ],
+                timeout,
+                srv,
+            )
             self.add_row(workload, ch, raw)
         return raw, ch
 
@@ -137,25 +208,50 @@ class Suite:
     def step_latency(self, ms: int, threshold: float) -> None:
         name = f"step-{ms}ms"
         raw, ch = self.vs_raw(name, ["--latency-ms", str(ms)], self.sizes.step_rows)
-        self.target(f"One Step {self.sizes.step_rows} rows, {ms} ms, 256 in flight: rows/s vs raw",
-                    self.ratio(ch, raw), ">=", threshold, "x")
+        self.target(
+            f"One Step {self.sizes.step_rows} rows, {ms} ms, 256 in flight: rows/s vs raw",
+            self.ratio(ch, raw),
+            ">=",
+            threshold,
+            "x",
+        )
 
     def step_0ms(self) -> None:
         raw, ch = self.vs_raw("step-0ms", ["--latency-ms", "0"], self.sizes.step_rows)
-        self.target(f"One Step {self.sizes.step_rows} rows, 0 ms: CPU per row vs raw",
-                    self.ratio(ch, raw, "cpu_us_per_row"), "<=", 2.0, "x")
+        self.target(
+            f"One Step {self.sizes.step_rows} rows, 0 ms: CPU per row vs raw",
+            self.ratio(ch, raw, "cpu_us_per_row"),
+            "<=",
+            2.0,
+            "x",
+        )
 
     def lognormal(self) -> None:
-        raw, ch = self.vs_raw("lognormal", ["--latency-ms", "100", "--latency-dist", "lognormal",
-                                            "--p99-ratio", "20", "--seed", "7"], self.sizes.step_rows)
-        self.target(f"One Step {self.sizes.step_rows} rows, lognormal median 100 ms p99 20x: rows/s vs raw",
-                    self.ratio(ch, raw), ">=", 0.85, "x")
+        raw, ch = self.vs_raw(
+            "lognormal",
+            ["--latency-ms", "100", "--latency-dist", "lognormal", "--p99-ratio", "20", "--seed", "7"],
+            self.sizes.step_rows,
+        )
+        self.target(
+            f"One Step {self.sizes.step_rows} rows, lognormal median 100 ms p99 20x: rows/s vs raw",
+            self.ratio(ch, raw),
+            ">=",
+            0.85,
+            "x",
+        )
 
     def chain3(self) -> None:
-        raw, ch = self.vs_raw("chain3", ["--latency-ms", "200"], self.sizes.chain_rows,
-                              chain="chain3", requests_per_row=4)
-        self.target(f"3-step chain with 2 parallel branches, {self.sizes.chain_rows} rows, 200 ms: "
-                    "rows/s vs raw at 4 requests/row", self.ratio(ch, raw), ">=", 0.85, "x")
+        raw, ch = self.vs_raw(
+            "chain3", ["--latency-ms", "200"], self.sizes.chain_rows, chain="chain3", requests_per_row=4
+        )
+        self.target(
+            f"3-step chain with 2 parallel branches, {self.sizes.chain_rows} rows, 200 ms: "
+            "rows/s vs raw at 4 requests/row",
+            self.ratio(ch, raw),
+            ">=",
+            0.85,
+            "x",
+        )
 
     def default_settings(self) -> None:
         import tempfile
@@ -163,9 +259,13 @@ class Suite:
         cache_dir = tempfile.mkdtemp(prefix="chainette-bench-cache-")  # cold: a fresh cache every run
         try:
             with mock_server("--latency-ms", "20") as srv:
-                ch = self.child("default-settings", [PY, WORKLOADS, "step", "--url", srv.base_url,
-                                                     "--rows", str(self.sizes.step_rows), "--cache"], 300, srv,
-                                env={"CHAINETTE_CACHE_DIR": cache_dir})
+                ch = self.child(
+                    "default-settings",
+                    [PY, WORKLOADS, "step", "--url", srv.base_url, "--rows", str(self.sizes.step_rows), "--cache"],
+                    300,
+                    srv,
+                    env={"CHAINETTE_CACHE_DIR": cache_dir},
+                )
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
         self.add_row("step-20ms-cache-on", ch, note="default settings (item cache on, cold)")
@@ -186,20 +286,25 @@ class Suite:
         n = self.sizes.two_step_rows
         r = self.child("two-step-fake", [PY, WORKLOADS, "two_step_fake", "--rows", str(n)], 600)
         self.add_row(f"two-step-fake-{n}", r, note="issue #2: 2 FakeEngine steps, StreamWriter")
-        self.target(f"issue #2: {n} rows, two-step FakeEngine chain: peak RSS",
-                    r["peak_rss_mb"] if r else None, "<=", 250, "MB")
+        self.target(
+            f"issue #2: {n} rows, two-step FakeEngine chain: peak RSS", r["peak_rss_mb"] if r else None, "<=", 250, "MB"
+        )
 
     def import_time(self) -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        code = ("import time; t = time.perf_counter(); import chainette; "
-                "print(time.perf_counter() - t)")
+        code = "import time; t = time.perf_counter(); import chainette; print(time.perf_counter() - t)"
         times = []
         for _ in range(self.sizes.import_tries):
             p = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env, timeout=60)
             if p.returncode == 0:
                 times.append(float(p.stdout.strip().splitlines()[-1]))
-        self.target("`import chainette` (best of %d, fresh process)" % self.sizes.import_tries,
-                    min(times) if times else None, "<=", 0.3, "s")
+        self.target(
+            "`import chainette` (best of %d, fresh process)" % self.sizes.import_tries,
+            min(times) if times else None,
+            "<=",
+            0.3,
+            "s",
+        )
         # informational: the names are loaded lazily, so also time the first real use
         code2 = code.replace("import chainette", "from chainette import Chain, Step, register_engine")
         times2 = []
@@ -207,13 +312,24 @@ class Suite:
             p = subprocess.run([PY, "-c", code2], capture_output=True, text=True, env=env, timeout=60)
             if p.returncode == 0:
                 times2.append(float(p.stdout.strip().splitlines()[-1]))
-        self.targets.append({"target": "`from chainette import Chain, Step, register_engine` (info)",
-                             "measured": min(times2) if times2 else None, "op": "", "threshold": None,
-                             "unit": "s", "pass": None, "info": True, "note": "informational (no target)"})
+        self.targets.append(
+            {
+                "target": "`from chainette import Chain, Step, register_engine` (info)",
+                "measured": min(times2) if times2 else None,
+                "op": "",
+                "threshold": None,
+                "unit": "s",
+                "pass": None,
+                "info": True,
+                "note": "informational (no target)",
+            }
+        )
         cli = shutil.which("chainette")
-        argv = [cli, "--help"] if cli else [
-            PY, "-c", "import sys; sys.argv[0] = 'chainette'; from chainette.cli import app; app()",
-            "--help"]
+        argv = (
+            [cli, "--help"]
+            if cli
+            else [PY, "-c", "import sys; sys.argv[0] = 'chainette'; from chainette.cli import app; app()", "--help"]
+        )
         times, err = [], ""
         for _ in range(self.sizes.import_tries):
             t = time.perf_counter()
@@ -224,12 +340,18 @@ class Suite:
             else:
                 err = p.stderr.strip().splitlines()[-1:] or [f"exit {p.returncode}"]
                 err = err[0]
-        self.target("`chainette --help` wall time (best of %d, fresh process)" % self.sizes.import_tries,
-                    min(times) if times else None, "<=", 0.6, "s",
-                    note=("" if times else f"failed: {err[:120]}") + ("" if cli else " (via python -c chainette.cli:app)"))
+        self.target(
+            "`chainette --help` wall time (best of %d, fresh process)" % self.sizes.import_tries,
+            min(times) if times else None,
+            "<=",
+            0.6,
+            "s",
+            note=("" if times else f"failed: {err[:120]}") + ("" if cli else " (via python -c chainette.cli:app)"),
+        )
 
     def peers(self) -> None:
-        from peers import PEERS as PEER_NAMES, VENV_PY, ensure_venv
+        from peers import PEERS as PEER_NAMES
+        from peers import VENV_PY, ensure_venv
 
         if self.smoke and not VENV_PY.exists():
             py, skips = None, {p: "smoke mode does not install peers; run the full suite once" for p in PEER_NAMES}
@@ -240,32 +362,50 @@ class Suite:
         for ms in (0, 20):
             wl = f"peers-{ms}ms"
             with mock_server("--latency-ms", str(ms)) as srv:
-                ch = self.child(f"{wl}/chainette", [PY, WORKLOADS, "step", "--url", srv.base_url,
-                                                    "--rows", str(n)], 300, srv)
+                ch = self.child(
+                    f"{wl}/chainette", [PY, WORKLOADS, "step", "--url", srv.base_url, "--rows", str(n)], 300, srv
+                )
                 self.add_row(wl, ch)
                 for peer in PEER_NAMES:
                     label = f"Chainette vs {peer}, {n} rows, {ms} ms: rows/s ratio"
                     if peer in skips or py is None:
                         reason = skips.get(peer, "no peers venv")
                         self.rows.append({"workload": wl, "client": peer, "skipped": reason})
-                        self.targets.append({"target": label, "measured": None, "op": ">=",
-                                             "threshold": 3.0, "unit": "x", "pass": None,
-                                             "note": f"SKIPPED ({reason})"})
+                        self.targets.append(
+                            {
+                                "target": label,
+                                "measured": None,
+                                "op": ">=",
+                                "threshold": 3.0,
+                                "unit": "x",
+                                "pass": None,
+                                "note": f"SKIPPED ({reason})",
+                            }
+                        )
                         self.log(f"  {wl:18s} {peer:12s} SKIPPED ({reason})")
                         continue
                     srv.reset()
                     cpu0, t0 = srv.cpu_seconds(), time.perf_counter()
-                    r, err = run_child([py, PEERS, "--peer", peer, "--url", srv.base_url, "--rows", str(n)],
-                                       timeout=300)
+                    r, err = run_child(
+                        [py, PEERS, "--peer", peer, "--url", srv.base_url, "--rows", str(n)], timeout=300
+                    )
                     if r is not None:
                         r["server_cpu_pct"] = 100 * (srv.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
                         r["loadavg_1m"] = os.getloadavg()[0]
                     if r is None:
                         reason = f"run failed: {err[-200:]}"
                         self.rows.append({"workload": wl, "client": peer, "skipped": reason})
-                        self.targets.append({"target": label, "measured": None, "op": ">=",
-                                             "threshold": 3.0, "unit": "x", "pass": None,
-                                             "note": f"SKIPPED ({reason})"})
+                        self.targets.append(
+                            {
+                                "target": label,
+                                "measured": None,
+                                "op": ">=",
+                                "threshold": 3.0,
+                                "unit": "x",
+                                "pass": None,
+                                "note": f"SKIPPED ({reason})",
+                            }
+                        )
                         self.log(f"  {wl:18s} {peer:12s} SKIPPED ({reason})")
                         continue
                     self.add_row(wl, r)
@@ -275,8 +415,7 @@ class Suite:
         from transport_bench import format_table, measure
 
         t = self.sizes.transport
-        self.transport = measure(t["levels"], 0.0, t["max_requests"], t["max_seconds"],
-                                 log=self.log)
+        self.transport = measure(t["levels"], 0.0, t["max_requests"], t["max_seconds"], log=self.log)
         self.log("\n" + format_table(self.transport))
 
 
@@ -298,8 +437,14 @@ def machine() -> dict:
     except OSError:
         pass
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gib": mem_gib, "python": platform.python_version(),
-            "node": node, "platform": platform.platform()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gib": mem_gib,
+        "python": platform.python_version(),
+        "node": node,
+        "platform": platform.platform(),
+    }
 
 
 def fmt(v, spec: str = ".0f") -> str:
@@ -307,17 +452,23 @@ def fmt(v, spec: str = ".0f") -> str:
 
 
 def throughput_table(rows: list[dict]) -> str:
-    out = ["| workload | client | rows | rows/s | CPU µs/row | peak RSS MB | rows/s vs raw | CPU/row vs raw "
-           "| mock CPU % | load 1m |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| workload | client | rows | rows/s | CPU µs/row | peak RSS MB | rows/s vs raw | CPU/row vs raw "
+        "| mock CPU % | load 1m |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if "skipped" in r or "error" in r:
-            out.append(f"| {r['workload']} | {r['client']} | | SKIPPED ({r.get('skipped') or r.get('error')}) | | | | | | |")
+            out.append(
+                f"| {r['workload']} | {r['client']} | | SKIPPED ({r.get('skipped') or r.get('error')}) | | | | | | |"
+            )
             continue
-        out.append(f"| {r['workload']} | {r['client']} | {r['rows']:.0f} | {r['rows_per_s']:.0f} | "
-                   f"{fmt(r.get('cpu_us_per_row'))} | {r['peak_rss_mb']:.0f} | "
-                   f"{fmt(r.get('ratio_rows_per_s'), '.2f')} | {fmt(r.get('ratio_cpu_per_row'), '.2f')} | "
-                   f"{fmt(r.get('server_cpu_pct'))} | {fmt(r.get('loadavg_1m'), '.1f')} |")
+        out.append(
+            f"| {r['workload']} | {r['client']} | {r['rows']:.0f} | {r['rows_per_s']:.0f} | "
+            f"{fmt(r.get('cpu_us_per_row'))} | {r['peak_rss_mb']:.0f} | "
+            f"{fmt(r.get('ratio_rows_per_s'), '.2f')} | {fmt(r.get('ratio_cpu_per_row'), '.2f')} | "
+            f"{fmt(r.get('server_cpu_pct'))} | {fmt(r.get('loadavg_1m'), '.1f')} |"
+        )
     return "\n".join(out)
 
 
@@ -365,8 +516,10 @@ def main() -> int:
     }
     info = machine()
     t_start = time.perf_counter()
-    suite.log(f"Chainette benchmarks ({'smoke' if a.smoke else 'full'}) on {info['nproc']} cores, "
-              f"{info['cpu']}, {info['mem_gib']} GiB, Python {info['python']}, node {info['node']}")
+    suite.log(
+        f"Chainette benchmarks ({'smoke' if a.smoke else 'full'}) on {info['nproc']} cores, "
+        f"{info['cpu']}, {info['mem_gib']} GiB, Python {info['python']}, node {info['node']}"
+    )
     for name in SECTIONS:
         if name not in only:
             continue
@@ -394,17 +547,30 @@ def main() -> int:
     passed = sum(1 for t in suite.targets if t["pass"])
     failed = sum(1 for t in suite.targets if t["pass"] is False)
     skipped = sum(1 for t in suite.targets if t["pass"] is None and not t.get("info"))
-    print(f"\n{passed} PASS, {failed} FAIL, {skipped} SKIPPED; suite took {total:.0f} s"
-          + (" (smoke: targets informational)" if a.smoke else ""))
+    print(
+        f"\n{passed} PASS, {failed} FAIL, {skipped} SKIPPED; suite took {total:.0f} s"
+        + (" (smoke: targets informational)" if a.smoke else "")
+    )
     if suite.crashes:
         print("\nCRASHED:\n  " + "\n  ".join(suite.crashes))
 
     out = Path(a.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"mode": "smoke" if a.smoke else "full", "machine": info,
-                               "seconds": total, "rows": suite.rows, "targets": suite.targets,
-                               "transport": suite.transport, "crashes": suite.crashes,
-                               "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "mode": "smoke" if a.smoke else "full",
+                "machine": info,
+                "seconds": total,
+                "rows": suite.rows,
+                "targets": suite.targets,
+                "transport": suite.transport,
+                "crashes": suite.crashes,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
     return 1 if suite.crashes else 0
 

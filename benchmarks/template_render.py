@@ -36,8 +36,10 @@ class Extract(BaseModel):
 
 
 FAST = "Question: {{ text }}\nEarlier answer: {{ extract.answer }} ({{ extract.score }})\nRow {{ row_id }}"
-FULL = ("Question: {{ text }}\nEarlier answer: {{ extract.answer }} ({{ extract.score }})\nRow {{ row_id }}"
-        "{% if extract.score > 0.5 %} (confident){% endif %}")
+FULL = (
+    "Question: {{ text }}\nEarlier answer: {{ extract.answer }} ({{ extract.score }})\nRow {{ row_id }}"
+    "{% if extract.score > 0.5 %} (confident){% endif %}"
+)
 
 
 def measure(renderers: dict[str, object], *, rounds: int, number: int) -> dict[str, float]:
@@ -49,7 +51,7 @@ def measure(renderers: dict[str, object], *, rounds: int, number: int) -> dict[s
     assert len(set(outputs.values())) == 1, outputs
     for _ in range(rounds):
         for name, render in renderers.items():
-            t = timeit.Timer(lambda: render("0", item, history), timer=time.process_time).timeit(number)
+            t = timeit.Timer(lambda r=render: r("0", item, history), timer=time.process_time).timeit(number)
             best[name] = min(best[name], t / number * 1e9)
     return best
 

@@ -71,6 +71,7 @@ async def child(client: str, base_url: str, in_flight: int, n: int, max_s: float
 
         conn = aiohttp.TCPConnector(limit=in_flight)
         async with aiohttp.ClientSession(connector=conn) as s:
+
             async def send(i: int) -> None:
                 async with s.post(chat_url, json=make_body(i)) as r:
                     data = await r.json()
@@ -83,6 +84,7 @@ async def child(client: str, base_url: str, in_flight: int, n: int, max_s: float
 
         limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
         async with httpx.AsyncClient(limits=limits, timeout=120) as c:
+
             async def send(i: int) -> None:
                 r = await c.post(chat_url, json=make_body(i))
                 r.raise_for_status()
@@ -96,14 +98,19 @@ async def child(client: str, base_url: str, in_flight: int, n: int, max_s: float
     else:
         from openai import DefaultAioHttpClient
 
-        oc = openai.AsyncOpenAI(base_url=base_url, api_key="sk-mock", max_retries=0, timeout=120,
-                                http_client=DefaultAioHttpClient())
+        oc = openai.AsyncOpenAI(
+            base_url=base_url, api_key="sk-mock", max_retries=0, timeout=120, http_client=DefaultAioHttpClient()
+        )
     async with oc:
+
         async def send(i: int) -> None:
             body = make_body(i)
             r = await oc.chat.completions.create(
-                model=body["model"], messages=body["messages"],
-                response_format=body["response_format"], max_tokens=body["max_tokens"])
+                model=body["model"],
+                messages=body["messages"],
+                response_format=body["response_format"],
+                max_tokens=body["max_tokens"],
+            )
             json.loads(r.choices[0].message.content)
 
         return await drive(send, n, in_flight, max_s) | {"version": openai.__version__}
@@ -123,8 +130,9 @@ def openai_aiohttp_python() -> str | None:
     return None
 
 
-def measure(levels: list[int], latency_ms: float, max_requests: int, max_seconds: float,
-            clients: list[str] = CLIENTS, log=print) -> list[dict]:
+def measure(
+    levels: list[int], latency_ms: float, max_requests: int, max_seconds: float, clients: list[str] = CLIENTS, log=print
+) -> list[dict]:
     rows: list[dict] = []
     aio_py = openai_aiohttp_python() if "openai-aiohttp" in clients else None
     with mock_server("--latency-ms", str(latency_ms)) as srv:
@@ -134,16 +142,33 @@ def measure(levels: list[int], latency_ms: float, max_requests: int, max_seconds
                 py = sys.executable
                 if client == "openai-aiohttp":
                     if aio_py is None:
-                        rows.append({"client": client, "in_flight": level, "skipped":
-                                     "openai[aiohttp] (httpx_aiohttp) not importable here or in "
-                                     "benchmarks/.venv-peers"})
+                        rows.append(
+                            {
+                                "client": client,
+                                "in_flight": level,
+                                "skipped": "openai[aiohttp] (httpx_aiohttp) not importable here or in "
+                                "benchmarks/.venv-peers",
+                            }
+                        )
                         continue
                     py = aio_py
                 res, err = run_child(
-                    [py, __file__, "--child", client, "--url", srv.base_url, "--in-flight",
-                     str(level), "--max-requests", str(max_requests), "--max-seconds",
-                     str(max_seconds)],
-                    timeout=max_seconds + 60)
+                    [
+                        py,
+                        __file__,
+                        "--child",
+                        client,
+                        "--url",
+                        srv.base_url,
+                        "--in-flight",
+                        str(level),
+                        "--max-requests",
+                        str(max_requests),
+                        "--max-seconds",
+                        str(max_seconds),
+                    ],
+                    timeout=max_seconds + 60,
+                )
                 if res is None:
                     rows.append({"client": client, "in_flight": level, "error": err})
                     log(f"  {client:15s} @{level:<4d} ERROR {err[:200]}")
@@ -154,28 +179,36 @@ def measure(levels: list[int], latency_ms: float, max_requests: int, max_seconds
                     base = res
                 res["ratio_to_aiohttp"] = res["req_per_s"] / base["req_per_s"] if base else None
                 res["cpu_ratio_to_aiohttp"] = (
-                    res["cpu_us_per_req"] / base["cpu_us_per_req"]
-                    if base and res["cpu_us_per_req"] else None)
+                    res["cpu_us_per_req"] / base["cpu_us_per_req"] if base and res["cpu_us_per_req"] else None
+                )
                 res.update(client=client, in_flight=level, python=py)
                 rows.append(res)
-                log(f"  {client:15s} @{level:<4d} {res['req_per_s']:9.0f} req/s "
+                log(
+                    f"  {client:15s} @{level:<4d} {res['req_per_s']:9.0f} req/s "
                     f"{(res['cpu_us_per_req'] or 0):8.0f} CPU us/req "
-                    f"({res['ok']} ok, {res['errors']} errors, {res['wall_s']:.1f}s)")
+                    f"({res['ok']} ok, {res['errors']} errors, {res['wall_s']:.1f}s)"
+                )
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    out = [f"| client | version | in flight | req/s | CPU µs/req | req/s vs aiohttp | CPU vs aiohttp |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+    out = [
+        "| client | version | in flight | req/s | CPU µs/req | req/s vs aiohttp | CPU vs aiohttp |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if "skipped" in r or "error" in r:
-            out.append(f"| {r['client']} | | {r['in_flight']} | SKIPPED ({r.get('skipped') or r.get('error')[:80]}) | | | |")
+            out.append(
+                f"| {r['client']} | | {r['in_flight']} | SKIPPED ({r.get('skipped') or r.get('error')[:80]}) | | | |"
+            )
             continue
         ratio = f"{r['ratio_to_aiohttp']:.2f}x" if r.get("ratio_to_aiohttp") else "-"
         cratio = f"{r['cpu_ratio_to_aiohttp']:.1f}x" if r.get("cpu_ratio_to_aiohttp") else "-"
         cpu = f"{r['cpu_us_per_req']:.0f}" if r.get("cpu_us_per_req") else "-"
-        out.append(f"| {r['client']} | {r.get('version', '')} | {r['in_flight']} | {r['req_per_s']:.0f} | "
-                   f"{cpu} | {ratio} | {cratio} |")
+        out.append(
+            f"| {r['client']} | {r.get('version', '')} | {r['in_flight']} | {r['req_per_s']:.0f} | "
+            f"{cpu} | {ratio} | {cratio} |"
+        )
     return "\n".join(out)
 
 
@@ -198,9 +231,11 @@ def main() -> None:
     t0 = time.perf_counter()
     levels = [int(x) for x in a.levels.split(",")]
     rows = measure(levels, a.latency_ms, a.max_requests, a.max_seconds, a.clients.split(","))
-    print(f"\nTransport comparison, mock server latency {a.latency_ms:g} ms, "
-          f"<= {a.max_requests} requests or {a.max_seconds:g} s each "
-          f"(total {time.perf_counter() - t0:.0f} s)\n")
+    print(
+        f"\nTransport comparison, mock server latency {a.latency_ms:g} ms, "
+        f"<= {a.max_requests} requests or {a.max_seconds:g} s each "
+        f"(total {time.perf_counter() - t0:.0f} s)\n"
+    )
     print(format_table(rows))
     emit({"transport": rows, "latency_ms": a.latency_ms})
 

@@ -140,8 +140,9 @@ def __getattr__(name: str) -> Any:
         import warnings
 
         module, attr, instead = _DEPRECATED[name]
-        warnings.warn(f"chainette.{name} is deprecated; use {instead} (see docs/migrating.md)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"chainette.{name} is deprecated; use {instead} (see docs/migrating.md)", DeprecationWarning, stacklevel=2
+        )
         return getattr(import_module(module), attr)
     if module is None:
         raise AttributeError(f"module 'chainette' has no attribute {name!r}")

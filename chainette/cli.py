@@ -1,7 +1,7 @@
 """``chainette``: the command-line interface (typer + rich).
 
 Commands: ``engines``, ``inspect``, ``inspect-dag``, ``run``, ``run-yaml``, ``warmup``, ``kill``, ``models``,
-``cache info`` / ``cache clear``.
+``report``, ``batches``, ``cache info`` / ``cache clear``.
 Heavy modules (the executor, pyarrow, datasets, aiohttp) are imported inside the commands
 so that ``chainette --help`` stays fast. User errors print one message and exit 1;
 ``--debug`` shows the traceback.
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import enum
 import inspect
-import sys
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, List, Optional, get_type_hints
+from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
-from typing_extensions import Annotated
 
 from chainette.cli_support.errors import (
     EXIT_BUDGET,
@@ -75,26 +73,42 @@ EnginesOpt = Annotated[
     typer.Option("--engines", "-f", help="engines.yml to register before loading the chain.", show_default=False),
 ]
 SymbolsOpt = Annotated[
-    Optional[List[str]],
-    typer.Option("--symbols", "-s", help="Module(s) where bare names in a YAML chain are looked up (repeatable).",
-                 show_default=False),
+    Optional[list[str]],
+    typer.Option(
+        "--symbols",
+        "-s",
+        help="Module(s) where bare names in a YAML chain are looked up (repeatable).",
+        show_default=False,
+    ),
 ]
 AllowImportOpt = Annotated[
-    Optional[List[str]],
-    typer.Option("--allow-import", help="Module, .py file or directory a YAML chain may import besides its own "
-                                        "directory and --symbols (repeatable; see docs/security.md).",
-                 show_default=False),
+    Optional[list[str]],
+    typer.Option(
+        "--allow-import",
+        help="Module, .py file or directory a YAML chain may import besides its own "
+        "directory and --symbols (repeatable; see docs/security.md).",
+        show_default=False,
+    ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
-RunDebugOpt = Annotated[bool, typer.Option(
-    "--debug", help="Show full tracebacks on errors, and the messages sent and raw reply of the first rows of "
-                    "each step (secrets masked; see --debug-rows).")]
+RunDebugOpt = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        help="Show full tracebacks on errors, and the messages sent and raw reply of the first rows of "
+        "each step (secrets masked; see --debug-rows).",
+    ),
+]
 DebugRowsOpt = Annotated[int, typer.Option("--debug-rows", min=1, help="--debug: rows shown per step.")]
 NoIconsOpt = Annotated[bool, typer.Option("--no-icons", help="ASCII tags and guide lines instead of emoji.")]
 MaxBranchesOpt = Annotated[
     Optional[int],
-    typer.Option("--max-branches", min=1, help="Collapse parallel groups larger than N into '… N more branches'.",
-                 show_default=False),
+    typer.Option(
+        "--max-branches",
+        min=1,
+        help="Collapse parallel groups larger than N into '… N more branches'.",
+        show_default=False,
+    ),
 ]
 
 
@@ -109,8 +123,10 @@ def _legacy_target(ctx: typer.Context, target: str, command: str) -> str:
         raise typer.Exit(2)
     chain_name = ctx.args[0]
     new = f"{target}:{chain_name}"
-    _console(stderr=True).print(f"[yellow]deprecated:[/] 'chainette {command} FILE CHAIN' is the original Chainette's "
-                                f"form; write: chainette {command} {new}")
+    _console(stderr=True).print(
+        f"[yellow]deprecated:[/] 'chainette {command} FILE CHAIN' is the original Chainette's "
+        f"form; write: chainette {command} {new}"
+    )
     return new
 
 
@@ -120,8 +136,14 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
-def _load(target: str, engines: Optional[Path], symbols: Optional[List[str]], *, check_engines: bool = False,
-          allow_imports: Optional[List[str]] = None) -> Any:
+def _load(
+    target: str,
+    engines: Optional[Path],
+    symbols: Optional[list[str]],
+    *,
+    check_engines: bool = False,
+    allow_imports: Optional[list[str]] = None,
+) -> Any:
     from chainette.cli_support.loading import load_chain, load_engines
 
     load_engines(engines)
@@ -140,9 +162,8 @@ def engines_cmd(
     [bold]Example:[/]  chainette engines --engines engines.yml
     """
     with user_errors(debug):
-        from chainette.engine.registry import registered_engines
-
         from chainette.cli_support.loading import load_engines
+        from chainette.engine.registry import registered_engines
 
         load_engines(engines)
         configs = registered_engines()
@@ -167,11 +188,19 @@ def engines_cmd(
             table.add_column(col)
         for c in configs:
             endpoint = c.resolved_endpoint() or ("(started on demand)" if c.is_managed else "-")
-            table.add_row(c.name, c.backend, c.model or "-", endpoint, "yes" if c.lazy else "no",
-                          "set" if c.resolved_api_key() else "-")
+            table.add_row(
+                c.name,
+                c.backend,
+                c.model or "-",
+                endpoint,
+                "yes" if c.lazy else "no",
+                "set" if c.resolved_api_key() else "-",
+            )
         if not configs:
-            console.print("No engines registered. Pass --engines engines.yml, or register them in your chain "
-                          "module with chainette.register_engine(...). The built-in default engine (local llama.cpp) is always available.")
+            console.print(
+                "No engines registered. Pass --engines engines.yml, or register them in your chain "
+                "module with chainette.register_engine(...). The built-in default engine (local llama.cpp) is always available."
+            )
         else:
             console.print(table)
         if running:
@@ -197,15 +226,21 @@ def _running_servers() -> list[dict[str, Any]]:
 @app.command("inspect", context_settings={"allow_extra_args": True})
 def inspect_cmd(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="Chain as FILE.py:ATTR, MODULE:ATTR or a .yml chain file.",
-                                          show_default=False)],
+    target: Annotated[
+        str, typer.Argument(help="Chain as FILE.py:ATTR, MODULE:ATTR or a .yml chain file.", show_default=False)
+    ],
     engines: EnginesOpt = None,
     symbols: SymbolsOpt = None,
     allow_import: AllowImportOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Count warnings as problems, and check input models strictly (every declared "
-                         "input_model must be the previous output's model).")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Count warnings as problems, and check input models strictly (every declared "
+            "input_model must be the previous output's model).",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Check a chain statically (models, templates, engines) without running it; exit 1 on problems.
@@ -241,8 +276,10 @@ def inspect_cmd(
             console = _console()
             console.print(f"[bold]Chain[/] {chain.name}")
             console.print(f"  input model: {report['input_model'] or '(none: rows are passed as dicts)'}")
-            console.print(f"  nodes: {len(report['nodes'])}   engines: "
-                          + (", ".join(f"{k} ({v})" for k, v in report["engines"].items()) or "-"))
+            console.print(
+                f"  nodes: {len(report['nodes'])}   engines: "
+                + (", ".join(f"{k} ({v})" for k, v in report["engines"].items()) or "-")
+            )
             from rich.markup import escape
 
             if warnings and not strict:
@@ -262,15 +299,17 @@ def inspect_cmd(
 @app.command("inspect-dag", context_settings={"allow_extra_args": True})
 def inspect_dag_cmd(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="Chain as FILE.py:ATTR, MODULE:ATTR or a .yml chain file.",
-                                          show_default=False)],
+    target: Annotated[
+        str, typer.Argument(help="Chain as FILE.py:ATTR, MODULE:ATTR or a .yml chain file.", show_default=False)
+    ],
     engines: EnginesOpt = None,
     symbols: SymbolsOpt = None,
     allow_import: AllowImportOpt = None,
     no_icons: NoIconsOpt = False,
     max_branches: MaxBranchesOpt = None,
-    fmt: Annotated[DagFormat, typer.Option("--format", help="tree (colour), ascii (plain text) or mermaid.")]
-    = DagFormat.tree,
+    fmt: Annotated[
+        DagFormat, typer.Option("--format", help="tree (colour), ascii (plain text) or mermaid.")
+    ] = DagFormat.tree,
     debug: DebugOpt = False,
 ) -> None:
     """Show the execution DAG: steps, applies, branches and parallel groups with their engines.
@@ -292,9 +331,13 @@ def inspect_dag_cmd(
 # -- run ----------------------------------------------------------------------------------------
 InputOpt = Annotated[
     Optional[str],
-    typer.Option("--input", "-i", show_default=False,
-                 help="JSONL, JSON, CSV or Parquet file (.gz ok for text), a saved HF dataset directory, "
-                      "or a Hub dataset as NAME/SPLIT."),
+    typer.Option(
+        "--input",
+        "-i",
+        show_default=False,
+        help="JSONL, JSON, CSV or Parquet file (.gz ok for text), a saved HF dataset directory, "
+        "or a Hub dataset as NAME/SPLIT.",
+    ),
 ]
 OutputOpt = Annotated[
     Optional[Path],
@@ -302,12 +345,13 @@ OutputOpt = Annotated[
 ]
 ColumnsOpt = Annotated[
     Optional[str],
-    typer.Option("--columns", help="Comma-separated input columns to keep (e.g. question,context).",
-                 show_default=False),
+    typer.Option(
+        "--columns", help="Comma-separated input columns to keep (e.g. question,context).", show_default=False
+    ),
 ]
 
 
-def _run(chain_loader: Any, opts: "RunOptions") -> None:
+def _run(chain_loader: Any, opts: RunOptions) -> None:
     input, output_dir, columns, debug = opts.input, opts.output_dir, opts.columns, opts.debug
     on_bad_input, writer_ref, fmt = opts.on_bad_input, opts.writer, opts.fmt
     max_lines_per_file, no_icons, max_branches = opts.max_lines_per_file, opts.no_icons, opts.max_branches
@@ -317,6 +361,7 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
         missing = " and ".join(n for n, v in (("--input / -i", input), ("--output-dir / -o", output_dir)) if v is None)
         print_error(f"missing {missing}: chainette run FILE.py:CHAIN -i INPUT -o OUTPUT_DIR")
         raise typer.Exit(2)
+    runner_options = _runner_options(opts)
     with user_errors(debug):
         import warnings as py_warnings
 
@@ -332,8 +377,8 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
 
             for w in warnings:
                 _console(stderr=True).print(f"[yellow]warning[/] [bold]{escape(w.where)}[/]: {escape(w.message)}")
-        from chainette.io.readers import SkipLog, open_input, validate_rows
         from chainette.events import EventBus, RunStarted
+        from chainette.io.readers import SkipLog, open_input, validate_rows
 
         bus = EventBus()  # this run's events only
         from chainette.run.stop import ErrorGuard
@@ -375,12 +420,17 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
         elif not quiet:
             from rich.live import Live
 
-            from chainette.cli_support.live import RunProgress
             from chainette.cli_support.banner import banner
+            from chainette.cli_support.live import RunProgress
             from chainette.dag import to_rich_tree
 
-            console.print(banner(chain.name, subtitle=f"input: {input} ({total if total is not None else '?'} rows)"
-                                 f"  →  {output_dir}", compact=no_icons))
+            console.print(
+                banner(
+                    chain.name,
+                    subtitle=f"input: {input} ({total if total is not None else '?'} rows)  →  {output_dir}",
+                    compact=no_icons,
+                )
+            )
             console.print(to_rich_tree(chain, icons=not no_icons, max_branches=max_branches))
             progress = RunProgress(total_inputs=total, console=console)
             subscriptions.append(bus.subscribe(progress))
@@ -390,11 +440,24 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
                 live.start()
             try:
                 result = chain.run(
-                    rows, output_dir, writer=writer, fmt=fmt.value, max_lines_per_file=max_lines_per_file,
-                    batch_size=opts.batch_size, cache=not opts.no_cache, resume=opts.resume, force=opts.force,
-                    total=total, retry_errors=opts.retry_errors, events=bus,
-                    max_cost=opts.max_cost, max_tokens=opts.max_tokens, error_guard=guard,
-                    debug=opts.debug_rows if debug else False, debug_output=_debug_printer(console),
+                    rows,
+                    output_dir,
+                    writer=writer,
+                    fmt=fmt.value,
+                    max_lines_per_file=max_lines_per_file,
+                    batch_size=opts.batch_size,
+                    cache=not opts.no_cache,
+                    resume=opts.resume,
+                    force=opts.force,
+                    total=total,
+                    retry_errors=opts.retry_errors,
+                    events=bus,
+                    max_cost=opts.max_cost,
+                    max_tokens=opts.max_tokens,
+                    error_guard=guard,
+                    debug=opts.debug_rows if debug else False,
+                    debug_output=_debug_printer(console),
+                    **runner_options,
                 )
             finally:
                 if live is not None:
@@ -416,8 +479,15 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
         if result.stopped_by in ("engine", "error_guard"):
             hint = f"{result.stop_reason}. The run directory is resumable: fix the cause, then rerun with --resume."
             if json_logger is not None:
-                json_logger.write({"event": "RunStopped", "by": result.stopped_by, "reason": result.stop_reason,
-                                   "output_dir": str(output_dir), "hint": "fix the cause, then rerun with --resume"})
+                json_logger.write(
+                    {
+                        "event": "RunStopped",
+                        "by": result.stopped_by,
+                        "reason": result.stop_reason,
+                        "output_dir": str(output_dir),
+                        "hint": "fix the cause, then rerun with --resume",
+                    }
+                )
             else:
                 from rich.markup import escape
 
@@ -426,19 +496,27 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
         elif result.stopped_by:
             hint = _budget_hint(result, opts)
             if json_logger is not None:
-                json_logger.write({"event": "BudgetStopped", "cap": result.stopped_by, "output_dir": str(output_dir),
-                                   "hint": hint})
+                json_logger.write(
+                    {"event": "BudgetStopped", "cap": result.stopped_by, "output_dir": str(output_dir), "hint": hint}
+                )
             else:
                 _console(stderr=True).print(f"[bold yellow]Stopped:[/] {hint}")
             exit_code = EXIT_BUDGET
         elif result.interrupted:
             if json_logger is not None:  # the rich summary says it; JSON logs need it too
-                json_logger.write({"event": "Interrupted", "output_dir": str(output_dir),
-                                   "hint": "rerun the same command with --resume to continue"})
+                json_logger.write(
+                    {
+                        "event": "Interrupted",
+                        "output_dir": str(output_dir),
+                        "hint": "rerun the same command with --resume to continue",
+                    }
+                )
             exit_code = EXIT_INTERRUPTED
         elif max_error_rate is not None and result.error_rate > max_error_rate:
-            print_error(f"error rate {result.error_rate:.2%} is above --max-error-rate {max_error_rate:.2%}; "
-                        f"see {output_dir}/errors/ for the failed rows")
+            print_error(
+                f"error rate {result.error_rate:.2%} is above --max-error-rate {max_error_rate:.2%}; "
+                f"see {output_dir}/errors/ for the failed rows"
+            )
             exit_code = EXIT_ERROR_RATE
         elif result.rows_in and result.failed_rows >= result.rows_in:
             print_error(f"every one of the {result.rows_in} input rows failed; see {output_dir}/errors/ for why")
@@ -447,7 +525,25 @@ def _run(chain_loader: Any, opts: "RunOptions") -> None:
         raise typer.Exit(exit_code)
 
 
-def _budget_hint(result: Any, opts: "RunOptions") -> str:
+def _runner_options(opts: RunOptions) -> dict[str, Any]:
+    """``runner=`` (and its own options) for ``chain.run``; the local runner needs none."""
+    if opts.runner == "local":
+        if opts.ray_address:
+            print_error("--ray-address goes with --runner ray")
+            raise typer.Exit(2)
+        return {}
+    if opts.runner == "batch":  # the local runner, every engine that can in batch mode (docs/batch.md)
+        if opts.ray_address:
+            print_error("--ray-address goes with --runner ray")
+            raise typer.Exit(2)
+        return {"runner": "batch"}
+    if opts.runner != "ray":
+        print_error(f"unknown --runner '{opts.runner}': use local, ray or batch")
+        raise typer.Exit(2)
+    return {"runner": "ray", "ray_address": opts.ray_address}
+
+
+def _budget_hint(result: Any, opts: RunOptions) -> str:
     """Which cap stopped the run, what was spent, and how to continue."""
     from chainette.engine.pricing import format_cost
 
@@ -457,11 +553,13 @@ def _budget_hint(result: Any, opts: "RunOptions") -> str:
         cap = f"--max-cost {opts.max_cost:g} (spent {format_cost(spent.get('cost'))})"
     else:
         cap = f"--max-tokens {opts.max_tokens} (spent {spent.get('tokens', 0):,} tokens)"
-    return (f"{cap}: no request that could pass it was sent. The run is resumable: raise the cap and rerun "
-            "the same command with --resume to continue.")
+    return (
+        f"{cap}: no request that could pass it was sent. The run is resumable: raise the cap and rerun "
+        "the same command with --resume to continue."
+    )
 
 
-def _dry_run(chain: Any, source: Any, total: Optional[int], opts: "RunOptions") -> None:
+def _dry_run(chain: Any, source: Any, total: Optional[int], opts: RunOptions) -> None:
     """``--dry-run``: render sample prompts, count tokens, project cost and duration; no writes."""
     from chainette.io.readers import SkipLog, open_input, validate_rows
     from chainette.run.dry_run import dry_run
@@ -470,10 +568,18 @@ def _dry_run(chain: Any, source: Any, total: Optional[int], opts: "RunOptions") 
     rows = validate_rows(source, chain.input_model, on_bad=opts.on_bad_input.value, skip_log=SkipLog(None))
 
     def count_rows() -> int:
+        assert opts.input is not None  # checked by _run before a dry run starts
         return sum(1 for _ in open_input(opts.input, columns=columns))
 
-    report = dry_run(chain, rows, total=total, count_rows=count_rows, sample=opts.sample,
-                     sample_run=opts.sample_run or 0, cache=not opts.no_cache)
+    report = dry_run(
+        chain,
+        rows,
+        total=total,
+        count_rows=count_rows,
+        sample=opts.sample,
+        sample_run=opts.sample_run or 0,
+        cache=not opts.no_cache,
+    )
     if opts.json_logs:
         from chainette.cli_support.live import JsonLogs
 
@@ -484,60 +590,121 @@ def _dry_run(chain: Any, source: Any, total: Optional[int], opts: "RunOptions") 
     _console().print(render(report))
 
 
-
-
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per commit to the writer and progress update.")]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Rows per commit to the writer and progress update.")
+]
 MaxLinesOpt = Annotated[int, typer.Option("--max-lines-per-file", min=1, help="Roll output files after N lines.")]
-FormatOpt = Annotated[OutputFormat, typer.Option(
-    "--format", help="Step and flattened files: jsonl, parquet or csv (nested values as JSON text; converted "
-                     "when the run completes).")]
-WriterOpt = Annotated[str, typer.Option(
-    "--writer", help="stream: run directory only; datasets: also save a Hugging Face DatasetDict under "
-                     "<output-dir>/datasets; module:Class: your writer (see docs/extending.md), created as "
-                     "Class(output_dir).")]
-StreamWriterOpt = Annotated[bool, typer.Option("--stream-writer", hidden=True, help="Same as --writer stream (default).")]
-OnBadOpt = Annotated[OnBadInput, typer.Option("--on-bad-input", help="fail: stop at the first invalid row or unreadable "
-                                                                     "file; skip: list it in <output-dir>/skipped_inputs."
-                                                                     "jsonl and go on (see docs/inputs.md).")]
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="Step and flattened files: jsonl, parquet or csv (nested values as JSON text; converted "
+        "when the run completes).",
+    ),
+]
+WriterOpt = Annotated[
+    str,
+    typer.Option(
+        "--writer",
+        help="stream: run directory only; datasets: also save a Hugging Face DatasetDict under "
+        "<output-dir>/datasets; module:Class: your writer (see docs/extending.md), created as "
+        "Class(output_dir).",
+    ),
+]
+StreamWriterOpt = Annotated[
+    bool, typer.Option("--stream-writer", hidden=True, help="Same as --writer stream (default).")
+]
+OnBadOpt = Annotated[
+    OnBadInput,
+    typer.Option(
+        "--on-bad-input",
+        help="fail: stop at the first invalid row or unreadable "
+        "file; skip: list it in <output-dir>/skipped_inputs."
+        "jsonl and go on (see docs/inputs.md).",
+    ),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the same output directory.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run (or resume despite changes).")]
-RetryErrorsOpt = Annotated[bool, typer.Option(
-    "--retry-errors", help="With --resume: process again the rows that ended in an error record.")]
+RetryErrorsOpt = Annotated[
+    bool, typer.Option("--retry-errors", help="With --resume: process again the rows that ended in an error record.")
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the item cache.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
 JsonLogsOpt = Annotated[bool, typer.Option("--json-logs", help="One JSON event per line on stdout, no colour.")]
 MaxCostOpt = Annotated[
     Optional[float],
-    typer.Option("--max-cost", min=0.0, show_default=False,
-                 help="Stop (resumable, exit 4) before the run could spend more than this many USD, earlier "
-                      "sessions included; needs a price for every engine (see docs/cost.md)."),
+    typer.Option(
+        "--max-cost",
+        min=0.0,
+        show_default=False,
+        help="Stop (resumable, exit 4) before the run could spend more than this many USD, earlier "
+        "sessions included; needs a price for every engine (see docs/cost.md).",
+    ),
 ]
 MaxTokensOpt = Annotated[
     Optional[int],
-    typer.Option("--max-tokens", min=1, show_default=False,
-                 help="Stop (resumable, exit 4) before the run could use more than N tokens (prompt + "
-                      "completion), earlier sessions included."),
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        show_default=False,
+        help="Stop (resumable, exit 4) before the run could use more than N tokens (prompt + "
+        "completion), earlier sessions included.",
+    ),
 ]
-DryRunOpt = Annotated[bool, typer.Option(
-    "--dry-run", help="Validate, render sample prompts, count tokens and project tokens, cost and duration for "
-                      "the whole input; sends no completion request and writes nothing.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Validate, render sample prompts, count tokens and project tokens, cost and duration for "
+        "the whole input; sends no completion request and writes nothing.",
+    ),
+]
 SampleOpt = Annotated[int, typer.Option("--sample", min=1, help="--dry-run: sample rows to render per step.")]
 SampleRunOpt = Annotated[
     Optional[int],
-    typer.Option("--sample-run", min=1, show_default=False,
-                 help="--dry-run: really run N rows (real requests, in memory) to measure completion tokens "
-                      "and latency."),
+    typer.Option(
+        "--sample-run",
+        min=1,
+        show_default=False,
+        help="--dry-run: really run N rows (real requests, in memory) to measure completion tokens and latency.",
+    ),
 ]
 ErrorGuardOpt = Annotated[
     str,
-    typer.Option("--error-guard", metavar="RATE[:ROWS]|off",
-                 help="Stop the run (resumable, exit 5) once RATE of at least ROWS finished rows failed; "
-                      "'off' disables it."),
+    typer.Option(
+        "--error-guard",
+        metavar="RATE[:ROWS]|off",
+        help="Stop the run (resumable, exit 5) once RATE of at least ROWS finished rows failed; 'off' disables it.",
+    ),
 ]
 MaxErrOpt = Annotated[
     Optional[float],
-    typer.Option("--max-error-rate", min=0.0, max=1.0, show_default=False,
-                 help="Exit with code 3 when failed rows / input rows is above this fraction (e.g. 0.05)."),
+    typer.Option(
+        "--max-error-rate",
+        min=0.0,
+        max=1.0,
+        show_default=False,
+        help="Exit with code 3 when failed rows / input rows is above this fraction (e.g. 0.05).",
+    ),
+]
+RunnerOpt = Annotated[
+    str,
+    typer.Option(
+        "--runner",
+        metavar="local|ray|batch",
+        help="Where the rows run: local (this process) or ray (blocks of rows on a Ray cluster, same run "
+        "directory; needs the 'ray' extra, see docs/scale.md); batch: local, with every engine that can "
+        "(openai, managed vllm_api) in batch mode (see docs/batch.md).",
+    ),
+]
+RayAddressOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray-address",
+        show_default=False,
+        metavar="ADDR",
+        help="--runner ray: the cluster to join (e.g. 10.0.0.1:6379; default: $RAY_ADDRESS, else a local cluster).",
+    ),
 ]
 
 
@@ -578,10 +745,11 @@ class RunOptions:
     sample_run: SampleRunOpt = None
     debug: RunDebugOpt = False
     debug_rows: DebugRowsOpt = 3
+    runner: RunnerOpt = "local"
+    ray_address: RayAddressOpt = None
 
 
-def _run_command(name: str, target: inspect.Parameter, load: Any, doc: str, *,
-                 legacy: Any = None) -> None:
+def _run_command(name: str, target: inspect.Parameter, load: Any, doc: str, *, legacy: Any = None) -> None:
     """Register command ``name``: its ``target`` argument, then every :class:`RunOptions` field.
 
     ``load(target_value, opts)`` returns the chain to run. ``legacy(target_value, args, opts)``,
@@ -590,8 +758,12 @@ def _run_command(name: str, target: inspect.Parameter, load: Any, doc: str, *,
     """
     hints = get_type_hints(RunOptions, include_extras=True)
     params = [target] + [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
-                          default=inspect.Parameter.empty if f.default is MISSING else f.default)
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=hints[f.name],
+            default=inspect.Parameter.empty if f.default is MISSING else f.default,
+        )
         for f in fields(RunOptions)
     ]
     if legacy is not None:  # extra positional arguments land in ctx.args (not shown in the usage)
@@ -613,8 +785,13 @@ def _run_command(name: str, target: inspect.Parameter, load: Any, doc: str, *,
 
 
 def _load_python_chain(target: str, opts: RunOptions) -> Any:
-    return _load(target, opts.engines, opts.symbols, check_engines=target.lower().endswith((".yml", ".yaml")),
-                 allow_imports=opts.allow_import)
+    return _load(
+        target,
+        opts.engines,
+        opts.symbols,
+        check_engines=target.lower().endswith((".yml", ".yaml")),
+        allow_imports=opts.allow_import,
+    )
 
 
 def _load_yaml_chain(chain_file: Path, opts: RunOptions) -> Any:
@@ -622,8 +799,7 @@ def _load_yaml_chain(chain_file: Path, opts: RunOptions) -> Any:
     from chainette.yaml_loader import load_chain
 
     load_engines(opts.engines)
-    return load_chain(chain_file, symbols=opts.symbols or [], check_engines=True,
-                      allow_imports=opts.allow_import or [])
+    return load_chain(chain_file, symbols=opts.symbols or [], check_engines=True, allow_imports=opts.allow_import or [])
 
 
 def _legacy_run_form(file: str, args: list[str], opts: RunOptions) -> tuple[str, RunOptions]:
@@ -631,15 +807,18 @@ def _legacy_run_form(file: str, args: list[str], opts: RunOptions) -> tuple[str,
     import dataclasses
 
     if len(args) not in (2, 3) or ":" in file:
-        print_error("unexpected extra arguments: chainette run FILE.py:CHAIN -i INPUT -o OUTPUT_DIR "
-                    "(or the original form: chainette run FILE CHAIN INPUT OUTPUT)")
+        print_error(
+            "unexpected extra arguments: chainette run FILE.py:CHAIN -i INPUT -o OUTPUT_DIR "
+            "(or the original form: chainette run FILE CHAIN INPUT OUTPUT)"
+        )
         raise typer.Exit(2)
     chain_name, *rest = args
-    input_path, output = (rest if len(rest) == 2 else [opts.input, rest[0]])
+    input_path, output = rest if len(rest) == 2 else [opts.input, rest[0]]
     new = f"chainette run {file}:{chain_name} -i {input_path or 'INPUT'} -o {output}"
-    _console(stderr=True).print(f"[yellow]deprecated:[/] 'chainette run FILE CHAIN INPUT OUTPUT' is the original "
-                                f"Chainette's form; write: {new}")
-    return f"{file}:{chain_name}", dataclasses.replace(opts, input=input_path, output_dir=Path(output))
+    _console(stderr=True).print(
+        f"[yellow]deprecated:[/] 'chainette run FILE CHAIN INPUT OUTPUT' is the original Chainette's form; write: {new}"
+    )
+    return f"{file}:{chain_name}", dataclasses.replace(opts, input=input_path, output_dir=Path(str(output)))
 
 
 def _debug_printer(console: Any) -> Any:
@@ -658,8 +837,14 @@ def _debug_printer(console: Any) -> Any:
 
 _run_command(
     "run",
-    inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument(
-        help="Chain as FILE.py:ATTR or MODULE:ATTR (a .yml file works too).", show_default=False)]),
+    inspect.Parameter(
+        "target",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        annotation=Annotated[
+            str,
+            typer.Argument(help="Chain as FILE.py:ATTR or MODULE:ATTR (a .yml file works too).", show_default=False),
+        ],
+    ),
     _load_python_chain,
     """Run a Python chain on an input file or dataset and write a run directory.
 
@@ -671,8 +856,11 @@ _run_command(
 )
 _run_command(
     "run-yaml",
-    inspect.Parameter("chain_file", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
-        Path, typer.Argument(help="YAML chain definition.", show_default=False)]),
+    inspect.Parameter(
+        "chain_file",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        annotation=Annotated[Path, typer.Argument(help="YAML chain definition.", show_default=False)],
+    ),
     _load_yaml_chain,
     """Run a chain defined in YAML (validated against a JSON Schema) and write a run directory.
 
@@ -684,12 +872,18 @@ _run_command(
 # -- servers ------------------------------------------------------------------------------------
 @app.command("warmup")
 def warmup_cmd(
-    target: Annotated[Optional[str], typer.Argument(
-        help="Optional chain (FILE.py:ATTR, MODULE:ATTR or .yml): warm up the engines its steps use.",
-        show_default=False)] = None,
+    target: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="Optional chain (FILE.py:ATTR, MODULE:ATTR or .yml): warm up the engines its steps use.",
+            show_default=False,
+        ),
+    ] = None,
     engines: EnginesOpt = None,
-    engine: Annotated[Optional[List[str]], typer.Option("--engine", "-e", show_default=False,
-                                                        help="Engine name to start (repeatable).")] = None,
+    engine: Annotated[
+        Optional[list[str]],
+        typer.Option("--engine", "-e", show_default=False, help="Engine name to start (repeatable)."),
+    ] = None,
     symbols: SymbolsOpt = None,
     allow_import: AllowImportOpt = None,
     debug: DebugOpt = False,
@@ -729,8 +923,9 @@ def warmup_cmd(
                 continue
             existing = find(cfg.name)
             if existing is not None:
-                console.print(f"[green]✔[/] {cfg.name} already running at [bold]{existing.endpoint}[/] "
-                              f"pid {existing.pid}")
+                console.print(
+                    f"[green]✔[/] {cfg.name} already running at [bold]{existing.endpoint}[/] pid {existing.pid}"
+                )
                 continue
             console.print(f"[dim]⏳ starting {cfg.name} ({cfg.backend}, model {cfg.model or '-'})…[/]")
             try:
@@ -751,8 +946,9 @@ def warmup_cmd(
 
 @app.command("kill")
 def kill_cmd(
-    name: Annotated[Optional[List[str]], typer.Argument(help="Engine name(s) started by warmup.",
-                                                        show_default=False)] = None,
+    name: Annotated[
+        Optional[list[str]], typer.Argument(help="Engine name(s) started by warmup.", show_default=False)
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Stop every server started by warmup.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -787,9 +983,12 @@ def kill_cmd(
 @app.command("models")
 def models_cmd(
     action: Annotated[str, typer.Argument(help="list (the default), pull or path.")] = "list",
-    model: Annotated[Optional[str], typer.Argument(
-        help="A named model (smollm2, the default), hf://owner/repo/file.gguf or a GGUF path.",
-        show_default=False)] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="A named model (smollm2, the default), hf://owner/repo/file.gguf or a GGUF path.", show_default=False
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="list: print JSON instead of a table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -808,12 +1007,67 @@ def models_cmd(
         run_models(action, model, _console(), json_out=json_out)
 
 
+# -- batch mode -----------------------------------------------------------------------------------
+@app.command("batches")
+def batches_cmd(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory of a run with engines in batch mode.", show_default=False)
+    ],
+    cancel: Annotated[
+        bool,
+        typer.Option(
+            "--cancel",
+            help="Cancel every batch of the run not finished yet, at its provider (a driver still "
+            "running stops, resumable; --resume sends their unfinished rows again).",
+        ),
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Ask the provider for the status of each batch not finished yet.")
+    ] = False,
+    engines: EnginesOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the batches as JSON.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List the batches of a run in batch mode (ids, states, the provider's counts); --cancel cancels them.
+
+    [bold]Example:[/]  chainette batches runs/qa --refresh --engines engines.yml
+    """
+    with user_errors(debug):
+        from chainette.cli_support.batches import batches_command
+        from chainette.cli_support.loading import load_engines
+
+        load_engines(engines)
+        batches_command(run_dir, cancel=cancel, refresh=refresh, as_json=json_out, console=_console())
+
+
 # -- item cache -----------------------------------------------------------------------------------
 cache_app = typer.Typer(
-    help="The item cache (every prompt and reply, private to you): show it or delete it.",
+    help="The item cache (every prompt and reply, private to you): show it, prune it or delete it.",
     no_args_is_help=True,
 )
 app.add_typer(cache_app, name="cache")
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (the -o/--output-dir of a run).", show_default=False)],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", show_default=False, help="HTML file to write (default: RUN_DIR/report.html)."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Build a run's report: one self-contained HTML page (DAG, per-step table, charts, errors, sample rows).
+
+    Every run writes RUN_DIR/report.html when it ends; this builds it again, also for a run that is still going or whose process was killed (only committed rows are shown). The page loads nothing from the network. See docs/report.md.
+
+    [bold]Example:[/]  chainette report runs/x -o report.html
+    """
+    with user_errors(debug):
+        from chainette.io.report import write_report
+
+        path = write_report(run_dir, output)
+        _console().print(f"Report of {run_dir} written to [bold green]{path}[/] ({_human_size(path.stat().st_size)})")
 
 
 def _human_size(n: int) -> str:
@@ -849,6 +1103,55 @@ def cache_info_cmd(
             console.print("  (empty: no cache file yet)")
         else:
             console.print(f"  entries: {info['entries']}   size: {_human_size(info['size_bytes'])}")
+            _print_cache_details(console, info)
+
+
+def _print_cache_details(console: Any, info: dict) -> None:
+    """Age range and entries per engine of an existing cache (what prune selects by)."""
+    import datetime as _dt
+
+    if info.get("oldest") is not None:
+        day = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d")  # noqa: E731
+        console.print(f"  written: {day(info['oldest'])} .. {day(info['newest'])} (UTC)")
+    if info.get("engines"):
+        console.print("  by engine: " + ", ".join(f"{e} {n}" for e, n in info["engines"].items()))
+
+
+@cache_app.command("prune")
+def cache_prune_cmd(
+    older_than: Annotated[
+        Optional[float],
+        typer.Option(
+            "--older-than", metavar="DAYS", help="Remove entries written more than DAYS days ago.", show_default=False
+        ),
+    ] = None,
+    engine: Annotated[
+        Optional[str],
+        typer.Option(
+            "--engine",
+            metavar="NAME",
+            help="Remove entries answered by the engine NAME (both options: entries matching both).",
+            show_default=False,
+        ),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Remove item cache entries by age (--older-than DAYS) or by engine (--engine NAME).
+
+    Entries cached before prune existed count as written when this version first opened the
+    cache, and have no engine.
+
+    [bold]Example:[/]  chainette cache prune --older-than 30 --engine gpt4
+    """
+    with user_errors(debug):
+        from chainette.io.item_cache import prune_cache
+
+        info = prune_cache(older_than_days=older_than, engine=engine)
+        console = _console()
+        console.print(
+            f"Removed {info['removed']} entries from the item cache {info['path']}; "
+            f"{info['entries']} left ({_human_size(info['size_bytes'])})."
+        )
 
 
 @cache_app.command("clear")
@@ -862,8 +1165,9 @@ def cache_clear_cmd(debug: DebugOpt = False) -> None:
 
         info = clear_cache()
         if info["removed"]:
-            _console().print(f"Cleared the item cache {info['path']}: {info['entries']} entries, "
-                             f"{_human_size(info['size_bytes'])}.")
+            _console().print(
+                f"Cleared the item cache {info['path']}: {info['entries']} entries, {_human_size(info['size_bytes'])}."
+            )
         else:
             _console().print(f"The item cache {info['path']} is already empty.")
 

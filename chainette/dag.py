@@ -22,12 +22,33 @@ from chainette.errors import DefinitionError
 
 __all__ = ["to_ascii", "to_mermaid", "to_rich_tree", "to_text"]
 
-ICONS = {"step": "🤖", "apply": "📄", "batch": "📦", "branch": "🪢", "join_branch": "🪢", "parallel": "🔀",
-         "chain": "🔗"}
-TAGS = {"step": "[step]", "apply": "[apply]", "batch": "[batch]", "branch": "[branch]", "join_branch": "[join]",
-        "parallel": "[parallel]", "chain": "[chain]"}
-STYLES = {"step": "cyan", "apply": "yellow", "batch": "yellow", "branch": "magenta", "join_branch": "magenta",
-          "parallel": "bold blue", "chain": "bold"}
+ICONS = {
+    "step": "🤖",
+    "apply": "📄",
+    "batch": "📦",
+    "branch": "🪢",
+    "join_branch": "🪢",
+    "parallel": "🔀",
+    "chain": "🔗",
+}
+TAGS = {
+    "step": "[step]",
+    "apply": "[apply]",
+    "batch": "[batch]",
+    "branch": "[branch]",
+    "join_branch": "[join]",
+    "parallel": "[parallel]",
+    "chain": "[chain]",
+}
+STYLES = {
+    "step": "cyan",
+    "apply": "yellow",
+    "batch": "yellow",
+    "branch": "magenta",
+    "join_branch": "magenta",
+    "parallel": "bold blue",
+    "chain": "bold",
+}
 
 
 class _AsciiTree(Tree):
@@ -89,8 +110,9 @@ def _kind(node: Any) -> str:
     return getattr(node, "kind", type(node).__name__.lower())
 
 
-def _add_items(parent: Tree, items: Iterable[Any], icons: bool, max_branches: int | None,
-               engines: Mapping[str, Any] | None) -> None:
+def _add_items(
+    parent: Tree, items: Iterable[Any], icons: bool, max_branches: int | None, engines: Mapping[str, Any] | None
+) -> None:
     for item in items:
         kind = _kind(item)
         if kind == "parallel" and len(item.branches) == 1:  # a lone branch: nothing runs beside it
@@ -99,7 +121,9 @@ def _add_items(parent: Tree, items: Iterable[Any], icons: bool, max_branches: in
         if kind == "parallel":
             branches = list(item.branches)
             label = Text()
-            label.append((ICONS["parallel"] + " parallel" if icons else TAGS["parallel"]) + " ", style=STYLES["parallel"])
+            label.append(
+                (ICONS["parallel"] + " parallel" if icons else TAGS["parallel"]) + " ", style=STYLES["parallel"]
+            )
             label.append(f"{len(branches)} branches", style=STYLES["parallel"])
             group = parent.add(label)
             shown = branches if max_branches is None or len(branches) <= max_branches else branches[:max_branches]
@@ -108,8 +132,12 @@ def _add_items(parent: Tree, items: Iterable[Any], icons: bool, max_branches: in
                 _add_items(node, branch.steps, icons, max_branches, engines)
             hidden = len(branches) - len(shown)
             if hidden:
-                group.add(Text(f"{'…' if icons else '...'} {hidden} more branch{'es' if hidden != 1 else ''}",
-                               style="dim italic"))
+                group.add(
+                    Text(
+                        f"{'…' if icons else '...'} {hidden} more branch{'es' if hidden != 1 else ''}",
+                        style="dim italic",
+                    )
+                )
         elif kind in ("branch", "join_branch"):
             node = parent.add(_label(item, kind, icons, engines))
             _add_items(node, item.steps, icons, max_branches, engines)
@@ -117,8 +145,9 @@ def _add_items(parent: Tree, items: Iterable[Any], icons: bool, max_branches: in
             parent.add(_label(item, kind, icons, engines))
 
 
-def to_rich_tree(chain: Any, icons: bool = True, max_branches: int | None = None,
-                 *, engines: Mapping[str, Any] | None = None) -> Tree:
+def to_rich_tree(
+    chain: Any, icons: bool = True, max_branches: int | None = None, *, engines: Mapping[str, Any] | None = None
+) -> Tree:
     """A rich ``Tree`` of ``chain`` (a ``Chain`` or a list of chain items).
 
     ``max_branches`` collapses parallel groups larger than that into "… N more branches".
@@ -135,18 +164,33 @@ def to_rich_tree(chain: Any, icons: bool = True, max_branches: int | None = None
     return tree
 
 
-def to_text(chain: Any, icons: bool = True, max_branches: int | None = None,
-            *, engines: Mapping[str, Any] | None = None, width: int = 200) -> str:
+def to_text(
+    chain: Any,
+    icons: bool = True,
+    max_branches: int | None = None,
+    *,
+    engines: Mapping[str, Any] | None = None,
+    width: int = 200,
+) -> str:
     """The tree as plain text: Unicode guides and icons, or pure ASCII with ``icons=False``."""
     buf = io.StringIO()
-    console = Console(file=buf, width=width, color_system=None, force_terminal=False,
-                      legacy_windows=False, emoji=False, highlight=False, soft_wrap=False)
+    console = Console(
+        file=buf,
+        width=width,
+        color_system=None,
+        force_terminal=False,
+        legacy_windows=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=False,
+    )
     console.print(to_rich_tree(chain, icons=icons, max_branches=max_branches, engines=engines))
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
-def to_ascii(chain: Any, icons: bool = False, max_branches: int | None = None,
-             *, engines: Mapping[str, Any] | None = None) -> str:
+def to_ascii(
+    chain: Any, icons: bool = False, max_branches: int | None = None, *, engines: Mapping[str, Any] | None = None
+) -> str:
     """Plain-text tree; pure ASCII unless ``icons=True`` (then Unicode guides and emoji)."""
     return to_text(chain, icons=icons, max_branches=max_branches, engines=engines)
 

@@ -85,8 +85,9 @@ def step(
     """A step: ``step("qa", Answer).engine("gpt4").prompt("Q: {{text}}")``."""
     if prompt is not None:
         kwargs["user_prompt"] = prompt
-    return FluentStep(id, output_model=output or Text, input_model=input, engine_name=engine,
-                      system_prompt=system, **kwargs)
+    return FluentStep(
+        id, output_model=output or Text, input_model=input, engine_name=engine, system_prompt=system, **kwargs
+    )
 
 
 def branch(name: str, *steps: Any) -> Branch:
@@ -124,6 +125,10 @@ def pipe(node: Any) -> Sequence:
     ``(...).to_chain(name)`` is ``chain(name, ...)`` (see docs/migrating.md)."""
     import warnings
 
-    warnings.warn("chainette.dsl.pipe() is deprecated: nodes combine directly (a >> b, a | b); "
-                  "build the chain with chain(name, a >> b) or Chain(name, steps=...)", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "chainette.dsl.pipe() is deprecated: nodes combine directly (a >> b, a | b); "
+        "build the chain with chain(name, a >> b) or Chain(name, steps=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return Sequence.coerce(node)

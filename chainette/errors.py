@@ -143,15 +143,22 @@ class EngineError(ChainetteError):
     """Anything that went wrong while talking to an LLM server."""
 
     retryable: bool = False
-    stop: "EngineStoppedError | None" = None
+    stop: EngineStoppedError | None = None
     """set when this error stopped its engine for the run (a systemic fault): the run stops"""
+    attempts: int
+    """the HTTP attempts made, when the engine that raised it counted them (unset otherwise:
+    read it with ``getattr(exc, "attempts", default)``)"""
 
 
 class EngineConnectionError(EngineError):
+    """The server could not be reached (refused, reset, DNS, gone); retried."""
+
     retryable = True
 
 
 class EngineTimeoutError(EngineError):
+    """No reply within the engine's ``timeout``; retried."""
+
     retryable = True
 
 
@@ -204,6 +211,9 @@ class TruncatedCompletionError(EngineError):
     """The reply stopped at the token limit (``finish_reason``/``done_reason`` ``length``).
 
     Not retried: the same request at the same settings stops at the same place."""
+
+    thinking_only: bool
+    """set by the HTTP engines: whether the reply had reasoning but no content (unset otherwise)"""
 
 
 class EmptyCompletionError(EngineError):
@@ -269,7 +279,7 @@ class ApplyError(ChainetteError):
         self.original = original
 
     @classmethod
-    def wrap(cls, exc: BaseException, *, node_id: str | None = None, row_id: str | None = None) -> "ApplyError":
+    def wrap(cls, exc: BaseException, *, node_id: str | None = None, row_id: str | None = None) -> ApplyError:
         """``exc``, raised by the apply ``node_id`` on row ``row_id``, as an ``ApplyError`` caused by it."""
         err = cls(str(exc) or type(exc).__name__, original=exc, node_id=node_id, row_id=row_id)
         err.__cause__ = exc
@@ -293,12 +303,13 @@ class ErrorRecord:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_exception(cls, exc: BaseException, *, row_id: str, step_id: str, attempts: int = 1) -> "ErrorRecord":
+    def from_exception(cls, exc: BaseException, *, row_id: str, step_id: str, attempts: int = 1) -> ErrorRecord:
         """The record of ``exc`` failing row ``row_id`` at ``step_id``: ``error_type`` is the
         exception's class name (an :class:`ApplyError` gives its apply's exception's name)."""
         error_type = exc.error_type if isinstance(exc, ApplyError) else type(exc).__name__
-        return cls(row_id=row_id, step_id=step_id, error_type=error_type,
-                   message=str(exc) or error_type, attempts=attempts)
+        return cls(
+            row_id=row_id, step_id=step_id, error_type=error_type, message=str(exc) or error_type, attempts=attempts
+        )
 
     def to_dict(self) -> dict:
         d = {
@@ -332,7 +343,7 @@ def describe_validation_error(exc: Any, *, limit: int | None = 5, known_fields: 
             parts.append(f"unknown field '{loc}'{valid}")
             continue
         if err["type"] == "value_error" and msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]  # a validator's own message, as it wrote it
+            msg = msg[len("Value error, ") :]  # a validator's own message, as it wrote it
         parts.append(f"{loc}: {msg}" if loc else msg)
     if len(errors) > len(shown):
         parts.append(f"... {len(errors) - len(shown)} more")

@@ -7,8 +7,9 @@ Stats are data: events carry numbers, never formatted text for a display.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(slots=True)

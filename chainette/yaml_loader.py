@@ -141,8 +141,13 @@ def load_chain(
     except yaml.YAMLError as exc:
         raise ConfigError(describe_yaml_error(exc, p)) from exc
     return chain_from_dict(
-        data, source=str(p), base_dir=p.parent, symbols=symbols,
-        register_engines=register_engines, check_engines=check_engines, allow_imports=allow_imports,
+        data,
+        source=str(p),
+        base_dir=p.parent,
+        symbols=symbols,
+        register_engines=register_engines,
+        check_engines=check_engines,
+        allow_imports=allow_imports,
     )
 
 
@@ -162,9 +167,15 @@ _PART = "a Step, ApplyNode, BatchNode or Branch, a list of branches, a Sequence 
 
 
 class _Builder:
-    def __init__(self, source: str, base_dir: Path | None, symbols: list[Any],
-                 allow_imports: Iterable[str | ModuleType] = (), *,
-                 namespaces: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        source: str,
+        base_dir: Path | None,
+        symbols: list[Any],
+        allow_imports: Iterable[str | ModuleType] = (),
+        *,
+        namespaces: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
         from chainette.utils.import_policy import ImportPolicy
 
         self.source = source
@@ -193,8 +204,10 @@ class _Builder:
             names = sorted({n for ns in self.namespaces for n in ns if not str(n).startswith("_")})
             close = difflib.get_close_matches(head, names, n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(f"{self.source}: {where}: {what} '{ref}' is not defined in the given symbols{hint} "
-                              "(define it in the module whose globals() you pass, or write 'module:attr')")
+            raise ConfigError(
+                f"{self.source}: {where}: {what} '{ref}' is not defined in the given symbols{hint} "
+                "(define it in the module whose globals() you pass, or write 'module:attr')"
+            )
         return _MISSING
 
     def resolve(self, ref: str, where: str, what: str, check: Any = None) -> Any:
@@ -230,8 +243,14 @@ class _Builder:
         for i, entry in enumerate(raw):
             path = f"{where}[{i}]"
             if isinstance(entry, list):
-                out.append(self._construct(path, lambda path=path, entry=entry: Parallel(
-                    [self.branch_entry(b, f"{path}[{j}]") for j, b in enumerate(entry)])))
+                out.append(
+                    self._construct(
+                        path,
+                        lambda path=path, entry=entry: Parallel(
+                            [self.branch_entry(b, f"{path}[{j}]") for j, b in enumerate(entry)]
+                        ),
+                    )
+                )
             elif isinstance(entry, str):
                 out.extend(self.symbol_items(entry, path))
             else:
@@ -246,10 +265,23 @@ class _Builder:
         from chainette.core.node import Node
         from chainette.core.validation import iter_steps
 
-        obj = self.resolve(entry, where, "branch", lambda o: None if isinstance(o, (Node, Sequence)) else (
-            f"is {'a class' if isinstance(o, type) else type(o).__name__}, expected a Branch, a node or a Sequence"))
-        inner = obj.steps if getattr(obj, "kind", "") in ("branch", "join_branch") else (
-            list(obj) if isinstance(obj, Sequence) else [obj])
+        obj = self.resolve(
+            entry,
+            where,
+            "branch",
+            lambda o: (
+                None
+                if isinstance(o, (Node, Sequence))
+                else (
+                    f"is {'a class' if isinstance(o, type) else type(o).__name__}, expected a Branch, a node or a Sequence"
+                )
+            ),
+        )
+        inner = (
+            obj.steps
+            if getattr(obj, "kind", "") in ("branch", "join_branch")
+            else (list(obj) if isinstance(obj, Sequence) else [obj])
+        )
         for step in iter_steps(inner):
             self.step_paths.append((where, step))
         return obj
@@ -269,8 +301,16 @@ class _Builder:
             return f"is {'a class' if isinstance(obj, type) else type(obj).__name__}, expected {_PART}"
 
         obj = self.resolve(ref, where, "step", check)
-        items = list(obj.items) if isinstance(obj, Chain) else self._construct(where, lambda: normalize_items(
-            [obj] if isinstance(obj, (Node, Parallel)) else [list(obj)] if isinstance(obj, tuple) else obj))
+        items = (
+            list(obj.items)
+            if isinstance(obj, Chain)
+            else self._construct(
+                where,
+                lambda: normalize_items(
+                    [obj] if isinstance(obj, (Node, Parallel)) else [list(obj)] if isinstance(obj, tuple) else obj
+                ),
+            )
+        )
         for step in iter_steps(items):
             self.step_paths.append((where, step))
         return items
@@ -295,8 +335,15 @@ class _Builder:
                 kwargs["input_model"] = self.model(d["input_model"], f"{where}.input_model")
             if "engine" in d:
                 kwargs["engine_name"] = d["engine"]
-            for key in ("name", "system_prompt", "user_prompt", "output_format_instruction",
-                        "max_validation_retries", "emoji", "sampling"):
+            for key in (
+                "name",
+                "system_prompt",
+                "user_prompt",
+                "output_format_instruction",
+                "max_validation_retries",
+                "emoji",
+                "sampling",
+            ):
                 if key in d:
                     kwargs[key] = d[key]
             step = self._construct(where, lambda: Step(d["id"], **kwargs))
@@ -305,8 +352,12 @@ class _Builder:
         if kind == "apply":
             from chainette.core.apply import ApplyNode
 
-            fn = self.resolve(d["function"], f"{where}.function", "function",
-                              lambda o: None if callable(o) else f"is {type(o).__name__}, expected a function")
+            fn = self.resolve(
+                d["function"],
+                f"{where}.function",
+                "function",
+                lambda o: None if callable(o) else f"is {type(o).__name__}, expected a function",
+            )
             kwargs = {k: d[k] for k in ("id", "name", "blocking", "emoji") if k in d}
             for key in ("input_model", "output_model"):
                 if key in d:
@@ -359,8 +410,9 @@ def chain_from_dict(
         raise ConfigError(f"{source}: the file is empty; a chain needs 'name:' and 'steps:'")
     validate_document(data, source=source)
     namespaces, modules = _split_symbols(symbols)
-    builder = _Builder(source, Path(base_dir) if base_dir is not None else None, modules, allow_imports,
-                       namespaces=namespaces)
+    builder = _Builder(
+        source, Path(base_dir) if base_dir is not None else None, modules, allow_imports, namespaces=namespaces
+    )
 
     engines = engine_configs(data.get("engines") or [], source=source)
     if register_engines:
@@ -372,18 +424,24 @@ def chain_from_dict(
         model = builder.model(data["input_model"], "input_model")
         first = _first_node(items)
         if first is None:
-            raise ConfigError(f"{source}: input_model: a chain starting with parallel branches needs "
-                              "input_model on the first node of each branch")
+            raise ConfigError(
+                f"{source}: input_model: a chain starting with parallel branches needs "
+                "input_model on the first node of each branch"
+            )
         if first.input_model is None:
             first.input_model = model
         elif first.input_model is not model:
-            raise ConfigError(f"{source}: input_model: conflicts with {first.id}'s input_model "
-                              f"{first.input_model.__name__}")
+            raise ConfigError(
+                f"{source}: input_model: conflicts with {first.id}'s input_model {first.input_model.__name__}"
+            )
 
     if check_engines:
         known = {cfg.name for cfg in engines}
-        bad = [(where, step) for where, step in builder.step_paths
-               if step.engine_name not in known and not has_engine(step.engine_name)]
+        bad = [
+            (where, step)
+            for where, step in builder.step_paths
+            if step.engine_name not in known and not has_engine(step.engine_name)
+        ]
         if bad:
             lines = "\n".join(
                 f"  - {where}.engine: unknown engine '{step.engine_name}'; expected a registered engine "
@@ -420,8 +478,10 @@ def chain_to_dict(chain: Any, *, symbols: Mapping[str, Any] | None = None) -> di
             return names[id(obj)]
         module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
         if not module or module == "__main__" or "<" in qual:
-            raise ConfigError(f"cannot write {what} {qual or obj!r} as a reference: it is not importable "
-                              f"(defined in {module or '?'}); pass symbols=globals() to write it by name")
+            raise ConfigError(
+                f"cannot write {what} {qual or obj!r} as a reference: it is not importable "
+                f"(defined in {module or '?'}); pass symbols=globals() to write it by name"
+            )
         return f"{module}:{qual}"
 
     def node(n: Any) -> Any:
@@ -467,8 +527,10 @@ def chain_to_dict(chain: Any, *, symbols: Mapping[str, Any] | None = None) -> di
                 d["alias"] = n.alias
             d["steps"] = items(n.steps)
             return d
-        raise ConfigError(f"node '{getattr(n, 'id', n)}' ({type(n).__name__}) has no YAML form of its own: "
-                          "pass symbols=... containing it to write it by name")
+        raise ConfigError(
+            f"node '{getattr(n, 'id', n)}' ({type(n).__name__}) has no YAML form of its own: "
+            "pass symbols=... containing it to write it by name"
+        )
 
     def items(its: list[Any]) -> list[Any]:
         return [[node(b) for b in it.branches] if isinstance(it, Parallel) else node(it) for it in its]

@@ -75,9 +75,14 @@ def render() -> str:
 
     for name, cmd in commands:
         ctx = Context(cmd, info_name=f"chainette {name}")
-        usage = " ".join(p.name.upper() if p.param_type_name == "argument" and p.required
-                         else f"[{p.name.upper()}]" if p.param_type_name == "argument" else ""
-                         for p in cmd.params).strip()
+        usage = " ".join(
+            p.name.upper()
+            if p.param_type_name == "argument" and p.required
+            else f"[{p.name.upper()}]"
+            if p.param_type_name == "argument"
+            else ""
+            for p in cmd.params
+        ).strip()
         usage = ("[OPTIONS] " + usage).strip()
         parts.append(f"\n## chainette {name}\n\n```\nchainette {name} {usage}\n```\n\n")
         paragraphs = [_plain(p) for p in (cmd.help or "").split("\n\n") if p.strip()]

@@ -84,7 +84,9 @@ def _imports(path: Path, name: str) -> set[str]:
                 continue
             for alias in node.names:  # `from chainette.core import extensions` imports a module
                 sub = f"{target}.{alias.name}"
-                if (ROOT.parent / (sub.replace(".", "/") + ".py")).exists() or (ROOT.parent / sub.replace(".", "/")).is_dir():
+                if (ROOT.parent / (sub.replace(".", "/") + ".py")).exists() or (
+                    ROOT.parent / sub.replace(".", "/")
+                ).is_dir():
                     found.add(sub)
                 else:
                     found.add(target)
@@ -93,7 +95,9 @@ def _imports(path: Path, name: str) -> set[str]:
 
 def _graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    return {name: {t for t in _imports(path, name) if t in modules or t == "chainette"} for name, path in modules.items()}
+    return {
+        name: {t for t in _imports(path, name) if t in modules or t == "chainette"} for name, path in modules.items()
+    }
 
 
 def _layer(module: str) -> tuple[str, int]:
@@ -142,7 +146,7 @@ def test_no_import_cycles():
         stack.append(m)
         for t in sorted(edges.get(m, ())):
             if state.get(t) == 1:
-                cycles.append(stack[stack.index(t):] + [t])
+                cycles.append(stack[stack.index(t) :] + [t])
             elif t not in state:
                 visit(t)
         stack.pop()

@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_benchmark_smoke_runs_every_section(tmp_path):
     proc = subprocess.run(
         [sys.executable, "benchmarks/run_all.py", "--smoke", "--json", str(tmp_path / "smoke.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout

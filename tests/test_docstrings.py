@@ -16,8 +16,11 @@ ROOT = Path(chainette.__file__).parent
 
 
 def test_every_module_has_a_docstring():
-    missing = [str(p.relative_to(ROOT.parent)) for p in sorted(ROOT.rglob("*.py"))
-               if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
+    missing = [
+        str(p.relative_to(ROOT.parent))
+        for p in sorted(ROOT.rglob("*.py"))
+        if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))
+    ]
     assert not missing, "modules without a docstring:\n" + "\n".join(missing)
 
 

@@ -28,12 +28,16 @@ PYDANTIC_VALIDATORS = {"field_validator", "model_validator", "validator", "root_
 
 # (module, function): why a bare builtin is right there
 ALLOWED: dict[tuple[str, str], str] = {
-    ("chainette.engine.registry", "_merge_spec_env"):
-        "a helper of EngineConfig's model_validator: its ValueError becomes a pydantic ValidationError, "
-        "which register_engine / engine_configs translate into a ConfigError naming the engine",
-    ("chainette.engine.tokens", "_vllm"):
-        "an unexpected tokenizer reply; ServerTokenizer.count catches it (with OSError) and tries the "
-        "next tokenizer form, so it never reaches a user",
+    (
+        "chainette.engine.registry",
+        "_merge_spec_env",
+    ): "a helper of EngineConfig's model_validator: its ValueError becomes a pydantic ValidationError, "
+    "which register_engine / engine_configs translate into a ConfigError naming the engine",
+    (
+        "chainette.engine.tokens",
+        "_vllm",
+    ): "an unexpected tokenizer reply; ServerTokenizer.count catches it (with OSError) and tries the "
+    "next tokenizer form, so it never reaches a user",
     ("chainette.engine.tokens", "_llamacpp"): "as _vllm",
 }
 
@@ -78,15 +82,13 @@ def test_no_bare_builtin_raises():
         for func, line, name in _bare_raises(path):
             if (_module(path), func) not in ALLOWED:
                 bad.append(f"{path.relative_to(ROOT.parent)}:{line} in {func}(): raise {name}")
-    assert not bad, ("raise a chainette.errors class instead (see the tree in chainette/errors.py):\n"
-                     + "\n".join(bad))
+    assert not bad, "raise a chainette.errors class instead (see the tree in chainette/errors.py):\n" + "\n".join(bad)
 
 
 # exception classes defined outside the tree: why each is not a ChainetteError
 FOREIGN_CLASSES: dict[str, str] = {
-    "chainette.engine.backends.strict_schema.StrictSchemaError":
-        "raised only by to_strict_schema(), a helper off the run path (the openai backend asks "
-        "cached_strict_verdict(), which does not raise); a ValueError for its callers",
+    "chainette.engine.backends.strict_schema.StrictSchemaError": "raised only by to_strict_schema(), a helper off the run path (the openai backend asks "
+    "cached_strict_verdict(), which does not raise); a ValueError for its callers",
 }
 
 
@@ -97,8 +99,11 @@ def test_every_exception_class_is_in_the_tree():
             if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
                 continue  # a private class is a control-flow signal caught in its own module
             bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
-            if bases & (BUILTINS | {"BaseException", "OSError", "LookupError", "ArithmeticError"}) and \
-                    path.name != "errors.py" and f"{_module(path)}.{node.name}" not in FOREIGN_CLASSES:
+            if (
+                bases & (BUILTINS | {"BaseException", "OSError", "LookupError", "ArithmeticError"})
+                and path.name != "errors.py"
+                and f"{_module(path)}.{node.name}" not in FOREIGN_CLASSES
+            ):
                 bad.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: class {node.name}")
     assert not bad, "define error classes in chainette/errors.py, under ChainetteError:\n" + "\n".join(bad)
 
@@ -144,7 +149,9 @@ def test_every_error_class_is_in_errors_py_drawn_in_the_tree_and_exported():
     for cls in classes:
         assert cls.__module__ == "chainette.errors", f"{cls.__name__} belongs in chainette/errors.py"
         parent = next((b for b in cls.__bases__ if issubclass(b, errors.ChainetteError)), None)
-        assert drawn[cls.__name__] == (parent.__name__ if parent else None), f"{cls.__name__} drawn under the wrong parent"
+        assert drawn[cls.__name__] == (parent.__name__ if parent else None), (
+            f"{cls.__name__} drawn under the wrong parent"
+        )
         assert getattr(chainette, cls.__name__) is cls, f"chainette.{cls.__name__} is not exported"
 
 
@@ -155,14 +162,17 @@ def test_the_fake_engine_handler_types_are_exported():
         assert getattr(chainette, name) is getattr(protocol, name)
 
 
-@pytest.mark.parametrize("make, builtin", [
-    (lambda: chainette.Step(id="a", output_model=int), TypeError),  # type: ignore[arg-type]
-    (lambda: chainette.ApplyNode("not callable"), TypeError),  # type: ignore[arg-type]
-    (lambda: chainette.Chain(name="empty", steps=[]), ValueError),
-    (lambda: chainette.Chain(name="both"), ValueError),
-    (lambda: chainette.Branch("", steps=[]), ValueError),
-    (lambda: chainette.Chain(name="c", steps=[object()]), TypeError),
-])
+@pytest.mark.parametrize(
+    "make, builtin",
+    [
+        (lambda: chainette.Step(id="a", output_model=int), TypeError),  # type: ignore[arg-type]
+        (lambda: chainette.ApplyNode("not callable"), TypeError),  # type: ignore[arg-type]
+        (lambda: chainette.Chain(name="empty", steps=[]), ValueError),
+        (lambda: chainette.Chain(name="both"), ValueError),
+        (lambda: chainette.Branch("", steps=[]), ValueError),
+        (lambda: chainette.Chain(name="c", steps=[object()]), TypeError),
+    ],
+)
 def test_definition_errors_are_chainette_errors_and_still_the_old_builtins(make, builtin):
     with pytest.raises(errors.ConfigError) as info:
         make()
@@ -223,8 +233,9 @@ def test_error_record_from_exception():
     wrapped = errors.ApplyError.wrap(KeyError("k"), node_id="a", row_id="3")
     rec = errors.ErrorRecord.from_exception(wrapped, row_id="3", step_id="a").to_dict()
     assert rec["error_type"] == "KeyError" and rec["message"] == "'k'"
-    rec = errors.ErrorRecord.from_exception(errors.RateLimitError("slow", status=429), row_id="1", step_id="s",
-                                            attempts=4).to_dict()
+    rec = errors.ErrorRecord.from_exception(
+        errors.RateLimitError("slow", status=429), row_id="1", step_id="s", attempts=4
+    ).to_dict()
     assert rec == {"row_id": "1", "step_id": "s", "error_type": "RateLimitError", "message": "slow", "attempts": 4}
 
 
@@ -276,7 +287,7 @@ def test_describe_yaml_error(tmp_path):
         yaml.safe_load("a: [1, 2\nb: 3\n")
     text = errors.describe_yaml_error(info.value, tmp_path / "x.yml")
     assert text.startswith(f"{tmp_path / 'x.yml'}:") and ": invalid YAML: " in text
-    line, col = text[len(str(tmp_path / "x.yml")) + 1:].split(":")[:2]
+    line, col = text[len(str(tmp_path / "x.yml")) + 1 :].split(":")[:2]
     assert line.isdigit() and col.isdigit()
     assert errors.describe_yaml_error(yaml.YAMLError("odd"), "f.yml") == "f.yml: invalid YAML: odd"
 
@@ -315,9 +326,11 @@ def test_the_item_cache_keys_did_not_change(tmp_path):
     from chainette.io.item_cache import CACHE_VERSION, ItemCache
 
     assert CACHE_VERSION == "chainette-item-v2"
-    request = CompletionRequest(messages=[{"role": "user", "content": "héllo ✓ 日本"}],
-                                json_schema={"type": "object", "properties": {"é": {"type": "string"}}},
-                                sampling=SamplingParams(temperature=0.3, seed=4))
+    request = CompletionRequest(
+        messages=[{"role": "user", "content": "héllo ✓ 日本"}],
+        json_schema={"type": "object", "properties": {"é": {"type": "string"}}},
+        sampling=SamplingParams(temperature=0.3, seed=4),
+    )
     cache = ItemCache(tmp_path / "items.sqlite")
     try:
         key = cache.key(request, {"model": "m", "backend": "openai", "endpoint": "chat"})

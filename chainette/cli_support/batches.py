@@ -28,8 +28,15 @@ def batches_table(records: list[Any], problems: dict[str, str] | None = None) ->
     """One line per batch: key, engine, provider id, state, the provider's counts, last change."""
     problems = problems or {}
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for col, justify in (("batch", "left"), ("engine", "left"), ("provider id", "left"), ("state", "left"),
-                         ("done/total", "right"), ("failed", "right"), ("updated", "left")):
+    for col, justify in (
+        ("batch", "left"),
+        ("engine", "left"),
+        ("provider id", "left"),
+        ("state", "left"),
+        ("done/total", "right"),
+        ("failed", "right"),
+        ("updated", "left"),
+    ):
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]  # ids never cut
     for rec in records:
         c = rec.request_counts
@@ -37,8 +44,15 @@ def batches_table(records: list[Any], problems: dict[str, str] | None = None) ->
         state = Text(rec.state + (" ✔" if rec.collected else ""), style=style)
         if rec.key in problems:
             state.append(f" ({problems[rec.key]})", style="red")
-        table.add_row(rec.key, rec.engine, rec.batch_id or "-", state, f"{c.get('completed', 0):,}/{rec.requests:,}",
-                      f"{c.get('failed', 0):,}", _when(rec.updated_at))
+        table.add_row(
+            rec.key,
+            rec.engine,
+            rec.batch_id or "-",
+            state,
+            f"{c.get('completed', 0):,}/{rec.requests:,}",
+            f"{c.get('failed', 0):,}",
+            _when(rec.updated_at),
+        )
     return table
 
 
@@ -57,18 +71,25 @@ def batches_command(run_dir: Path, *, cancel: bool, refresh: bool, as_json: bool
                 problems[rec.key] = problem
     records = [asked.get(r.key, r) for r in list_batches(run_dir)]
     if as_json:
-        console.print_json(json.dumps({"run_dir": str(run_dir), "batches": [
-            {**r.to_dict(), "problem": problems.get(r.key)} for r in records]}))
+        console.print_json(
+            json.dumps(
+                {"run_dir": str(run_dir), "batches": [{**r.to_dict(), "problem": problems.get(r.key)} for r in records]}
+            )
+        )
         return
     console.print(batches_table(records, problems))
     live = [r for r in records if not r.collected and r.state not in ("completed", "failed", "expired", "cancelled")]
     if cancel:
         n = len([k for k in asked if k not in problems])
-        console.print(f"cancelled {n} batch(es); the run stops resumable. `chainette run ... --resume` sends "
-                      "their unfinished rows again.")
+        console.print(
+            f"cancelled {n} batch(es); the run stops resumable. `chainette run ... --resume` sends "
+            "their unfinished rows again."
+        )
     elif live:
-        console.print(f"{len(live)} batch(es) not finished: `chainette run ... --resume` waits for them "
-                      "(never creates them again); `--cancel` cancels them.")
+        console.print(
+            f"{len(live)} batch(es) not finished: `chainette run ... --resume` waits for them "
+            "(never creates them again); `--cancel` cancels them."
+        )
 
 
 @dataclass
@@ -94,8 +115,9 @@ class BatchBoard:
 
     def update(self, event: Any) -> None:
         if isinstance(event, BatchProgress):
-            self.batches[event.key] = _Batch(event.engine, event.status, event.requests, event.completed,
-                                             event.failed, event.collected)
+            self.batches[event.key] = _Batch(
+                event.engine, event.status, event.requests, event.completed, event.failed, event.collected
+            )
         elif isinstance(event, BatchFinished) and event.engine:
             self.validated[event.engine] = self.validated.get(event.engine, 0) + event.count - event.errors
 
@@ -109,9 +131,11 @@ class BatchBoard:
             reqs = sum(b.requests for b in mine)
             completed = sum(b.completed for b in mine)
             failed = sum(b.failed for b in mine)
-            out.append(f"batches {engine}: {len(mine)} submitted ({queued} queued, {running} in progress, "
-                       f"{done} completed) · provider: {completed:,}/{reqs:,} requests done, {failed:,} failed · "
-                       f"rows validated {self.validated.get(engine, 0):,}")
+            out.append(
+                f"batches {engine}: {len(mine)} submitted ({queued} queued, {running} in progress, "
+                f"{done} completed) · provider: {completed:,}/{reqs:,} requests done, {failed:,} failed · "
+                f"rows validated {self.validated.get(engine, 0):,}"
+            )
         return out
 
     def __rich__(self) -> Any:

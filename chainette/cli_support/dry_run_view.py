@@ -36,34 +36,66 @@ def prompt_panels(report: Any) -> list[Any]:
                 body.append("\n\n")
             body.append(f"[{m.get('role', '?')}]\n", style="bold")
             body.append(str(m.get("content", "")))
-        panels.append(Panel(body, title=f"{st.step_id} · first sample row · engine {st.engine}",
-                            title_align="left", border_style="dim"))
+        panels.append(
+            Panel(
+                body,
+                title=f"{st.step_id} · first sample row · engine {st.engine}",
+                title_align="left",
+                border_style="dim",
+            )
+        )
     return panels
 
 
 def projection_table(report: Any) -> Any:
     upper = "≤ " if report.cost_is_upper_bound else ""
-    table = Table(title=f"Dry run · {report.chain} · {report.total_inputs:,} input row(s) "
-                        f"(sample {report.sample_rows}" + (f", sample run {report.sample_run_rows}" if
-                                                           report.sample_run_rows else "") + ")",
-                  title_justify="left", header_style="bold")
-    for col, justify in (("step", "left"), ("engine", "left"), ("requests", "right"), ("prompt tok/req", "right"),
-                         ("completion tok/req", "right"), ("tokens", "right"), ("cost", "right")):
+    table = Table(
+        title=f"Dry run · {report.chain} · {report.total_inputs:,} input row(s) "
+        f"(sample {report.sample_rows}"
+        + (f", sample run {report.sample_run_rows}" if report.sample_run_rows else "")
+        + ")",
+        title_justify="left",
+        header_style="bold",
+    )
+    for col, justify in (
+        ("step", "left"),
+        ("engine", "left"),
+        ("requests", "right"),
+        ("prompt tok/req", "right"),
+        ("completion tok/req", "right"),
+        ("tokens", "right"),
+        ("cost", "right"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for st in report.steps:
-        tokens = (st.projected_prompt_tokens + st.projected_completion_tokens
-                  if st.projected_completion_tokens is not None else None)
+        tokens = (
+            st.projected_prompt_tokens + st.projected_completion_tokens
+            if st.projected_completion_tokens is not None
+            else None
+        )
         if st.cost is not None:
-            cost = upper + format_cost(st.cost) if st.completion_method.startswith("max_tokens") else format_cost(st.cost)
+            cost = (
+                upper + format_cost(st.cost) if st.completion_method.startswith("max_tokens") else format_cost(st.cost)
+            )
         elif st.price is None:
             cost = "price unknown"
         else:
             cost = f"≥ {format_cost(st.input_cost)} (input only)"
         prompt = f"{st.prompt_tokens:,.0f}" + ("" if st.prompt_exact else " ~")
-        completion = (f"{st.completion_tokens:,.0f}" + (" max" if st.completion_method.startswith("max_tokens") else "")
-                      if st.completion_tokens is not None else "?")
-        table.add_row(st.step_id, st.engine, f"{st.requests:,}", prompt, completion,
-                      f"{tokens:,}" if tokens is not None else f"≥ {st.projected_prompt_tokens:,}", cost)
+        completion = (
+            f"{st.completion_tokens:,.0f}" + (" max" if st.completion_method.startswith("max_tokens") else "")
+            if st.completion_tokens is not None
+            else "?"
+        )
+        table.add_row(
+            st.step_id,
+            st.engine,
+            f"{st.requests:,}",
+            prompt,
+            completion,
+            f"{tokens:,}" if tokens is not None else f"≥ {st.projected_prompt_tokens:,}",
+            cost,
+        )
     return table
 
 
@@ -71,10 +103,14 @@ def summary_lines(report: Any) -> Text:
     out = Text()
     tokens = f"{report.tokens:,}" if report.tokens is not None else f"≥ {report.prompt_tokens:,} (completion unknown)"
     upper = "at most " if report.cost_is_upper_bound and report.cost is not None else ""
-    out.append(f"projected: {tokens} tokens · cost {upper}{format_cost(report.cost, unknown='unknown')}"
-               f" · duration {_dur(report.duration_s)} ({report.duration_basis})")
+    out.append(
+        f"projected: {tokens} tokens · cost {upper}{format_cost(report.cost, unknown='unknown')}"
+        f" · duration {_dur(report.duration_s)} ({report.duration_basis})"
+    )
     for name, c in report.hour_costs.items():
-        out.append(f"\n  {name}: {format_cost(c, unknown='unknown (duration unknown)')} for the time the server is held")
+        out.append(
+            f"\n  {name}: {format_cost(c, unknown='unknown (duration unknown)')} for the time the server is held"
+        )
     methods = sorted({f"{st.engine}: {st.prompt_method}" for st in report.steps})
     for m in methods:
         out.append(f"\nprompt tokens · {m}", style="dim")
@@ -87,8 +123,11 @@ def summary_lines(report: Any) -> Text:
     for note in report.notes:
         out.append(f"\nnote: {note}", style="yellow")
     for err in report.sample_errors[:3]:
-        out.append(f"\nsample row {escape(str(err.get('row_id')))} at {err.get('step_id')}: "
-                   f"{err.get('error_type')}: {str(err.get('message', ''))[:200]}", style="red")
+        out.append(
+            f"\nsample row {escape(str(err.get('row_id')))} at {err.get('step_id')}: "
+            f"{err.get('error_type')}: {str(err.get('message', ''))[:200]}",
+            style="red",
+        )
     return out
 
 

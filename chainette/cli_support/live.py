@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Group
@@ -23,6 +24,7 @@ from rich.text import Text
 from chainette.engine.pricing import format_cost
 from chainette.events import (
     BatchFinished,
+    BatchProgress,
     BudgetReached,
     Event,
     ItemFailed,
@@ -89,9 +91,18 @@ class RunProgress:
     max_cost: float | None = None
     max_tokens: int | None = None
     budget_note: str | None = None
+    batches: Any = None  # a cli_support.batches.BatchBoard once an engine in batch mode reports a batch
 
     def __call__(self, event: Event) -> None:
         now = time.monotonic()
+        if isinstance(event, BatchProgress) or (self.batches is not None and isinstance(event, BatchFinished)):
+            if self.batches is None:
+                from chainette.cli_support.batches import BatchBoard
+
+                self.batches = BatchBoard()
+            self.batches.update(event)  # batches submitted / in progress / completed, rows validated
+            if isinstance(event, BatchProgress):
+                return
         if isinstance(event, BatchFinished):
             st = self.steps.setdefault(event.step_id, _Step())
             st.finished += event.count
@@ -144,8 +155,12 @@ class RunProgress:
         elapsed = max(now - (st.first or self.started), 1e-6)
         rate = st.finished / elapsed if st.finished else 0.0
         eta = (total - st.finished) / rate if rate and total and not self.finished else None
-        bar = ProgressBar(total=float(total or 1), completed=float(min(st.finished, total or 1)) if total else 0.0,
-                          width=28, pulse=not total and not self.finished)
+        bar = ProgressBar(
+            total=float(total or 1),
+            completed=float(min(st.finished, total or 1)) if total else 0.0,
+            width=28,
+            pulse=not total and not self.finished,
+        )
         tokens = st.prompt_tokens + st.completion_tokens
         return [
             Text(sid, style="cyan"),
@@ -173,17 +188,29 @@ class RunProgress:
     def __rich__(self) -> Any:
         now = time.monotonic()
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        for col, justify in (("step", "left"), ("", "left"), ("done", "right"), ("err", "right"),
-                             ("items/s", "right"), ("ETA", "right"), ("tokens", "right"), ("cost", "right")):
+        for col, justify in (
+            ("step", "left"),
+            ("", "left"),
+            ("done", "right"),
+            ("err", "right"),
+            ("items/s", "right"),
+            ("ETA", "right"),
+            ("tokens", "right"),
+            ("cost", "right"),
+        ):
             table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for sid, st in list(self.steps.items()):
             table.add_row(*self._row(sid, st, now))
         parts: list[Any] = [table]
+        if self.batches:
+            parts.append(self.batches)
         footer = Text(f"elapsed {_fmt_eta((self.ended or now) - self.started)}", style="dim")
         tokens, cost, unknown = self.totals()
         if tokens:
-            footer.append(f"  total {_fmt_int(tokens)} tokens, {format_cost(cost)}"
-                          + (" + price unknown" if unknown else ""), style="dim")
+            footer.append(
+                f"  total {_fmt_int(tokens)} tokens, {format_cost(cost)}" + (" + price unknown" if unknown else ""),
+                style="dim",
+            )
         if self.max_cost is not None:
             footer.append(f"  budget {format_cost(cost)} of {format_cost(self.max_cost)}", style="dim")
         if self.max_tokens is not None:
@@ -241,14 +268,22 @@ def summary_table(result: Any, *, skipped: int = 0) -> Any:
     cost_steps = report.get("steps", {})
     for sid, st in result.step_stats.items():
         c = cost_steps.get(sid)
-        table.add_row(sid, f"{st.reached:,}", f"{st.outputs:,}",
-                      Text(f"{st.errors:,}", style="red" if st.errors else ""),
-                      f"{st.cached:,}", f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}",
-                      _fmt_cost(c["cost"], c["tokens"]) if c else "-")
+        table.add_row(
+            sid,
+            f"{st.reached:,}",
+            f"{st.outputs:,}",
+            Text(f"{st.errors:,}", style="red" if st.errors else ""),
+            f"{st.cached:,}",
+            f"{st.prompt_tokens:,}",
+            f"{st.completion_tokens:,}",
+            _fmt_cost(c["cost"], c["tokens"]) if c else "-",
+        )
     lines = Text()
-    lines.append(f"rows in: {result.rows_in:,}   errors: {result.error_count:,} in "
-                 f"{result.failed_rows:,} row(s) ({result.error_rate:.1%})   "
-                 f"time: {result.seconds:.1f}s")
+    lines.append(
+        f"rows in: {result.rows_in:,}   errors: {result.error_count:,} in "
+        f"{result.failed_rows:,} row(s) ({result.error_rate:.1%})   "
+        f"time: {result.seconds:.1f}s"
+    )
     if skipped:
         lines.append(f"   skipped inputs: {skipped:,}", style="yellow")
     for line, style in cost_lines(report):
@@ -256,13 +291,18 @@ def summary_table(result: Any, *, skipped: int = 0) -> Any:
     stopped_by = getattr(result, "stopped_by", None)
     if stopped_by:
         flag = "--max-cost" if stopped_by == "max_cost" else "--max-tokens"
-        lines.append(f"\nstopped by {flag}: raise it and rerun the same command with --resume to continue",
-                     style="yellow")
+        lines.append(
+            f"\nstopped by {flag}: raise it and rerun the same command with --resume to continue", style="yellow"
+        )
     elif getattr(result, "interrupted", False):
         lines.append("\ninterrupted: rerun the same command with --resume to continue", style="yellow")
     if result.output_dir:
         lines.append("\noutput: ")
         lines.append(str(result.output_dir), style="bold green")
+        report_file = Path(result.output_dir) / "report.html"
+        if report_file.is_file():
+            lines.append("   report: ")
+            lines.append(str(report_file), style="bold green")
     return Group(table, lines)
 
 
@@ -283,10 +323,20 @@ def cost_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
             out.append((f"  {name}: {format_cost(e['hour_cost'])} for {e['held_s'] / 3600:.2f} h held", "dim"))
     saved = report.get("cache_savings", {})
     if saved.get("hits"):
-        out.append((f"item cache: {saved['hits']:,} hit(s) saved {saved['tokens']:,} tokens, "
-                    f"{format_cost(saved.get('cost'))}", "dim"))
+        out.append(
+            (
+                f"item cache: {saved['hits']:,} hit(s) saved {saved['tokens']:,} tokens, "
+                f"{format_cost(saved.get('cost'))}",
+                "dim",
+            )
+        )
     run_total = report.get("run_total")
     if run_total:
-        out.append((f"whole run (with earlier sessions): {run_total['tokens']:,} tokens, "
-                    f"{format_cost(run_total.get('cost'))}", "dim"))
+        out.append(
+            (
+                f"whole run (with earlier sessions): {run_total['tokens']:,} tokens, "
+                f"{format_cost(run_total.get('cost'))}",
+                "dim",
+            )
+        )
     return out

@@ -20,8 +20,9 @@ def load_engines(path: str | Path | None) -> list[Any]:
     return load_engines_file(path)
 
 
-def load_chain(target: str, *, symbols: Sequence[str] = (), check_engines: bool = False,
-               allow_imports: Sequence[str] = ()) -> Any:
+def load_chain(
+    target: str, *, symbols: Sequence[str] = (), check_engines: bool = False, allow_imports: Sequence[str] = ()
+) -> Any:
     """A ``Chain`` from ``file.py:attr``, ``module:attr`` or a YAML chain file (which may import
     only from its directory, ``symbols`` and ``allow_imports``)."""
     from chainette.core.chain import Chain
@@ -29,8 +30,7 @@ def load_chain(target: str, *, symbols: Sequence[str] = (), check_engines: bool 
     if target.lower().endswith(YAML_SUFFIXES):
         from chainette.yaml_loader import load_chain as load_yaml
 
-        return load_yaml(target, symbols=list(symbols), check_engines=check_engines,
-                         allow_imports=list(allow_imports))
+        return load_yaml(target, symbols=list(symbols), check_engines=check_engines, allow_imports=list(allow_imports))
     if ":" not in target:
         hint = ""
         if target.endswith(".py"):

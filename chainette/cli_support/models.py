@@ -21,10 +21,18 @@ def model_rows() -> list[dict[str, Any]]:
     rows = []
     for entry in sorted(lm.CATALOGUE.values(), key=lambda e: e.name):
         found = lm.locate(entry.name)
-        rows.append({"model": entry.name, "kind": "named", "size_mb": round(entry.size / 1e6, 1),
-                     "pulled": found is not None, "path": str(entry.path()),
-                     "source": f"{entry.project} {entry.version} on the package index",
-                     "default": entry.name == lm.DEFAULT_MODEL, "summary": entry.summary})
+        rows.append(
+            {
+                "model": entry.name,
+                "kind": "named",
+                "size_mb": round(entry.size / 1e6, 1),
+                "pulled": found is not None,
+                "path": str(entry.path()),
+                "source": f"{entry.project} {entry.version} on the package index",
+                "default": entry.name == lm.DEFAULT_MODEL,
+                "summary": entry.summary,
+            }
+        )
     rows.extend(_hf_cached())
     return rows
 
@@ -46,10 +54,18 @@ def _hf_cached() -> list[dict[str, Any]]:
             for f in rev.files:
                 if f.file_name.lower().endswith(".gguf"):
                     rel = str(f.file_path.relative_to(rev.snapshot_path))
-                    rows.append({"model": f"hf://{repo.repo_id}/{rel}", "kind": "hf",
-                                 "size_mb": round(f.size_on_disk / 1e6, 1), "pulled": True,
-                                 "path": str(f.file_path), "source": f"Hugging Face cache ({rev.commit_hash[:8]})",
-                                 "default": False, "summary": ""})
+                    rows.append(
+                        {
+                            "model": f"hf://{repo.repo_id}/{rel}",
+                            "kind": "hf",
+                            "size_mb": round(f.size_on_disk / 1e6, 1),
+                            "pulled": True,
+                            "path": str(f.file_path),
+                            "source": f"Hugging Face cache ({rev.commit_hash[:8]})",
+                            "default": False,
+                            "summary": "",
+                        }
+                    )
     return rows
 
 
@@ -61,8 +77,17 @@ def run_models(action: str, model: str | None, console: Any, *, json_out: bool =
     if action == "list":
         rows = model_rows()
         if json_out:
-            typer.echo(json.dumps({"models_dir": str(lm.models_dir()), "index_url": index_url(),
-                                   "find_links": find_links(), "models": rows}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "models_dir": str(lm.models_dir()),
+                        "index_url": index_url(),
+                        "find_links": find_links(),
+                        "models": rows,
+                    },
+                    indent=2,
+                )
+            )
             return
         from rich.table import Table
 
@@ -75,8 +100,10 @@ def run_models(action: str, model: str | None, console: Any, *, json_out: bool =
             table.add_row(name, f"{r['size_mb']:.0f} MB", where, r["summary"] or r["source"])
         console.print(table)
         env = " (CHAINETTE_MODELS_DIR)" if os.environ.get("CHAINETTE_MODELS_DIR") else ""
-        console.print(f"models folder: {lm.models_dir()}{env}\nnamed models come from: {index_url()}"
-                      + (f" (find-links first: {' '.join(find_links())})" if find_links() else ""))
+        console.print(
+            f"models folder: {lm.models_dir()}{env}\nnamed models come from: {index_url()}"
+            + (f" (find-links first: {' '.join(find_links())})" if find_links() else "")
+        )
         console.print("[dim]A local engine's model is a GGUF path, hf://owner/repo/file.gguf, or a name above.[/]")
         return
     if action not in ("pull", "path"):
@@ -87,7 +114,10 @@ def run_models(action: str, model: str | None, console: Any, *, json_out: bool =
         return
     found = lm.locate(target)
     if found is None:
-        hint = f" (it goes to {lm.CATALOGUE[target or lm.DEFAULT_MODEL].path()})" if lm.model_kind(target) == "named" else ""
-        raise ModelError(f"model '{target}' is not on this machine{hint}: chainette models pull {target}",
-                         model=target)
+        hint = (
+            f" (it goes to {lm.CATALOGUE[target or lm.DEFAULT_MODEL].path()})"
+            if lm.model_kind(target) == "named"
+            else ""
+        )
+        raise ModelError(f"model '{target}' is not on this machine{hint}: chainette models pull {target}", model=target)
     typer.echo(str(found))

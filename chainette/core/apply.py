@@ -40,8 +40,11 @@ class ApplyNode(Node):
             raise DefinitionTypeError(f"ApplyNode needs a callable, got {type(fn).__name__}")
         self.fn = fn
         if id is None:
-            self.id = check_name(getattr(fn, "__name__", "apply"), "apply id",
-                                 hint=" (the id defaults to the function's name; pass id='...')")
+            self.id = check_name(
+                getattr(fn, "__name__", "apply"),
+                "apply id",
+                hint=" (the id defaults to the function's name; pass id='...')",
+            )
         else:
             self.id = check_name(id, "apply id")
         self.name = name or self.id

@@ -133,8 +133,16 @@ def batch_apply(
     """A :class:`BatchNode` from ``fn(rows) -> entries``; usable as a decorator too."""
 
     def build(f: Callable[[list[BatchRow]], Any]) -> BatchNode:
-        return BatchNode(id, fn=f, input_model=input_model, output_model=output_model, batch_size=batch_size,
-                         max_wait=max_wait, concurrency=concurrency, blocking=blocking)
+        return BatchNode(
+            id,
+            fn=f,
+            input_model=input_model,
+            output_model=output_model,
+            batch_size=batch_size,
+            max_wait=max_wait,
+            concurrency=concurrency,
+            blocking=blocking,
+        )
 
     return build if fn is None else build(fn)
 

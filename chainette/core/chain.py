@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -66,6 +67,7 @@ class Chain:
 
     @property
     def graph(self) -> Graph:
+        """The chain as a :class:`Graph` (nodes and edges), built from its items."""
         return Graph.from_items(self.items)
 
     @property
@@ -96,8 +98,9 @@ class Chain:
         differs from the previous output but is validated at run time)."""
         return [p for p in self.report(engines=engines) if not p.is_error]
 
-    def report(self, *, engines: Mapping[str, Any] | None = None,
-               strict_input_models: bool | None = None) -> list[Problem]:
+    def report(
+        self, *, engines: Mapping[str, Any] | None = None, strict_input_models: bool | None = None
+    ) -> list[Problem]:
         """Errors and warnings together (``Problem.severity`` tells them apart);
         ``strict_input_models`` overrides the chain's setting for this report."""
         strict = self.strict_input_models if strict_input_models is None else strict_input_models
@@ -121,7 +124,7 @@ class Chain:
         *,
         runner: str = "local",
         **options: Any,
-    ) -> "RunResult":
+    ) -> RunResult:
         """Run the chain (blocking) with ``runner`` (default ``"local"``).
 
         See :meth:`chainette.run.async_executor.AsyncExecutor.run` for the options.
@@ -135,7 +138,7 @@ class Chain:
         *,
         runner: str = "local",
         **options: Any,
-    ) -> "RunResult":
+    ) -> RunResult:
         """Awaitable form of :meth:`run`."""
         return await extensions.get_runner(runner).run_async(self, inputs, output_dir, **options)
 

@@ -19,9 +19,11 @@ from typing import Any
 
 from chainette.errors import ConfigError
 
-RUNNERS: dict[str, Any] = {"local": "chainette.run.local:LocalRunner",
-                           "batch": "chainette.run.batch_runner:BatchRunner",
-                           "ray": "chainette.run.ray_runner:RayRunner"}
+RUNNERS: dict[str, Any] = {
+    "local": "chainette.run.local:LocalRunner",
+    "batch": "chainette.run.batch_runner:BatchRunner",
+    "ray": "chainette.run.ray_runner:RayRunner",
+}
 """Runner name -> runner class, or a ``"module:Class"`` reference to one."""
 
 CHAIN_CHECKS: list[Any] = [

@@ -58,7 +58,7 @@ class Graph:
             color[nid] = GREY
             for child in succ.get(nid, []):
                 if color[child] == GREY:
-                    cycle = path[path.index(child):] + [child] if child in path else [nid, child]
+                    cycle = path[path.index(child) :] + [child] if child in path else [nid, child]
                     raise ChainValidationError(
                         [Problem("graph", "cycle detected: " + " -> ".join(cycle) + "; chains must be acyclic")]
                     )
@@ -106,8 +106,10 @@ class Graph:
         merged = [nid for nid, p in preds.items() if len(p) > 1]
         if merged:
             raise ChainValidationError(
-                [Problem(nid, "has several predecessors; merge branches with Branch(...).join(alias) instead")
-                 for nid in merged]
+                [
+                    Problem(nid, "has several predecessors; merge branches with Branch(...).join(alias) instead")
+                    for nid in merged
+                ]
             )
         if len(self.roots) == 1:
             return self._path(self.roots[0])
@@ -137,8 +139,9 @@ class Graph:
         """A JSON-ready description (nodes and edges), as written to ``graph.json``."""
         return {
             "nodes": [n.describe() for n in self.nodes.values()],
-            "edges": [{"source": e.source, "target": e.target, **({"label": e.label} if e.label else {})}
-                      for e in self.edges],
+            "edges": [
+                {"source": e.source, "target": e.target, **({"label": e.label} if e.label else {})} for e in self.edges
+            ],
             "order": self.topological_order(),
         }
 

@@ -66,8 +66,10 @@ def fits(have: type[BaseModel], want: type[BaseModel]) -> tuple[bool, str]:
             continue
         a, b = _kind(have_fields[name].annotation), _kind(field.annotation)
         if a and b and a != b:
-            return False, (f"has field '{name}' of another kind ({_show(have_fields[name].annotation)} "
-                           f"vs {_show(field.annotation)})")
+            return False, (
+                f"has field '{name}' of another kind ({_show(have_fields[name].annotation)} "
+                f"vs {_show(field.annotation)})"
+            )
     return True, ""
 
 
@@ -95,17 +97,28 @@ def check_input(
         return None
     head = f"expects input {want.__name__} but receives {have.__name__} from '{have_from}'"
     if strict:
-        return Problem(node.id, f"{head} (strict input models: the previous output must be a {want.__name__} "
-                                "or a subclass of it)")
+        return Problem(
+            node.id, f"{head} (strict input models: the previous output must be a {want.__name__} or a subclass of it)"
+        )
     ok, why = fits(have, want)
     if ok:
-        return Problem(node.id, f"{head}; it is validated into {want.__name__} at run time "
-                                "(rows that do not fit fail at this node)", severity="warning")
-    earlier = [name for name, model in scope.items()
-               if name != have_from and isinstance(model, type) and issubclass(model, want)]
+        return Problem(
+            node.id,
+            f"{head}; it is validated into {want.__name__} at run time (rows that do not fit fail at this node)",
+            severity="warning",
+        )
+    earlier = [
+        name
+        for name, model in scope.items()
+        if name != have_from and isinstance(model, type) and issubclass(model, want)
+    ]
     if earlier:
-        return Problem(node.id, f"{head}, which {why}; at run time the input is the latest earlier value "
-                                f"that is a {want.__name__}: '{earlier[-1]}'", severity="warning")
+        return Problem(
+            node.id,
+            f"{head}, which {why}; at run time the input is the latest earlier value "
+            f"that is a {want.__name__}: '{earlier[-1]}'",
+            severity="warning",
+        )
     return Problem(node.id, f"{head}, which {why}")
 
 
@@ -133,8 +146,11 @@ def validate_chain_io(chain: Any) -> list[tuple[str, Any, Any]]:
     Use ``chain.problems()`` (errors) and ``chain.warnings()`` instead: they say which
     mismatches still work at run time.
     """
-    warnings.warn("validate_chain_io() is deprecated; use chain.problems() and chain.warnings() "
-                  "(see docs/migrating.md)", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "validate_chain_io() is deprecated; use chain.problems() and chain.warnings() (see docs/migrating.md)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     from chainette.core.branch import Parallel
 
     out: list[tuple[str, Any, Any]] = []

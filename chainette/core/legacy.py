@@ -24,8 +24,7 @@ from chainette.errors import ApplyError
 
 __all__ = ["LegacyExecuteNode", "adapt_legacy_nodes", "has_legacy_execute", "render"]
 
-MIGRATE_HINT = ("subclass chainette.BatchNode and define process(rows) instead (see docs/migrating.md, "
-                "'Custom nodes')")
+MIGRATE_HINT = "subclass chainette.BatchNode and define process(rows) instead (see docs/migrating.md, 'Custom nodes')"
 
 
 def has_legacy_execute(node: Any) -> bool:
@@ -50,11 +49,14 @@ class LegacyExecuteNode(BatchNode):
 
     def process(self, rows: list[BatchRow]) -> Any:
         outputs, _histories = self.legacy.execute(
-            [r.item for r in rows], [dict(r.history) for r in rows], None, False, len(rows))
+            [r.item for r in rows], [dict(r.history) for r in rows], None, False, len(rows)
+        )
         outputs = list(outputs)
         if len(outputs) != len(rows):
-            msg = (f"node '{self.id}' ({type(self.legacy).__name__}.execute) returned {len(outputs)} outputs "
-                   f"for {len(rows)} inputs, so rows cannot be matched to their outputs; {MIGRATE_HINT}")
+            msg = (
+                f"node '{self.id}' ({type(self.legacy).__name__}.execute) returned {len(outputs)} outputs "
+                f"for {len(rows)} inputs, so rows cannot be matched to their outputs; {MIGRATE_HINT}"
+            )
             return [ApplyError(msg, node_id=self.id, row_id=r.row_id) for r in rows]
         return outputs
 
@@ -75,9 +77,12 @@ def adapt_legacy_nodes(items: list[Any]) -> list[Any]:
                 branch.steps[:] = adapt_legacy_nodes(branch.steps)
             out.append(item)
         elif has_legacy_execute(item):
-            warnings.warn(f"node '{getattr(item, 'id', item)}' ({type(item).__name__}) overrides execute(), the "
-                          f"original Chainette's node contract; it runs in batches of rows, but {MIGRATE_HINT}",
-                          DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"node '{getattr(item, 'id', item)}' ({type(item).__name__}) overrides execute(), the "
+                f"original Chainette's node contract; it runs in batches of rows, but {MIGRATE_HINT}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             out.append(LegacyExecuteNode(item))
         else:
             out.append(item)

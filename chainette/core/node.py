@@ -100,8 +100,11 @@ class Branch(Node):
         if not name:
             raise DefinitionError("Branch needs a name")
         self.name = name
-        self.id = check_name(id, "branch id") if id else check_name(
-            name, "branch id", hint=" (the id defaults to the branch name; pass id='...')")
+        self.id = (
+            check_name(id, "branch id")
+            if id
+            else check_name(name, "branch id", hint=" (the id defaults to the branch name; pass id='...')")
+        )
         self.steps: list[ChainItem] = normalize_items(steps)
         if not self.steps:
             raise DefinitionError(f"Branch '{self.name}' has no steps")
@@ -125,7 +128,9 @@ class JoinBranch(Branch):
 
     kind = "join_branch"
 
-    def __init__(self, name: str, steps: Iterable[Any] | Any, alias: str, *, id: str | None = None, emoji: str = "") -> None:
+    def __init__(
+        self, name: str, steps: Iterable[Any] | Any, alias: str, *, id: str | None = None, emoji: str = ""
+    ) -> None:
         check_name(alias, "join alias")
         super().__init__(name, steps, id=id, emoji=emoji)
         self.alias = alias
@@ -198,8 +203,12 @@ def _to_chain(steps: Any, name: str, kwargs: dict[str, Any]) -> Any:
 
     from chainette.core.extensions import resolve
 
-    warnings.warn(".to_chain(name) is deprecated; use Chain(name, steps=a >> b) or chainette.dsl.chain(name, a >> b) "
-                  "(see docs/migrating.md)", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        ".to_chain(name) is deprecated; use Chain(name, steps=a >> b) or chainette.dsl.chain(name, a >> b) "
+        "(see docs/migrating.md)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return resolve("chainette.core.chain:Chain")(name=name, steps=steps, **kwargs)  # by name: no import cycle
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Iterator, Optional, TypeVar
+from typing import Any, Generic, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -21,6 +22,7 @@ class Result(Generic[T]):
 
     @property
     def ok(self) -> bool:
+        """True when the step produced a value (no error)."""
         return self.error is None
 
 
@@ -100,6 +102,7 @@ class RunResult:
 
     @property
     def error_count(self) -> int:
+        """Error records across every step."""
         return sum(s.errors for s in self.step_stats.values())
 
     @property
@@ -124,6 +127,7 @@ class RunResult:
         return True
 
     def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: ids, rows, time, errors and per-step counters."""
         return {
             "run_id": self.run_id,
             "chain": self.chain_name,

@@ -70,8 +70,11 @@ class SamplingParams(BaseModel):
 
     def set_fields(self) -> dict[str, Any]:
         """The fields that are set (not ``None``), ``extra`` excluded, in declaration order."""
-        return {name: getattr(self, name) for name in type(self).model_fields
-                if name != "extra" and getattr(self, name) is not None}
+        return {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name != "extra" and getattr(self, name) is not None
+        }
 
 
 __all__ = ["RESERVED_BODY_KEYS", "SamplingParams"]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
 from chainette.core.names import check_name
 from chainette.core.node import Node
 from chainette.core.sampling import SamplingParams
-from chainette.utils.json_schema import generate_json_output_prompt
 from chainette.core.templates import row_renderer
 from chainette.errors import DefinitionTypeError
+from chainette.utils.json_schema import generate_json_output_prompt
 
 DEFAULT_ENGINE_NAME = "default"
 """The engine a step uses when it names none. Unless an engine is registered under this name
@@ -31,6 +32,7 @@ class Step(Node):
     """
 
     kind = "step"
+    output_model: type[BaseModel]  # required (a Node's may be None)
 
     def __init__(
         self,
@@ -110,6 +112,7 @@ class Step(Node):
         return d
 
     # fluent setters used by the DSL ------------------------------------------
-    def engine(self, name: str) -> "Step":
+    def engine(self, name: str) -> Step:
+        """The engine name this step sends its requests to."""
         self.engine_name = name
         return self

@@ -100,11 +100,21 @@ def _check_names(items: list[ChainItem], problems: list[Problem]) -> None:
         for label, value in labels:
             problem = name_problem(value)
             if problem:
-                problems.append(Problem(str(node.id), f"{label} {value!r} is not a valid name ({problem}); "
-                                                      "use letters, digits and '_' (see docs/security.md)"))
+                problems.append(
+                    Problem(
+                        str(node.id),
+                        f"{label} {value!r} is not a valid name ({problem}); "
+                        "use letters, digits and '_' (see docs/security.md)",
+                    )
+                )
         if getattr(node, "kind", "") in ("step", "apply", "batch") and node.id in RUN_DIR_NAMES:
-            problems.append(Problem(node.id, f"'{node.id}' is a folder the run directory uses itself "
-                                             f"({', '.join(RUN_DIR_NAMES)}); choose another id"))
+            problems.append(
+                Problem(
+                    node.id,
+                    f"'{node.id}' is a folder the run directory uses itself "
+                    f"({', '.join(RUN_DIR_NAMES)}); choose another id",
+                )
+            )
 
 
 def _walk(
@@ -131,13 +141,14 @@ def _walk(
         if isinstance(item, Step):
             visible_item = item.input_model or current
             _check_templates(item, scope, visible_item, problems)
-        produced = item.output_model if item.output_model is not None else (
-            _UNKNOWN if isinstance(item, ApplyNode) or getattr(item, "kind", "") == "batch" else current
+        produced = (
+            item.output_model
+            if item.output_model is not None
+            else (_UNKNOWN if isinstance(item, ApplyNode) or getattr(item, "kind", "") == "batch" else current)
         )
         scope[item.id] = produced
         current, current_from = produced, item.id
     return current, current_from
-
 
 
 def _check_templates(step: Step, scope: dict[str, Any], item_model: Any, problems: list[Problem]) -> None:
@@ -150,19 +161,28 @@ def _check_templates(step: Step, scope: dict[str, Any], item_model: Any, problem
         try:
             uses = variables(source)
         except jinja2.TemplateSyntaxError as exc:
-            problems.append(Problem(step.id, f"{label} has a template syntax error at line {exc.lineno}: {exc.message}"))
+            problems.append(
+                Problem(step.id, f"{label} has a template syntax error at line {exc.lineno}: {exc.message}")
+            )
             continue
         unsafe = unsafe_uses(source)
         if unsafe:
-            problems.append(Problem(step.id, f"{label} is unsafe: it uses {', '.join(unsafe)}; names starting with "
-                                             "'_' reach Python internals and the template sandbox refuses them"))
+            problems.append(
+                Problem(
+                    step.id,
+                    f"{label} is unsafe: it uses {', '.join(unsafe)}; names starting with "
+                    "'_' reach Python internals and the template sandbox refuses them",
+                )
+            )
         for use in uses:
             msg = _resolve(use.name, use.attr, scope, item_names, item_model)
             if msg:
                 problems.append(Problem(step.id, f"{label} uses '{{{{ {use} }}}}': {msg}"))
 
 
-def _resolve(name: str, attr: str | None, scope: dict[str, Any], item_names: set[str] | None, item_model: Any) -> str | None:
+def _resolve(
+    name: str, attr: str | None, scope: dict[str, Any], item_names: set[str] | None, item_model: Any
+) -> str | None:
     if name == "row_id":
         return None
     if name in scope:

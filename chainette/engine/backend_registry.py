@@ -142,14 +142,27 @@ def _openai_endpoint() -> str:
 
 
 for _spec in (
-    BackendSpec("openai", "chainette.engine.backends.openai:OpenAIClient",
-                default_endpoint=_openai_endpoint, api_key_env="OPENAI_API_KEY", batch="openai"),
-    BackendSpec("vllm_api", "chainette.engine.backends.vllm:VLLMClient",
-                server="chainette.engine.servers.vllm:VLLMServer", batch="vllm-offline"),
-    BackendSpec("ollama_api", "chainette.engine.backends.ollama:OllamaClient",
-                default_endpoint=lambda: OLLAMA_DEFAULT_ENDPOINT),
-    BackendSpec("local", "chainette.engine.backends.local:LocalClient",
-                server="chainette.engine.servers.llamacpp:LlamaCppServer"),
+    BackendSpec(
+        "openai",
+        "chainette.engine.backends.openai:OpenAIClient",
+        default_endpoint=_openai_endpoint,
+        api_key_env="OPENAI_API_KEY",
+        batch="openai",
+    ),
+    BackendSpec(
+        "vllm_api",
+        "chainette.engine.backends.vllm:VLLMClient",
+        server="chainette.engine.servers.vllm:VLLMServer",
+        batch="vllm-offline",
+    ),
+    BackendSpec(
+        "ollama_api", "chainette.engine.backends.ollama:OllamaClient", default_endpoint=lambda: OLLAMA_DEFAULT_ENDPOINT
+    ),
+    BackendSpec(
+        "local",
+        "chainette.engine.backends.local:LocalClient",
+        server="chainette.engine.servers.llamacpp:LlamaCppServer",
+    ),
     BackendSpec("fake", "chainette.engine.fake:FakeEngine.from_config", in_process=True, cacheable=False),
 ):
     register_backend(_spec)

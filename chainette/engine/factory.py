@@ -9,8 +9,9 @@ in-flight limiter for one leased across worker processes) by setting
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from chainette.engine.backend_registry import backend_of
 
@@ -18,12 +19,13 @@ if TYPE_CHECKING:
     from chainette.engine.protocol import Engine
     from chainette.engine.registry import EngineConfig
 
-engine_decorator: ContextVar[Callable[["EngineConfig", Any], Any] | None] = ContextVar(
-    "chainette_engine_decorator", default=None)
+engine_decorator: ContextVar[Callable[[EngineConfig, Any], Any] | None] = ContextVar(
+    "chainette_engine_decorator", default=None
+)
 """``(cfg, engine) -> engine`` applied to every engine created in this context (``None``: none)."""
 
 
-def create_engine(cfg: "EngineConfig", endpoint: str | None = None) -> "Engine":
+def create_engine(cfg: EngineConfig, endpoint: str | None = None) -> Engine:
     """Build the client for ``cfg``, as its backend's entry in the backend registry says.
 
     ``endpoint`` is the base URL (e.g. from :meth:`EngineBroker.start`); without it the
@@ -36,8 +38,10 @@ def create_engine(cfg: "EngineConfig", endpoint: str | None = None) -> "Engine":
         from chainette.engine.multi_endpoint import MultiEndpointEngine
 
         # each endpoint's client tries once; the engine retries on the other endpoints
-        clients = [spec.create_client(cfg.model_copy(update={"endpoint": url, "endpoints": [], "max_retries": 0}),
-                                      url) for url in endpoints]
+        clients = [
+            spec.create_client(cfg.model_copy(update={"endpoint": url, "endpoints": [], "max_retries": 0}), url)
+            for url in endpoints
+        ]
         engine: Any = MultiEndpointEngine(cfg, clients)
     else:
         engine = spec.create_client(cfg, endpoint)

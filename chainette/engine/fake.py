@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Any, Union
 
 import anyio
 from pydantic import BaseModel
@@ -55,11 +56,12 @@ class FakeEngine:
         self._limiter = anyio.CapacityLimiter(max_in_flight)
 
     @classmethod
-    def from_config(cls, cfg: Any, endpoint: str | None = None) -> "FakeEngine":
+    def from_config(cls, cfg: Any, endpoint: str | None = None) -> FakeEngine:
         """The engine of a registered ``backend: fake`` config (``endpoint`` is not used)."""
         return cls(name=cfg.name, max_in_flight=cfg.max_in_flight)
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        """Answer ``request``: the handler's reply, or the output schema filled deterministically."""
         async with self._limiter:
             self.calls += 1
             digest = _digest(request, self.seed)

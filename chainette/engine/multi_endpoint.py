@@ -76,15 +76,23 @@ class Endpoint:
     last_error: str = ""
 
     def stats(self) -> dict[str, Any]:
-        return {"endpoint": self.url, "up": self.up, "requests": self.requests, "failures": self.failures,
-                "taken_out": self.taken_out, "outstanding": self.outstanding, "last_error": self.last_error}
+        return {
+            "endpoint": self.url,
+            "up": self.up,
+            "requests": self.requests,
+            "failures": self.failures,
+            "taken_out": self.taken_out,
+            "outstanding": self.outstanding,
+            "last_error": self.last_error,
+        }
 
 
 class MultiEndpointEngine:
     """Routes each request of one engine to one of several endpoints (see the module docstring)."""
 
-    def __init__(self, cfg: "EngineConfig", clients: list[Any], *, policy: RetryPolicy | None = None,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, cfg: EngineConfig, clients: list[Any], *, policy: RetryPolicy | None = None, clock: Any = time.monotonic
+    ) -> None:
         if not clients:
             raise ValueError("MultiEndpointEngine needs at least one client")
         self.cfg = cfg
@@ -93,8 +101,9 @@ class MultiEndpointEngine:
         self.max_in_flight = sum(getattr(c, "max_in_flight", cfg.max_in_flight) for c in clients)
         self.endpoints = [Endpoint(getattr(c, "endpoint", str(i)), c) for i, c in enumerate(clients)]
         self.policy = policy or RetryPolicy(max_retries=cfg.max_retries)
-        self.health = EngineHealth(cfg.name, key_hint=getattr(clients[0].health, "key_hint", "")
-                                   if hasattr(clients[0], "health") else "")
+        self.health = EngineHealth(
+            cfg.name, key_hint=getattr(clients[0].health, "key_hint", "") if hasattr(clients[0], "health") else ""
+        )
         self._clock = clock
         self._rr = itertools.count()
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
@@ -135,7 +144,7 @@ class MultiEndpointEngine:
         """Prepare every client (e.g. ask each server its version); one that cannot be reached
         starts out of service instead of failing the run."""
         results = await asyncio.gather(*(_prepare(ep.client) for ep in self.endpoints), return_exceptions=True)
-        for ep, res in zip(self.endpoints, results):
+        for ep, res in zip(self.endpoints, results, strict=True):
             if isinstance(res, EngineConnectionError):
                 self._take_out(ep, res)
             elif isinstance(res, BaseException):

@@ -59,16 +59,21 @@ class Price(BaseModel):
             return 0.0
         cached = min(max(cached_tokens, 0), prompt_tokens)
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        return ((prompt_tokens - cached) * self.input + cached * cached_rate
-                + completion_tokens * self.output) / PER_MILLION
+        return (
+            (prompt_tokens - cached) * self.input + cached * cached_rate + completion_tokens * self.output
+        ) / PER_MILLION
 
     def discounted(self, factor: float) -> Price:
         """Token prices times ``factor`` (a batch discount); ``per_hour`` unchanged."""
         if factor == 1.0 or self.input is None:
             return self
         scale = lambda v: None if v is None else round(v * factor, 10)  # noqa: E731
-        return Price(input=scale(self.input), cached_input=scale(self.cached_input), output=scale(self.output),
-                     per_hour=self.per_hour)
+        return Price(
+            input=scale(self.input),
+            cached_input=scale(self.cached_input),
+            output=scale(self.output),
+            per_hour=self.per_hour,
+        )
 
     def hour_cost(self, seconds: float) -> float:
         """USD for holding the server ``seconds`` (0 without ``per_hour``)."""
@@ -106,8 +111,12 @@ class PriceTable:
             providers[name] = (tuple(h.lower() for h in entry.get("hosts") or ()), models)
             if entry.get("batch_discount") is not None:
                 discounts.update({h.lower(): float(entry["batch_discount"]) for h in entry.get("hosts") or ()})
-        return cls(as_of=str(data.get("as_of", "")), sources=tuple(data.get("sources") or ()), providers=providers,
-                   batch_discounts=discounts)
+        return cls(
+            as_of=str(data.get("as_of", "")),
+            sources=tuple(data.get("sources") or ()),
+            providers=providers,
+            batch_discounts=discounts,
+        )
 
     def lookup(self, endpoint: str | None, model: str) -> tuple[Price, str] | None:
         """The price of ``model`` served at ``endpoint``, and where it comes from; ``None`` if unknown."""
@@ -131,7 +140,7 @@ def _match(model: str, models: dict[str, Price]) -> tuple[str, Price] | None:
         return model, models[model]
     best = None
     for key in models:
-        if model.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(model[len(key):]):
+        if model.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(model[len(key) :]):
             if best is None or len(key) > len(best):
                 best = key
     return (best, models[best]) if best is not None else None
@@ -187,8 +196,9 @@ def batch_discount(cfg: Any, endpoint: str | None, table: PriceTable | None = No
     return 1.0, "no batch discount known for this host: set batch.discount"
 
 
-def cost_of(price: Price | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
-            seconds: float = 0.0) -> float | None:
+def cost_of(
+    price: Price | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, seconds: float = 0.0
+) -> float | None:
     """USD for tokens and held time at ``price``; ``None`` when the price is unknown."""
     if price is None:
         return None

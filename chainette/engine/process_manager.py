@@ -126,8 +126,14 @@ def probe(cfg: EngineConfig, host: str, port: int) -> Probe:
         status, body = _get(host, port, server.models_path, key)
     except (OSError, http.client.HTTPException):
         status, body = None, b""
-    refused = next((f"{code} on {path}" for code, path in ((health, server.health_path), (status, server.models_path))
-                    if code in REFUSED_STATUSES), None)
+    refused = next(
+        (
+            f"{code} on {path}"
+            for code, path in ((health, server.health_path), (status, server.models_path))
+            if code in REFUSED_STATUSES
+        ),
+        None,
+    )
     return Probe(healthy=health == 200, models=_model_ids(body) if status == 200 else None, refused=refused)
 
 
@@ -208,8 +214,12 @@ def find_running(cfg: EngineConfig) -> ServerProcess | None:
     if not found.healthy:
         return None
     return ServerProcess(
-        name=cfg.name, model=want, endpoint=f"http://{_probe_host(cfg.host)}:{cfg.port}/v1",
-        host=cfg.host, port=cfg.port, reused=True,
+        name=cfg.name,
+        model=want,
+        endpoint=f"http://{_probe_host(cfg.host)}:{cfg.port}/v1",
+        host=cfg.host,
+        port=cfg.port,
+        reused=True,
     )
 
 
@@ -254,14 +264,28 @@ def start_server(
         log.flush()
         try:
             popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, close_fds=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as exc:
             raise ServerStartError(f"engine '{cfg.name}': cannot run {argv[0]}: {exc}", engine=cfg.name) from exc
     sp = ServerProcess(
-        name=cfg.name, model=served_name(cfg), endpoint=endpoint, host=cfg.host, port=port,
-        pid=popen.pid, pgid=popen.pid, log_path=str(path), argv=argv, popen=popen, events=bus,
+        name=cfg.name,
+        model=served_name(cfg),
+        endpoint=endpoint,
+        host=cfg.host,
+        port=port,
+        pid=popen.pid,
+        pgid=popen.pid,
+        log_path=str(path),
+        argv=argv,
+        popen=popen,
+        events=bus,
     )
     try:
         _wait_ready(sp, cfg, t0)
@@ -280,14 +304,16 @@ def _wait_ready(sp: ServerProcess, cfg: EngineConfig, t0: float) -> None:
         if code is not None:
             raise ServerStartError(
                 f"engine '{cfg.name}': server exited with code {code} during startup (log: {sp.log_path})",
-                log_tail=log_tail(sp.log_path), engine=cfg.name,
+                log_tail=log_tail(sp.log_path),
+                engine=cfg.name,
             )
         found = probe(cfg, sp.host, sp.port)
         if found.refused:  # it wants a key we do not send: waiting would not help
             raise ServerStartError(
                 f"engine '{cfg.name}': the server answered {found.refused} while starting: "
                 f"{managed_server(cfg).unauthorized_hint(cfg)} (log: {sp.log_path})",
-                log_tail=log_tail(sp.log_path), engine=cfg.name,
+                log_tail=log_tail(sp.log_path),
+                engine=cfg.name,
             )
         if found.serves(sp.model):
             return
@@ -296,7 +322,8 @@ def _wait_ready(sp: ServerProcess, cfg: EngineConfig, t0: float) -> None:
             raise ServerStartError(
                 f"engine '{cfg.name}': server not ready after {cfg.startup_timeout:g}s "
                 f"(startup_timeout; log: {sp.log_path})",
-                log_tail=log_tail(sp.log_path), engine=cfg.name,
+                log_tail=log_tail(sp.log_path),
+                engine=cfg.name,
             )
         time.sleep(min(delay, deadline - now))
         delay = min(delay * 1.5, 2.0)
@@ -355,4 +382,3 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-

@@ -17,13 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from chainette.core.step import DEFAULT_ENGINE_NAME  # a step naming no engine uses this one
 from chainette.engine.backend_registry import (
-    OLLAMA_DEFAULT_ENDPOINT,
-    OPENAI_DEFAULT_ENDPOINT,
     backend_names,
     backend_of,
 )
-from chainette.engine.pricing import Price
 from chainette.engine.batch.settings import BATCH_MAX_IN_FLIGHT, BatchSettings
+from chainette.engine.pricing import Price
 from chainette.errors import ConfigError, UnknownEngineError, describe_validation_error, describe_yaml_error
 
 Backend = Literal["openai", "vllm_api", "ollama_api", "local", "fake"]
@@ -47,6 +45,9 @@ class EngineConfig(BaseModel):
     """Several servers of the same model (replicas): requests go to the one with the fewest in
     flight, each with its own ``max_in_flight`` and health (see :mod:`chainette.engine.multi_endpoint`).
     ``endpoint`` is then the first of them."""
+    replicas: int = Field(default=1, ge=1)
+    """Managed servers only: start this many servers of the model, each on its own equal share of
+    ``gpu_ids`` (ports ``port``, ``port+1``, ... when ``port`` is set), used like ``endpoints``."""
     api_key: SecretStr | None = Field(default=None, repr=False)
     api_key_env: str | None = None
     lazy: bool = True
@@ -100,6 +101,7 @@ class EngineConfig(BaseModel):
             if "devices" in data and "gpu_ids" not in data:
                 data = {**data, "gpu_ids": data.pop("devices")}
             data = _merge_spec_env(data)
+            _check_replicas(data)
             data = _merge_endpoints(data)
         return data
 
@@ -152,6 +154,17 @@ class EngineConfig(BaseModel):
         return d
 
 
+def _check_replicas(data: dict[str, Any]) -> None:
+    n = data.get("replicas") or 1
+    if not isinstance(n, int) or n <= 1:
+        return
+    if data.get("endpoint") or data.get("endpoints"):
+        raise ValueError("replicas is for servers Chainette starts; for servers you run, list them in endpoints:")
+    gpus = data.get("gpu_ids") or data.get("devices")
+    if gpus and len(gpus) % n:
+        raise ValueError(f"replicas: {n} needs gpu_ids in {n} equal shares (got {len(gpus)} GPUs)")
+
+
 def _merge_endpoints(data: dict[str, Any]) -> dict[str, Any]:
     """``endpoints: [a, b]`` sets ``endpoint`` to ``a`` (every single-endpoint rule then applies to
     the first one); an ``endpoint`` that is not in the list is refused, not silently dropped."""
@@ -165,8 +178,10 @@ def _merge_endpoints(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("endpoints lists the same URL twice")
     one = data.get("endpoint")
     if one and one.rstrip("/") not in eps:
-        raise ValueError(f"endpoint {one!r} is not one of endpoints; set only endpoints: (the first one is used "
-                         "where a single address is needed)")
+        raise ValueError(
+            f"endpoint {one!r} is not one of endpoints; set only endpoints: (the first one is used "
+            "where a single address is needed)"
+        )
     return {**data, "endpoints": eps, "endpoint": eps[0]}
 
 
@@ -183,7 +198,7 @@ def _merge_spec_env(data: dict[str, Any]) -> dict[str, Any]:
         if set(item) != {"env"} or not isinstance(item["env"], dict):
             raise ValueError("extra_serve_flags items must be strings (or one {env: {VAR: value}} mapping)")
         merged.update(item["env"])
-    if env_items:
+    if env_items and isinstance(flags, list):
         data["extra_serve_flags"] = [f for f in flags if not isinstance(f, dict)]
     top = data.pop("env", None)
     if top is not None:
@@ -245,7 +260,7 @@ def has_engine(name: str) -> bool:
 
 def registered_engines() -> list[EngineConfig]:
     with _LOCK:
-        return [ _REGISTRY[k] for k in sorted(_REGISTRY) ]
+        return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
 def unregister_engine(name: str) -> None:
@@ -300,8 +315,11 @@ def load_engines_from_yaml(path: str | Path) -> list[EngineConfig]:
 
     import yaml
 
-    warnings.warn("load_engines_from_yaml() is deprecated; use load_engines_file() (see docs/migrating.md)",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "load_engines_from_yaml() is deprecated; use load_engines_file() (see docs/migrating.md)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -42,8 +42,14 @@ class ServerInfo:
     def to_process(self) -> ServerProcess:
         host, _, port = self.endpoint.split("//", 1)[-1].split("/", 1)[0].rpartition(":")
         return ServerProcess(
-            name=self.name, model=self.model, endpoint=self.endpoint, host=host, port=int(port),
-            pid=self.pid, pgid=self.pgid, log_path=self.log_path,
+            name=self.name,
+            model=self.model,
+            endpoint=self.endpoint,
+            host=host,
+            port=int(port),
+            pid=self.pid,
+            pgid=self.pgid,
+            log_path=self.log_path,
         )
 
 
@@ -124,11 +130,18 @@ def start_detached(cfg: EngineConfig, *, log_dir: str | Path | None = None) -> S
         return existing
     sp = start_server(cfg, log_dir=log_dir, detached=True)
     if sp.reused or sp.pid is None or sp.pgid is None:
-        return ServerInfo(name=cfg.name, model=sp.model, endpoint=sp.endpoint, pid=0, pgid=0,
-                          log_path=None, backend=cfg.backend)
+        return ServerInfo(
+            name=cfg.name, model=sp.model, endpoint=sp.endpoint, pid=0, pgid=0, log_path=None, backend=cfg.backend
+        )
     info = ServerInfo(
-        name=cfg.name, model=sp.model, endpoint=sp.endpoint, pid=sp.pid, pgid=sp.pgid,
-        log_path=sp.log_path, backend=cfg.backend, started_at=time.time(),
+        name=cfg.name,
+        model=sp.model,
+        endpoint=sp.endpoint,
+        pid=sp.pid,
+        pgid=sp.pgid,
+        log_path=sp.log_path,
+        backend=cfg.backend,
+        started_at=time.time(),
     )
     record(info)
     return info

@@ -81,8 +81,9 @@ class SlotTable:
             raise DefinitionError(f"slot capacity of {key!r} must be >= 1, got {capacity}")
         self._keys.setdefault(key, _KeyState(capacity))
 
-    def exchange(self, key: str, holder: str, *, give: int = 0, want: int = 0, demand: int = 0,
-                 now: float | None = None) -> tuple[int, int]:
+    def exchange(
+        self, key: str, holder: str, *, give: int = 0, want: int = 0, demand: int = 0, now: float | None = None
+    ) -> tuple[int, int]:
         """``holder`` returns ``give`` slots, asks for ``want`` more and says it could use ``demand``
         in total right now. Returns ``(granted, target)``: the slots granted now (maybe 0) and how
         many the holder may keep (it gives back what it holds above that as requests finish)."""
@@ -115,8 +116,10 @@ class SlotTable:
 
     def report(self) -> dict[str, dict[str, int]]:
         """Per key: capacity, slots held now, the peak held at once, slots taken back."""
-        return {k: {"capacity": s.capacity, "held": sum(s.held.values()), "peak": s.peak, "expired": s.expired}
-                for k, s in self._keys.items()}
+        return {
+            k: {"capacity": s.capacity, "held": sum(s.held.values()), "peak": s.peak, "expired": s.expired}
+            for k, s in self._keys.items()
+        }
 
 
 class SlotSource(Protocol):
@@ -144,9 +147,18 @@ class LeasedLimiter:
     rate limiting the same way (AIMD); it never lets more requests run than slots held.
     """
 
-    def __init__(self, key: str, max_limit: int, source: SlotSource, holder: str, *,
-                 chunk: int | None = None, heartbeat: float = 0.25, idle_release: float = 0.5,
-                 cooldown: float = 1.0) -> None:
+    def __init__(
+        self,
+        key: str,
+        max_limit: int,
+        source: SlotSource,
+        holder: str,
+        *,
+        chunk: int | None = None,
+        heartbeat: float = 0.25,
+        idle_release: float = 0.5,
+        cooldown: float = 1.0,
+    ) -> None:
         if max_limit < 1:
             raise DefinitionError(f"max_limit must be >= 1, got {max_limit}")
         self.key = key
@@ -211,7 +223,7 @@ class LeasedLimiter:
         self._successes = 0
         self.limit = max(1, self.limit // 2)
 
-    async def __aenter__(self) -> "LeasedLimiter":
+    async def __aenter__(self) -> LeasedLimiter:
         await self.acquire()
         return self
 
@@ -284,13 +296,16 @@ class LeasedLimiter:
             backoff = 0.005
             give_now = self.held > max(self.in_flight, self.target)
             if not give_now:
-                await asyncio.sleep(self.heartbeat)
+                # on the process's common beat: the limiters of one process report together, and a
+                # source that batches (the Ray runner's) sends one message for all of them
+                await asyncio.sleep(self.heartbeat - time.monotonic() % self.heartbeat)
 
     def _fail(self, exc: Exception) -> None:
         from chainette.errors import EngineStoppedError
 
-        stop = EngineStoppedError(f"in-flight slots for {self.key} cannot be leased: {exc!r}; "
-                                  "the run stops (resumable)", kind="unreachable")
+        stop = EngineStoppedError(
+            f"in-flight slots for {self.key} cannot be leased: {exc!r}; the run stops (resumable)", kind="unreachable"
+        )
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():

@@ -7,9 +7,10 @@ A writer receives finished rows from the executor: ``open`` → ``write_rows``* 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from chainette.core.result import Result
 from chainette.io.journal import DoneSet
@@ -39,8 +40,7 @@ class Writer:
 
     output_dir: Path | None = None
 
-    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False,
-             retry_errors: bool = False) -> DoneSet:
+    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False, retry_errors: bool = False) -> DoneSet:
         """Prepare storage; return the input indices already committed (resume)."""
         return DoneSet()
 
@@ -51,7 +51,7 @@ class Writer:
     spent_before: dict[str, Any] | None = None
     """What earlier sessions of this run spent (tokens, cost; set by ``open`` on resume)."""
 
-    def write_rows(self, rows: "list[RowRecords]") -> None:
+    def write_rows(self, rows: list[RowRecords]) -> None:
         """Persist finished rows (called from a worker thread, one call at a time)."""
         raise NotImplementedError
 
@@ -70,7 +70,7 @@ class Writer:
         """What the whole run has spent so far (tokens, cost), kept with the next commit so that
         a resumed run's budget counts it (called before each ``write_rows`` and before ``close``)."""
 
-    def close(self, result: "RunResult") -> None:
+    def close(self, result: RunResult) -> None:
         """Finish the run; fill in-memory fields of ``result`` where the writer keeps them."""
 
 
@@ -81,7 +81,7 @@ class MemoryWriter(Writer):
         self._rows: list[RowRecords] = []
         self._spills: dict[int, list[dict[str, Any]]] = {}
 
-    def write_rows(self, rows: "list[RowRecords]") -> None:
+    def write_rows(self, rows: list[RowRecords]) -> None:
         self._rows.extend(rows)
         spill = self._spills.setdefault(self.stage, [])
         for rec in rows:
@@ -90,7 +90,7 @@ class MemoryWriter(Writer):
     def read_spill(self, stage: int) -> Iterator[dict[str, Any]]:
         return iter(self._spills.pop(stage, []))
 
-    def close(self, result: "RunResult") -> None:
+    def close(self, result: RunResult) -> None:
         self._rows.sort(key=lambda r: r.order)
         outputs: dict[str, list[Result]] = {}
         for rec in self._rows:
@@ -101,4 +101,3 @@ class MemoryWriter(Writer):
             result.errors.extend(rec.errors)
             result.flattened.extend(rec.flats)
         result.outputs = outputs
-

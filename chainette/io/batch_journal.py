@@ -88,9 +88,11 @@ class BatchJournal:
         with self._lock:
             self._records[record.key] = record
             self._reserved.add(record.key)
-            text = json.dumps({"version": VERSION, "run_key": self.run_key,
-                               "batches": [r.to_dict() for r in self._records.values()]},
-                              separators=(",", ":"), ensure_ascii=False)
+            text = json.dumps(
+                {"version": VERSION, "run_key": self.run_key, "batches": [r.to_dict() for r in self._records.values()]},
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
             path = confined(self.root, JOURNAL_DIR, BATCHES_FILE)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, text, durable=self.durable)

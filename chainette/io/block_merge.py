@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from chainette.io.journal import JOURNAL_DIR, DoneSet, Journal, load_journal, save_journal, write_atomic
 from chainette.io.stream_writer import StreamWriter
@@ -120,8 +121,11 @@ class BlockRunWriter(StreamWriter):
             p = self.output_dir / "metadata.json"
             meta = json.loads(p.read_text())
             meta.update(self.extra_metadata)
-            write_atomic(confined(self.output_dir, "metadata.json"),
-                         json.dumps(meta, indent=2, ensure_ascii=False, default=str), durable=False)
+            write_atomic(
+                confined(self.output_dir, "metadata.json"),
+                json.dumps(meta, indent=2, ensure_ascii=False, default=str),
+                durable=False,
+            )
 
 
 def _committed_lines(folder: Path, state: dict[str, int]) -> Iterator[list[bytes]]:
@@ -136,7 +140,7 @@ def _committed_lines(folder: Path, state: dict[str, int]) -> Iterator[list[bytes
             data = f.read() if limit is None else f.read(limit)
         lines = data.splitlines(keepends=True)
         for start in range(0, len(lines), _CHUNK):
-            yield lines[start:start + _CHUNK]
+            yield lines[start : start + _CHUNK]
 
 
 def _add_spent(into: dict[str, Any], more: dict[str, Any]) -> None:

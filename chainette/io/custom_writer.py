@@ -42,8 +42,11 @@ __all__ = ["RecordWriterMemory", "RecordWriterRun", "as_writer", "instantiate", 
 def output_record(row_id: str, value: Any, reasoning: str | None) -> dict[str, Any]:
     """What a custom writer receives for one output: ``row_id`` first, then the fields (and
     ``reasoning_content`` when the model returned one): the same as a step's JSONL line."""
-    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else (
-        dict(value) if isinstance(value, dict) else {"value": value})
+    data = (
+        value.model_dump(mode="json")
+        if isinstance(value, BaseModel)
+        else (dict(value) if isinstance(value, dict) else {"value": value})
+    )
     rec = {"row_id": row_id, **data}
     if reasoning is not None:
         rec["reasoning_content"] = reasoning
@@ -77,10 +80,10 @@ class RecordWriterRun(StreamWriter):
     """A custom writer with a run directory: records go to ``target``, the journal, graph,
     metadata, error records and staged rows stay in ``output_dir`` (resumable)."""
 
-    def __init__(self, target: Any, output_dir: str | Path, *, max_lines_per_file: int = 10_000,
-                 durable: bool = True) -> None:
-        super().__init__(output_dir, fmt="jsonl", max_lines_per_file=max_lines_per_file, flatten=False,
-                         durable=durable)
+    def __init__(
+        self, target: Any, output_dir: str | Path, *, max_lines_per_file: int = 10_000, durable: bool = True
+    ) -> None:
+        super().__init__(output_dir, fmt="jsonl", max_lines_per_file=max_lines_per_file, flatten=False, durable=durable)
         self.target = target
 
     def open(self, run: RunInfo, **options: Any) -> DoneSet:
@@ -125,8 +128,10 @@ class RecordWriterMemory(Writer):
 
     def open(self, run: RunInfo, *, resume: bool = False, **options: Any) -> DoneSet:
         if resume:
-            raise ConfigError("resuming a run with a custom writer needs an output directory, where the run's "
-                              "journal is kept: pass output_dir (-o) as in the first session")
+            raise ConfigError(
+                "resuming a run with a custom writer needs an output directory, where the run's "
+                "journal is kept: pass output_dir (-o) as in the first session"
+            )
         _init(self.target, run.graph, run)
         return DoneSet()
 
@@ -151,15 +156,20 @@ def instantiate(cls: type, output_dir: str | Path | None) -> Any:
     """``cls(output_dir)`` when its constructor takes an argument (and there is a directory),
     else ``cls()``."""
     try:
-        params = [p for p in inspect.signature(cls).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(cls).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):  # pragma: no cover - builtins
         params = []
     if params and output_dir is not None:
         return cls(Path(output_dir))
     if params and params[0].default is inspect.Parameter.empty:
-        raise ConfigError(f"writer class {cls.__name__} needs an argument (the output directory): "
-                          "run with an output directory, or pass an instance")
+        raise ConfigError(
+            f"writer class {cls.__name__} needs an argument (the output directory): "
+            "run with an output directory, or pass an instance"
+        )
     return cls()
 
 
@@ -170,9 +180,11 @@ def as_writer(writer: Any, output_dir: str | Path | None, *, max_lines_per_file:
     if isinstance(writer, Writer):
         return writer
     if not is_record_writer(writer):
-        raise ConfigError(f"writer {type(writer).__name__} has no write_step(step_id, records) method: a writer "
-                          "follows the contract of chainette.io.record_writer.RecordWriter (init, write_step, "
-                          "finalize), or is a built-in writer")
+        raise ConfigError(
+            f"writer {type(writer).__name__} has no write_step(step_id, records) method: a writer "
+            "follows the contract of chainette.io.record_writer.RecordWriter (init, write_step, "
+            "finalize), or is a built-in writer"
+        )
     if output_dir is None:
         return RecordWriterMemory(writer)
     return RecordWriterRun(writer, output_dir, max_lines_per_file=max_lines_per_file)
@@ -185,6 +197,7 @@ def load_writer(ref: str) -> Any:
     obj = resolve_symbol(ref, what="writer")
     if isinstance(obj, type) or is_record_writer(obj) or isinstance(obj, Writer):
         return obj
-    raise ConfigError(f"'{ref}' is a {type(obj).__name__}, not a writer class: point at a class with "
-                      "write_step(step_id, records) (see chainette.io.record_writer)")
-
+    raise ConfigError(
+        f"'{ref}' is a {type(obj).__name__}, not a writer class: point at a class with "
+        "write_step(step_id, records) (see chainette.io.record_writer)"
+    )

@@ -11,14 +11,22 @@ Stored in SQLite (WAL) under the user cache directory (``$CHAINETTE_CACHE_DIR`` 
 to the user: the cache directory is made 0700 and the database and its WAL/SHM files 0600
 (an existing cache's permissions are fixed when it is opened). ``chainette cache info`` shows
 it, ``chainette cache clear`` deletes it (:func:`cache_info`, :func:`clear_cache`). Reads
-happen inline (a primary-key lookup); writes are queued and committed in batches by a
-background thread so they never block the loop.
+happen inline (a primary-key lookup); writes are appended to a list and committed in
+batches by a background thread (one SQL statement per batch where SQLite has JSON functions,
+so the thread releases the GIL once per batch, not once per row) and never block the loop.
+
+Each entry records when it was written (``created``, Unix seconds) and the engine that
+answered (``engine``, the engine's name), so ``chainette cache prune --older-than DAYS
+--engine NAME`` can remove entries (:func:`prune_cache`). A cache written before those
+columns existed is migrated in place when it is opened (``ALTER TABLE ... ADD COLUMN``: no
+rewrite, keys unchanged); its old entries count as written at the migration and have no
+engine. Versions before the migration cannot add entries to a migrated cache (they still
+run, uncached).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -26,7 +34,42 @@ from pathlib import Path
 from typing import Any
 
 from chainette.engine.protocol import Completion, CompletionRequest, Usage
+from chainette.errors import ConfigError
 from chainette.utils.canonical import canonical_hasher, canonical_json
+
+try:  # orjson is several times faster than the stdlib encoder
+    from orjson import OPT_SORT_KEYS as _SORT_KEYS
+    from orjson import dumps as _dumps
+except ImportError:  # pragma: no cover - depends on the environment
+    import json
+
+    _SORT_KEYS = None  # type: ignore[assignment]  # only passed back to _dumps below
+
+    def _dumps(obj: Any, /, default: Any = None, option: Any = None) -> bytes:  # type: ignore[misc]  # orjson's signature
+        return json.dumps(obj, ensure_ascii=False).encode()
+
+
+def _messages_json(messages: Any) -> bytes:
+    """``canonical_json(messages)``, the same bytes, from orjson when every message is a dict of
+    strings (the common case: orjson with sorted keys then writes exactly what the canonical
+    encoder writes; floats and other values take the canonical path)."""
+    if _SORT_KEYS is not None and type(messages) is list:
+        for m in messages:
+            if type(m) is not dict:
+                break
+            for k, v in m.items():
+                if type(k) is not str or type(v) is not str:
+                    break
+            else:
+                continue
+            break
+        else:
+            try:
+                return _dumps(messages, option=_SORT_KEYS)
+            except TypeError:  # e.g. a lone surrogate: let the canonical encoder decide
+                pass
+    return canonical_json(messages)
+
 
 CACHE_VERSION = "chainette-item-v2"
 
@@ -60,16 +103,141 @@ def cache_info(path: str | Path | None = None) -> dict[str, Any]:
     p = Path(path) if path else default_cache_path()
     size = sum(f.stat().st_size for f in _files(p) if f.exists())
     entries = 0
+    engines: dict[str, int] = {}
+    oldest = newest = None
     if p.exists():
         try:
             conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
             try:
                 entries = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+                if {"created", "engine"} <= _columns(conn):
+                    oldest, newest = conn.execute("SELECT min(created), max(created) FROM items").fetchone()
+                    engines = {
+                        e if e is not None else "(unknown)": n
+                        for e, n in conn.execute(
+                            "SELECT engine, count(*) FROM items GROUP BY engine ORDER BY count(*) DESC"
+                        )
+                    }
             finally:
                 conn.close()
         except sqlite3.Error:
             entries = 0
-    return {"path": str(p), "exists": p.exists(), "size_bytes": size, "entries": entries}
+    info: dict[str, Any] = {"path": str(p), "exists": p.exists(), "size_bytes": size, "entries": entries}
+    if p.exists():  # what prune works with: bytes per entry, when entries were written, by which engine
+        info.update(
+            bytes_per_entry=round(size / entries) if entries else None, oldest=oldest, newest=newest, engines=engines
+        )
+    return info
+
+
+def prune_cache(
+    path: str | Path | None = None,
+    *,
+    older_than_days: float | None = None,
+    engine: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Delete the entries written more than ``older_than_days`` ago and/or answered by
+    ``engine`` (both given: entries matching both); return ``cache_info`` after, with
+    ``removed`` (entries deleted). The file is compacted (``VACUUM``) when anything was removed."""
+    if older_than_days is None and engine is None:
+        raise ConfigError("cache prune needs --older-than DAYS, --engine NAME or both")
+    if older_than_days is not None and not older_than_days >= 0:
+        raise ConfigError(f"--older-than must be a number of days >= 0, got {older_than_days!r}")
+    p = Path(path) if path else default_cache_path()
+    removed = 0
+    if p.exists():
+        conn = sqlite3.connect(p, timeout=30)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            _migrate(conn)
+            where: list[str] = []
+            args: list[int | str] = []
+            if older_than_days is not None:
+                where.append("created < ?")
+                args.append(int((time.time() if now is None else now) - older_than_days * 86400))
+            if engine is not None:
+                where.append("engine = ?")
+                args.append(engine)
+            with conn:
+                removed = conn.execute(f"DELETE FROM items WHERE {' AND '.join(where)}", args).rowcount
+            if removed:
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    return {**cache_info(p), "removed": removed}
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, text TEXT NOT NULL, reasoning TEXT, "
+    "prompt_tokens INTEGER, completion_tokens INTEGER, model TEXT, created INTEGER NOT NULL DEFAULT 0, "
+    "engine TEXT)"
+)
+_COLUMNS = "key, text, reasoning, prompt_tokens, completion_tokens, model, created, engine"
+_INSERT = f"INSERT OR REPLACE INTO items ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+# one statement for a whole batch: the rows travel as one JSON array (SQLite >= 3.38)
+_INSERT_JSON = (
+    f"INSERT OR REPLACE INTO items ({_COLUMNS}) SELECT value->>0, value->>1, value->>2, "
+    "value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(?)"
+)
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the table, or add the ``created`` / ``engine`` columns to a cache from before them."""
+    conn.execute(_SCHEMA)
+    conn.commit()
+    if {"created", "engine"} <= _columns(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")  # one migrator at a time; re-check under the lock
+    try:
+        cols = _columns(conn)
+        if "created" not in cols:  # old entries count as written now (a constant default: no rewrite)
+            conn.execute(f"ALTER TABLE items ADD COLUMN created INTEGER NOT NULL DEFAULT {int(time.time())}")
+        if "engine" not in cols:
+            conn.execute("ALTER TABLE items ADD COLUMN engine TEXT")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _batch_json(rows: list[tuple[Any, ...]]) -> str | None:
+    """The batch as one JSON array for ``_INSERT_JSON``; ``None`` when a value cannot travel
+    that way unchanged (a NUL character, a lone surrogate): then the rows go one by one."""
+    try:
+        payload = _dumps(rows).decode()
+    except (TypeError, ValueError):
+        return None
+    return None if "\\u0000" in payload else payload
+
+
+def write_batch(
+    conn: sqlite3.Connection, batch: list[tuple[str, Completion, str | None]], one_statement: bool = True
+) -> None:
+    """Insert ``(key, completion, engine)`` entries in one transaction (what the writer thread
+    does every ``flush_every`` seconds; ``benchmarks/cache_scale.py`` times it)."""
+    now = int(time.time())
+    rows = [
+        (k, c.text, c.reasoning, c.usage.prompt_tokens, c.usage.completion_tokens, c.model, now, e) for k, c, e in batch
+    ]
+    payload = _batch_json(rows) if one_statement else None
+    if payload is not None:  # the GIL is released once for the whole batch
+        conn.execute(_INSERT_JSON, (payload,))
+    else:
+        conn.executemany(_INSERT, rows)
+    conn.commit()
+
+
+def _has_json(conn: sqlite3.Connection) -> bool:
+    try:
+        return conn.execute("SELECT value->>0 FROM json_each('[[1]]')").fetchone()[0] == 1
+    except sqlite3.Error:
+        return False
 
 
 def clear_cache(path: str | Path | None = None) -> dict[str, Any]:
@@ -108,12 +276,10 @@ class ItemCache:
         self._read = self._connect()
         for f in _files(self.path):  # an existing cache, and the WAL/SHM files SQLite made
             _make_private(f, 0o600)
-        self._read.execute(
-            "CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "reasoning TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, model TEXT)"
-        )
-        self._read.commit()
-        self._queue: queue.Queue[tuple[str, Completion] | None] = queue.Queue()
+        _migrate(self._read)
+        self._pending: list[tuple[str, Completion, str | None]] = []  # appended by put (atomic under the GIL)
+        self._wake = threading.Event()  # set by close
+        self._closing = False
         self._flush_every = flush_every
         self._writer = threading.Thread(target=self._write_loop, name="chainette-cache", daemon=True)
         self._writer.start()
@@ -135,9 +301,12 @@ class ItemCache:
             if len(self._prefixes) > 256:
                 self._prefixes.clear()
             hit = self._prefixes[memo_key] = (
-                request.json_schema, request.sampling, canonical_hasher(_header(request, scope)))
+                request.json_schema,
+                request.sampling,
+                canonical_hasher(_header(request, scope)),
+            )
         digest = hit[2].copy()
-        digest.update(canonical_json(request.messages))
+        digest.update(_messages_json(request.messages))
         return digest.hexdigest()
 
     def get(self, key: str) -> Completion | None:
@@ -151,42 +320,33 @@ class ItemCache:
         # the usage the reply cost when it was first made: what this hit saves (not spent again)
         return Completion(text=row[0], reasoning=row[1], usage=Usage(row[2] or 0, row[3] or 0), model=row[4])
 
-    def put(self, key: str, completion: Completion) -> None:
-        self._queue.put((key, completion))
+    def put(self, key: str, completion: Completion, engine: str | None = None) -> None:
+        """Queue a reply for the writer thread (``engine``: the name of the engine that answered)."""
+        self._pending.append((key, completion, engine))
+        if self._flush_every <= 0:  # write at once
+            self._wake.set()
 
     def _write_loop(self) -> None:
         """Write queued replies in one transaction per ``flush_every`` seconds (not one per reply)."""
         conn = self._connect()
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            batch = []
-            if item is None:
-                stop = True
-            else:
-                batch.append(item)
-                time.sleep(self._flush_every)  # let the batch fill
-            while not stop:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+        one_statement = _has_json(conn)
+        try:
+            while True:
+                self._wake.wait(self._flush_every if self._flush_every > 0 else None)
+                self._wake.clear()
+                closing = self._closing
+                batch, self._pending = self._pending, []
+                if batch:
+                    write_batch(conn, batch, one_statement)
+                if closing and not self._pending:
                     break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?)",
-                    [(k, c.text, c.reasoning, c.usage.prompt_tokens, c.usage.completion_tokens, c.model)
-                     for k, c in batch],
-                )
-                conn.commit()
-        conn.close()
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Flush pending writes and stop the writer thread."""
         if self._writer.is_alive():
-            self._queue.put(None)
+            self._closing = True
+            self._wake.set()
             self._writer.join(timeout=30)
         self._read.close()

@@ -70,8 +70,7 @@ class DoneSet:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DoneSet:
-        return cls(watermark=int(d.get("watermark", 0)), above=set(d.get("above", [])),
-                   redo=set(d.get("redo", [])))
+        return cls(watermark=int(d.get("watermark", 0)), above=set(d.get("above", [])), redo=set(d.get("redo", [])))
 
 
 @dataclass

@@ -210,8 +210,11 @@ class RunMetrics:
         """Replace ``metrics.json`` with ``document`` (atomically; nothing without a run directory)."""
         if self.run_dir is None:
             return
-        write_atomic(confined(self.run_dir, METRICS_FILE),
-                     json.dumps(document, separators=(",", ":"), allow_nan=False), durable=False)
+        write_atomic(
+            confined(self.run_dir, METRICS_FILE),
+            json.dumps(document, separators=(",", ":"), allow_nan=False),
+            durable=False,
+        )
 
     def finish(self, status: str) -> None:
         """End the session: take a last sample, set its status and save."""

@@ -106,5 +106,4 @@ def result_placeholder(run: RunInfo | None, output_dir: Any = None) -> RunResult
     """A :class:`RunResult` for finishing a writer used on its own (no executor)."""
     from chainette.core.result import RunResult
 
-    return RunResult(run_id=run.run_id if run else "", chain_name=run.chain_name if run else "",
-                     output_dir=output_dir)
+    return RunResult(run_id=run.run_id if run else "", chain_name=run.chain_name if run else "", output_dir=output_dir)

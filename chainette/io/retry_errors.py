@@ -53,11 +53,15 @@ def finish_pending_rewrite(run_dir: Path, journal: Journal, *, durable: bool) ->
 def remove_failed_rows(run_dir: Path, journal: Journal, *, durable: bool) -> int:
     """Drop every record of the failed input rows and mark them not done; return how many."""
     if journal.stage > 0:
-        raise ResumeError("--retry-errors cannot be used once a staged run has passed its first stage; "
-                          "start a new run for the failed inputs instead")
+        raise ResumeError(
+            "--retry-errors cannot be used once a staged run has passed its first stage; "
+            "start a new run for the failed inputs instead"
+        )
     if any(run_dir.glob("*/*.parquet")) or any(run_dir.glob("*/*.csv")):
-        raise ResumeError("--retry-errors needs the JSONL files of a run; this run was already converted "
-                          "to Parquet or CSV (it completed). Start a new run for the failed inputs instead.")
+        raise ResumeError(
+            "--retry-errors needs the JSONL files of a run; this run was already converted "
+            "to Parquet or CSV (it completed). Start a new run for the failed inputs instead."
+        )
     failed = failed_inputs(run_dir)
     if not failed:
         return 0

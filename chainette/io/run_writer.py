@@ -21,8 +21,9 @@ class RunWriter(StreamWriter):
         if self.fmt == "csv":
             from chainette.errors import ConfigError
 
-            raise ConfigError("the datasets writer keeps each field's type: use format jsonl or parquet with it "
-                              "(CSV cells are text)")
+            raise ConfigError(
+                "the datasets writer keeps each field's type: use format jsonl or parquet with it (CSV cells are text)"
+            )
         self.datasets: Any = None
 
     def finalize(self, result: RunResult | None = None) -> Any:

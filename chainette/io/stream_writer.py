@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from chainette.errors import ConfigError, ResumeError
+from chainette.io.base_writer import RunInfo, Writer
 from chainette.io.journal import (
     ERRORS,
     FLATTENED,
@@ -37,16 +39,14 @@ from chainette.io.journal import (
     save_journal,
     write_atomic,
 )
+from chainette.io.record_writer import RecordWriter, result_placeholder
 from chainette.io.retry_errors import finish_pending_rewrite, remove_failed_rows
 from chainette.io.rolling import RollingJsonl
-from chainette.io.base_writer import RunInfo, Writer
-from chainette.io.record_writer import RecordWriter, result_placeholder
 from chainette.utils.paths import confined, ensure_within
 
 if TYPE_CHECKING:
     from chainette.core.result import RunResult
     from chainette.core.row import RowRecords
-
 
 
 def spill_folder(stage: int) -> str:
@@ -109,17 +109,20 @@ class StreamWriter(Writer, RecordWriter):
         self._run: RunInfo | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
-    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False,
-             retry_errors: bool = False) -> DoneSet:
+    def open(self, run: RunInfo, *, resume: bool = False, force: bool = False, retry_errors: bool = False) -> DoneSet:
         self._run = run
         out = self.output_dir
         existing = load_journal(out) if out.exists() else None
         if retry_errors and not resume:
-            raise ConfigError("--retry-errors works with --resume (resume=True): it re-runs the failed rows "
-                              "of an existing run directory")
+            raise ConfigError(
+                "--retry-errors works with --resume (resume=True): it re-runs the failed rows "
+                "of an existing run directory"
+            )
         if resume:
             if existing is None:
-                raise ResumeError(f"nothing to resume in {out}: it holds no Chainette run journal. Run without --resume.")
+                raise ResumeError(
+                    f"nothing to resume in {out}: it holds no Chainette run journal. Run without --resume."
+                )
             self._check_fingerprint(existing, run, force)
             finish_pending_rewrite(out, existing, durable=self.durable)
             if retry_errors:
@@ -151,8 +154,10 @@ class StreamWriter(Writer, RecordWriter):
             self._write_json("graph.json", run.graph)
             self._write_metadata(status="running")
         except OSError as exc:
-            raise ConfigError(f"cannot write to output directory {out}: {exc.strerror or exc}. "
-                              "Choose a writable directory with -o/--output-dir.") from None
+            raise ConfigError(
+                f"cannot write to output directory {out}: {exc.strerror or exc}. "
+                "Choose a writable directory with -o/--output-dir."
+            ) from None
         return self.journal.done
 
     def _check_fingerprint(self, journal: Journal, run: RunInfo, force: bool) -> None:
@@ -186,24 +191,25 @@ class StreamWriter(Writer, RecordWriter):
     def _folder(self, name: str) -> RollingJsonl:
         f = self._folders.get(name)
         if f is None:
-            f = self._folders[name] = RollingJsonl(confined(self.output_dir, name), self.max_lines,
-                                                   root=self.output_dir)
+            f = self._folders[name] = RollingJsonl(
+                confined(self.output_dir, name), self.max_lines, root=self.output_dir
+            )
         return f
 
     # -- writing ------------------------------------------------------------------------
-    def write_rows(self, rows: "list[RowRecords]") -> None:
+    def write_rows(self, rows: list[RowRecords]) -> None:
         counts = {k: dict(v) for k, v in self.journal.counts.items()}
         committed = len(self.journal.done)
         try:
             self._append_rows(rows)
         except BaseException:
             if len(self.journal.done) == committed:  # failed before the commit point (e.g. ENOSPC):
-                self.journal.counts = counts     # undo the partial append, so that close() and a
+                self.journal.counts = counts  # undo the partial append, so that close() and a
                 for name, folder in self._folders.items():  # resume see only committed lines
                     folder.rollback(self.journal.files.get(name, {"index": 0, "lines": 0, "size": 0}))
             raise
 
-    def _append_rows(self, rows: "list[RowRecords]") -> None:
+    def _append_rows(self, rows: list[RowRecords]) -> None:
         rows = sorted(rows, key=lambda r: r.order)  # input order within each commit
         by_folder: dict[str, list[bytes]] = {}
         counts = self.journal.counts
@@ -256,7 +262,7 @@ class StreamWriter(Writer, RecordWriter):
     def note_spent(self, spent: dict[str, Any]) -> None:
         self.journal.spent = spent
 
-    def close(self, result: "RunResult | None" = None) -> None:
+    def close(self, result: RunResult | None = None) -> None:
         if result is None:  # used on its own (the writer contract, or the original's close())
             result = result_placeholder(self._run, self.output_dir)
         for folder in self._folders.values():
@@ -280,8 +286,14 @@ class StreamWriter(Writer, RecordWriter):
         if run is None:
             from chainette.utils.ids import new_run_id
 
-            run = RunInfo(run_id=new_run_id(), chain_name=str((graph or {}).get("name", "")), graph=graph or {},
-                          engines=[], fingerprint={}, started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            run = RunInfo(
+                run_id=new_run_id(),
+                chain_name=str((graph or {}).get("name", "")),
+                graph=graph or {},
+                engines=[],
+                fingerprint={},
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
         self.open(run)
 
     def write_step(self, step_id: str, records: list[Any]) -> None:
@@ -294,7 +306,7 @@ class StreamWriter(Writer, RecordWriter):
     def write_flattened(self, records: list[dict[str, Any]]) -> None:
         self._write_records(FLATTENED, records)
 
-    def finalize(self, result: "RunResult | None" = None) -> Any:
+    def finalize(self, result: RunResult | None = None) -> Any:
         """Finish the run directory (Parquet or CSV files are written now); same as ``close``."""
         self.close(result)
 
@@ -327,10 +339,11 @@ class StreamWriter(Writer, RecordWriter):
 
     # -- helpers ------------------------------------------------------------------------
     def _write_json(self, name: str, data: Any) -> None:
-        write_atomic(confined(self.output_dir, name), json.dumps(data, indent=2, ensure_ascii=False, default=str),
-                     durable=False)
+        write_atomic(
+            confined(self.output_dir, name), json.dumps(data, indent=2, ensure_ascii=False, default=str), durable=False
+        )
 
-    def _write_metadata(self, status: str, result: "RunResult | None" = None) -> None:
+    def _write_metadata(self, status: str, result: RunResult | None = None) -> None:
         run = self._run
         assert run is not None
         meta: dict[str, Any] = {
@@ -349,9 +362,12 @@ class StreamWriter(Writer, RecordWriter):
             meta["rows_in"] = result.rows_in
             meta["seconds"] = round(result.seconds, 3)
             meta["steps"] = {
-                sid: {**self.journal.counts.get(sid, {"outputs": 0, "errors": 0}),
-                      "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
-                      "cached": st.cached}
+                sid: {
+                    **self.journal.counts.get(sid, {"outputs": 0, "errors": 0}),
+                    "prompt_tokens": st.prompt_tokens,
+                    "completion_tokens": st.completion_tokens,
+                    "cached": st.cached,
+                }
                 for sid, st in result.step_stats.items()
             }
             meta["errors"] = sum(c.get("errors", 0) for c in self.journal.counts.values())
@@ -382,7 +398,6 @@ class StreamWriter(Writer, RecordWriter):
                 path.unlink()
 
     def _convert_to_parquet(self) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         for name, folder in self._folders.items():

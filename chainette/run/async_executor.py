@@ -18,8 +18,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any, AsyncIterable, AsyncIterator, Iterable, Mapping
+from typing import Any
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -30,7 +31,8 @@ from chainette.core.result import RunResult, StepStats
 from chainette.core.row import SKIPPED, Row, RowRecords
 from chainette.core.validation import iter_nodes, iter_steps
 from chainette.errors import ConfigError, ErrorRecord, ServerStartError, describe_validation_error
-from chainette.events import BudgetReached, EventBus, RunFinished, RunStarted, bus as global_bus
+from chainette.events import BudgetReached, EventBus, RunFinished, RunStarted
+from chainette.events import bus as global_bus
 from chainette.io.base_writer import MemoryWriter, RunInfo, Writer
 from chainette.io.flatten import flatten
 from chainette.io.journal import DoneSet
@@ -38,8 +40,8 @@ from chainette.io.metrics import RunMetrics, earlier_sessions
 from chainette.io.spill import RowDecoder, encode_row
 from chainette.run.budget import Budget
 from chainette.run.commit_loop import CommitLoop
-from chainette.run.debug import DebugSampler, StepDebug, debug_rows, print_sample
 from chainette.run.costs import CostMeter
+from chainette.run.debug import DebugSampler, StepDebug, debug_rows, print_sample
 from chainette.run.engines import RunEngines
 from chainette.run.inputs import InputFeed, graph_fingerprint, inputs_fingerprint, peek, rejoin
 from chainette.run.row_runner import RunState, run_from
@@ -134,8 +136,10 @@ class AsyncExecutor:
         writer = self._make_writer(writer, output_dir, fmt, max_lines_per_file)
         out_dir = writer.output_dir
         head, rest = await peek(inputs, FINGERPRINT_ROWS)
-        fingerprint = {"chain": graph_fingerprint(self.chain.graph.to_dict()),
-                       "inputs": input_fingerprint or inputs_fingerprint(head)}
+        fingerprint = {
+            "chain": graph_fingerprint(self.chain.graph.to_dict()),
+            "inputs": input_fingerprint or inputs_fingerprint(head),
+        }
         engines = RunEngines(self.engine_overrides, log_dir=out_dir, events=self.bus)
         meter = self._cost_meter(engines)
         budget = self._make_budget(meter, engines, max_cost, max_tokens)
@@ -146,10 +150,15 @@ class AsyncExecutor:
             engines=[c.public_dict() for c in (engines.config(n) for n in self.chain.engine_names()) if c],
             fingerprint=fingerprint,
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            step_ids=[n.id for n in iter_nodes(self.chain.items) if hasattr(n, "output_model") and n.kind in ("step", "apply", "batch")],
+            step_ids=[
+                n.id
+                for n in iter_nodes(self.chain.items)
+                if hasattr(n, "output_model") and n.kind in ("step", "apply", "batch")
+            ],
         )
         done = await anyio.to_thread.run_sync(
-            lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors))
+            lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors)
+        )
         stats = {sid: StepStats() for sid in run.step_ids}
         before = writer.spent_before
         note_spent = writer.note_spent
@@ -157,22 +166,39 @@ class AsyncExecutor:
             budget.spent_tokens = int(before.get("tokens", 0))
             budget.spent_cost = float(before.get("cost") or 0.0)
         cache = self._make_cache()
-        state = RunState(get_engine=engines.get, stats=stats, bus=self.bus, cache=cache,
-                         cache_scope=engines.cache_scope, budget=budget, costs=meter,
-                         note_spent=lambda: note_spent(meter.spent(stats, engines.held_seconds(), before)),
-                         stop=RunStop(guard=error_guard))
+        state = RunState(
+            get_engine=engines.get,
+            stats=stats,
+            bus=self.bus,
+            cache=cache,
+            cache_scope=engines.cache_scope,
+            budget=budget,
+            costs=meter,
+            note_spent=lambda: note_spent(meter.spent(stats, engines.held_seconds(), before)),
+            stop=RunStop(guard=error_guard),
+        )
         metrics = None
         if out_dir is not None:  # a run directory: measure the run for its report
-            metrics = state.metrics = RunMetrics(out_dir, stats, run_id=run.run_id, costs=meter,
-                                                 previous=earlier_sessions(out_dir) if resume else None)
+            metrics = state.metrics = RunMetrics(
+                out_dir, stats, run_id=run.run_id, costs=meter, previous=earlier_sessions(out_dir) if resume else None
+            )
             await anyio.to_thread.run_sync(metrics.write, metrics.document())
         stop_debug = self._start_debug(state, engines, debug, debug_output)
         result = RunResult(run_id=run.run_id, chain_name=self.chain.name, output_dir=out_dir, step_stats=stats)
         if window is None:
             biggest = max((engines.max_in_flight(n) for n in self.chain.engine_names()), default=64)
             window = max(self.batch_size, biggest + biggest // 2)  # enough rows to keep every slot busy
-        self.bus.publish(RunStarted(run.run_id, self.chain.name, str(out_dir) if out_dir else None, total, run.step_ids,
-                                    max_cost, max_tokens))
+        self.bus.publish(
+            RunStarted(
+                run.run_id,
+                self.chain.name,
+                str(out_dir) if out_dir else None,
+                total,
+                run.step_ids,
+                max_cost,
+                max_tokens,
+            )
+        )
         stages = plan_stages(self.chain.items, engines.is_exclusive)
         started = time.monotonic()
         try:
@@ -188,8 +214,20 @@ class AsyncExecutor:
                     result.rows_in = max(result.rows_in, writer.rows_seen)
                     decoder = RowDecoder(self._models())
                     source, make_row = iter(writer.read_spill(k - 1)), _spilled_row(decoder)
-                await self._drive(stages[k], source, make_row, done, writer, state, result, window,
-                                  handle_signals, on_rows, last=last, count_inputs=k == 0)
+                await self._drive(
+                    stages[k],
+                    source,
+                    make_row,
+                    done,
+                    writer,
+                    state,
+                    result,
+                    window,
+                    handle_signals,
+                    on_rows,
+                    last=last,
+                    count_inputs=k == 0,
+                )
                 if budget is not None and budget.stopped_by is not None:
                     state.stop.request(budget.stopped_by, budget.describe_stop())
                 if state.stop.by is not None:
@@ -202,7 +240,7 @@ class AsyncExecutor:
                 done = DoneSet()
         except BaseExceptionGroup as group:
             result.interrupted = True  # failed: keep what was committed, resumable
-            raise _first_chainette_error(group) or group
+            raise (_first_chainette_error(group) or group) from None
         except BaseException:
             result.interrupted = True  # cancelled or failed: keep what was committed, resumable
             raise
@@ -220,10 +258,18 @@ class AsyncExecutor:
                 await anyio.to_thread.run_sync(lambda: writer.close(result))
                 if metrics is not None:
                     await anyio.to_thread.run_sync(_finish_run_files, metrics, result, report)
-        self.bus.publish(RunFinished(run.run_id, result.seconds, result.rows_in,
-                                     {k: v.to_dict() for k, v in stats.items()},
-                                     str(out_dir) if out_dir else None, result.interrupted,
-                                     result.cost, result.stopped_by))
+        self.bus.publish(
+            RunFinished(
+                run.run_id,
+                result.seconds,
+                result.rows_in,
+                {k: v.to_dict() for k, v in stats.items()},
+                str(out_dir) if out_dir else None,
+                result.interrupted,
+                result.cost,
+                result.stopped_by,
+            )
+        )
         return result
 
     async def run_iter(
@@ -260,11 +306,15 @@ class AsyncExecutor:
         for name in names:
             cfg = engines.config(name)
             models[name] = cfg.model if cfg is not None else ""
-        return CostMeter({s.id: s.engine_name for s in iter_steps(self.chain.items)},
-                         {name: engines.price(name) for name in names}, models=models)
+        return CostMeter(
+            {s.id: s.engine_name for s in iter_steps(self.chain.items)},
+            {name: engines.price(name) for name in names},
+            models=models,
+        )
 
-    def _make_budget(self, meter: CostMeter, engines: RunEngines, max_cost: float | None,
-                     max_tokens: int | None) -> Budget | None:
+    def _make_budget(
+        self, meter: CostMeter, engines: RunEngines, max_cost: float | None, max_tokens: int | None
+    ) -> Budget | None:
         """The run's :class:`Budget` (``None`` without caps); a cost cap needs every engine's price."""
         if max_cost is None and max_tokens is None:
             return None
@@ -277,10 +327,12 @@ class AsyncExecutor:
             raise ConfigError(
                 f"--max-cost (max_cost=) needs a price for every engine, and engine(s) {names} have none: "
                 "add `price: {input: USD per 1M tokens, output: USD per 1M tokens}` (or `per_hour:`) to them "
-                "in the engines file (register_engine(..., price={...})), or cap tokens with --max-tokens")
+                "in the engines file (register_engine(..., price={...})), or cap tokens with --max-tokens"
+            )
         hourly = [(n, p) for n, (p, _) in meter.prices.items() if p is not None and p.per_hour]
         hourly_cost = None
         if hourly:
+
             def hourly_cost() -> float:
                 held = engines.held_seconds()
                 return sum(p.hour_cost(held.get(n, 0.0)) for n, p in hourly)
@@ -288,15 +340,24 @@ class AsyncExecutor:
         def on_stop(b: Budget) -> None:
             r = b.refused or {}
             cost_cap = b.stopped_by == "max_cost"
-            self.bus.publish(BudgetReached(
-                cap=b.stopped_by or "", limit=float(r.get("limit") or 0),
-                spent=float(r["spent_cost"] if cost_cap else r["spent_tokens"]),
-                reserved=float(r["reserved_cost"] if cost_cap else r["reserved_tokens"]),
-                in_flight_requests=int(r.get("in_flight_requests", 0)), step_id=str(r.get("step_id", ""))))
+            self.bus.publish(
+                BudgetReached(
+                    cap=b.stopped_by or "",
+                    limit=float(r.get("limit") or 0),
+                    spent=float(r["spent_cost"] if cost_cap else r["spent_tokens"]),
+                    reserved=float(r["reserved_cost"] if cost_cap else r["reserved_tokens"]),
+                    in_flight_requests=int(r.get("in_flight_requests", 0)),
+                    step_id=str(r.get("step_id", "")),
+                )
+            )
 
-        return Budget(max_cost=max_cost, max_tokens=max_tokens,
-                      step_prices={sid: meter.price_of_step(sid) for sid in meter.step_engines},
-                      hourly_cost=hourly_cost, on_stop=on_stop)
+        return Budget(
+            max_cost=max_cost,
+            max_tokens=max_tokens,
+            step_prices={sid: meter.price_of_step(sid) for sid in meter.step_engines},
+            hourly_cost=hourly_cost,
+            on_stop=on_stop,
+        )
 
     def _start_debug(self, state: RunState, engines: RunEngines, debug: Any, output: Any) -> Any:
         """Debug mode: a sampler in the run state and a subscriber that shows its events."""
@@ -339,21 +400,30 @@ class AsyncExecutor:
         count_inputs: bool,
     ) -> None:
         """Stream ``rows`` through ``items`` (one stage) and commit them to ``writer``."""
-        commits = CommitLoop(writer, self.bus, state.stats, batch_size=self.batch_size,
-                             commit_interval=self.commit_interval, on_rows=on_rows,
-                             costs=state.costs, before_commit=state.note_spent, metrics=state.metrics)
+        commits = CommitLoop(
+            writer,
+            self.bus,
+            state.stats,
+            batch_size=self.batch_size,
+            commit_interval=self.commit_interval,
+            on_rows=on_rows,
+            costs=state.costs,
+            before_commit=state.note_spent,
+            metrics=state.metrics,
+        )
 
         async def process(index: int, raw: Any) -> None:
             if raw is SKIPPED:  # a bad input the reader skipped: keeps its index, writes nothing
                 await commits.add(RowRecords(index))
                 return
+            seq = state.stop.admit()
             row = make_row(index, raw, state)
             await self._run_row(row, items, state, last)
             if row.records.unfinished:
                 return  # a budget stopped it before its last request: not committed, a resume runs it
             if row.records.errors:
                 result.failed_rows += 1
-            state.stop.note_row(bool(row.records.errors))
+            state.stop.note_row(seq, bool(row.records.errors))
             await commits.add(row.records)
 
         feed = InputFeed(rows, done, result if count_inputs else None)
@@ -454,8 +524,12 @@ def _finish_run_files(metrics: RunMetrics, result: RunResult, report: bool) -> N
 
             write_report(metrics.run_dir)
     except Exception as exc:  # noqa: BLE001 - the run's data is written; only its report is missing
-        warnings.warn(f"the run report of {metrics.run_dir} was not written: {type(exc).__name__}: {exc}. "
-                      f"Rebuild it with: chainette report {metrics.run_dir}", RuntimeWarning, stacklevel=1)
+        warnings.warn(
+            f"the run report of {metrics.run_dir} was not written: {type(exc).__name__}: {exc}. "
+            f"Rebuild it with: chainette report {metrics.run_dir}",
+            RuntimeWarning,
+            stacklevel=1,
+        )
 
 
 def _spilled_row(decoder: RowDecoder) -> Any:
@@ -466,7 +540,9 @@ def _spilled_row(decoder: RowDecoder) -> Any:
 
 
 def _input_error(records: RowRecords, row_id: str, exc: ValidationError, state: RunState) -> None:
-    records.errors.append(ErrorRecord(row_id, INPUT_STEP, "InputValidationError", describe_validation_error(exc)).to_dict())
+    records.errors.append(
+        ErrorRecord(row_id, INPUT_STEP, "InputValidationError", describe_validation_error(exc)).to_dict()
+    )
     state.stats.setdefault(INPUT_STEP, StepStats()).errors += 1
 
 

@@ -27,8 +27,10 @@ __all__ = ["cancel_batches", "list_batches", "refresh_batches"]
 def _journal(run_dir: str | Path) -> BatchJournal:
     journal = load_batches(run_dir)
     if journal is None:
-        raise ConfigError(f"{run_dir} holds no batches: it is not the run directory of a run in batch mode "
-                          "(engines with `mode: batch`)")
+        raise ConfigError(
+            f"{run_dir} holds no batches: it is not the run directory of a run in batch mode "
+            "(engines with `mode: batch`)"
+        )
     return journal
 
 
@@ -94,8 +96,9 @@ async def _each_live(run_dir: Path, *, cancel: bool) -> list[tuple[BatchRecord, 
             try:
                 transport = transports.get(rec.engine)
                 if transport is None:
-                    transport = transports[rec.engine] = client_and_transport(_config_for(rec.engine, recorded),
-                                                                              journal)[1]
+                    transport = transports[rec.engine] = client_and_transport(
+                        _config_for(rec.engine, recorded), journal
+                    )[1]
                 if rec.batch_id is None and rec.kind != "vllm-offline":
                     found = await transport.find(rec) if rec.state == "uploaded" else None
                     if found is None:

@@ -37,8 +37,14 @@ if TYPE_CHECKING:
 OFFLINE_ENDPOINT = "http://vllm-run-batch.invalid/v1"
 """The address an offline vLLM client is built with: it only builds bodies and reads replies."""
 
-__all__ = ["batch_kind", "batch_problems", "client_and_transport", "close_batch_state", "create_batch_engine",
-           "in_batch_mode"]
+__all__ = [
+    "batch_kind",
+    "batch_problems",
+    "client_and_transport",
+    "close_batch_state",
+    "create_batch_engine",
+    "in_batch_mode",
+]
 
 
 def batch_kind(cfg: EngineConfig) -> str | None:
@@ -58,10 +64,14 @@ def batch_mode_problem(cfg: EngineConfig) -> str | None:
     if batch_kind(cfg) is not None:
         return None
     if backend_of(cfg).batch == "vllm-offline":
-        return ("mode: batch with an `endpoint`: a vLLM server has no Batch API. Remove `endpoint` to run "
-                "the batches offline with `vllm run-batch`, or use mode: online")
-    return (f"mode: batch needs a batch API: backend 'openai' (the OpenAI Batch API or a compatible gateway) "
-            f"or a managed 'vllm_api' engine (`vllm run-batch`); backend '{cfg.backend}' has none")
+        return (
+            "mode: batch with an `endpoint`: a vLLM server has no Batch API. Remove `endpoint` to run "
+            "the batches offline with `vllm run-batch`, or use mode: online"
+        )
+    return (
+        f"mode: batch needs a batch API: backend 'openai' (the OpenAI Batch API or a compatible gateway) "
+        f"or a managed 'vllm_api' engine (`vllm run-batch`); backend '{cfg.backend}' has none"
+    )
 
 
 def batch_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
@@ -83,8 +93,9 @@ def batch_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     return out
 
 
-async def create_batch_engine(cfg: EngineConfig, run_dir: Path | None, shared: dict[str, Any],
-                              events: Any = None) -> BatchEngine:
+async def create_batch_engine(
+    cfg: EngineConfig, run_dir: Path | None, shared: dict[str, Any], events: Any = None
+) -> BatchEngine:
     """The engine of ``cfg`` in batch mode (prepared: earlier sessions' batches re-attached).
 
     ``shared`` is one dict per run (the journal all engines of the run share)."""
@@ -104,8 +115,14 @@ async def create_batch_engine(cfg: EngineConfig, run_dir: Path | None, shared: d
         shared["journal"] = journal
     publish = events.publish if events is not None else None
     online, transport = client_and_transport(cfg, journal)
-    engine = BatchEngine(cfg, online, transport, journal, publish=publish,
-                         reask_online=False if transport.kind == "vllm-offline" else None)
+    engine = BatchEngine(
+        cfg,
+        online,
+        transport,
+        journal,
+        publish=publish,
+        reask_online=False if transport.kind == "vllm-offline" else None,
+    )
     await engine.prepare()
     return engine
 

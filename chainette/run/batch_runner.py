@@ -37,10 +37,16 @@ class BatchRunner:
                 engines[name] = in_batch_mode(given)
         return {**options, "engines": engines}
 
-    def run(self, chain: Chain, inputs: Iterable[Any], output_dir: str | Path | None = None,
-            **options: Any) -> RunResult:
+    def run(
+        self, chain: Chain, inputs: Iterable[Any], output_dir: str | Path | None = None, **options: Any
+    ) -> RunResult:
         return LocalRunner().run(chain, inputs, output_dir, **self._options(chain, options))
 
-    async def run_async(self, chain: Chain, inputs: Iterable[Any] | AsyncIterable[Any],
-                        output_dir: str | Path | None = None, **options: Any) -> RunResult:
+    async def run_async(
+        self,
+        chain: Chain,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        output_dir: str | Path | None = None,
+        **options: Any,
+    ) -> RunResult:
         return await LocalRunner().run_async(chain, inputs, output_dir, **self._options(chain, options))

@@ -81,8 +81,11 @@ class Batcher:
             raise
         for s, entry in zip(batch, entries, strict=True):
             if isinstance(entry, BaseException):
-                s.settle(error=entry if isinstance(entry, ApplyError)
-                         else ApplyError.wrap(entry, node_id=self.node.id, row_id=s.row.row_id))
+                s.settle(
+                    error=entry
+                    if isinstance(entry, ApplyError)
+                    else ApplyError.wrap(entry, node_id=self.node.id, row_id=s.row.row_id)
+                )
             else:
                 s.settle(entry)
 
@@ -99,15 +102,27 @@ def _align(node: BatchNode, out: Any, batch: list[_Slot]) -> list[Any]:
     """One entry per slot, matched by position (a list) or by ``row_id`` (a dict)."""
     ids = [s.row.row_id for s in batch]
     if isinstance(out, dict):
-        return [out[rid] if rid in out else ApplyError(
-            f"batch node '{node.id}' returned no entry for row '{rid}' (process() returned a dict "
-            "without this row_id)", node_id=node.id, row_id=rid) for rid in ids]
+        return [
+            out[rid]
+            if rid in out
+            else ApplyError(
+                f"batch node '{node.id}' returned no entry for row '{rid}' (process() returned a dict "
+                "without this row_id)",
+                node_id=node.id,
+                row_id=rid,
+            )
+            for rid in ids
+        ]
     if isinstance(out, (list, tuple)):
         if len(out) == len(ids):
             return list(out)
-        msg = (f"batch node '{node.id}' returned {len(out)} entries for {len(ids)} rows; return one entry "
-               "per row in order (a list: [] drops a row, several values fan it out) or a dict by row_id")
+        msg = (
+            f"batch node '{node.id}' returned {len(out)} entries for {len(ids)} rows; return one entry "
+            "per row in order (a list: [] drops a row, several values fan it out) or a dict by row_id"
+        )
     else:
-        msg = (f"batch node '{node.id}' must return a list (one entry per row) or a dict by row_id, "
-               f"got {type(out).__name__}")
+        msg = (
+            f"batch node '{node.id}' must return a list (one entry per row) or a dict by row_id, "
+            f"got {type(out).__name__}"
+        )
     return [ApplyError(msg, node_id=node.id, row_id=rid) for rid in ids]

@@ -184,12 +184,18 @@ class Budget:
         """Which cap stopped the run, what was spent, and how to continue."""
         r = self.refused or {}
         if self.stopped_by == "max_cost":
-            what = (f"--max-cost ${self.max_cost:g}: spent ${r.get('spent_cost', 0):.6f} with "
-                    f"${r.get('reserved_cost', 0):.6f} in flight, and the next request could cost "
-                    f"${r.get('request_cost', 0):.6f}")
+            what = (
+                f"--max-cost ${self.max_cost:g}: spent ${r.get('spent_cost', 0):.6f} with "
+                f"${r.get('reserved_cost', 0):.6f} in flight, and the next request could cost "
+                f"${r.get('request_cost', 0):.6f}"
+            )
         else:
-            what = (f"--max-tokens {self.max_tokens:,}: spent {r.get('spent_tokens', 0):,} tokens with "
-                    f"{r.get('reserved_tokens', 0):,} in flight, and the next request could use "
-                    f"{r.get('request_tokens', 0):,}")
-        return (f"stopped by {what}. The run is resumable: raise the cap and rerun the same command "
-                "with --resume (resume=True) to continue")
+            what = (
+                f"--max-tokens {self.max_tokens:,}: spent {r.get('spent_tokens', 0):,} tokens with "
+                f"{r.get('reserved_tokens', 0):,} in flight, and the next request could use "
+                f"{r.get('request_tokens', 0):,}"
+            )
+        return (
+            f"stopped by {what}. The run is resumable: raise the cap and rerun the same command "
+            "with --resume (resume=True) to continue"
+        )

@@ -128,5 +128,14 @@ class CommitLoop:
                     else:
                         cost, self._costs[sid] = total - self._costs.get(sid, 0.0), total
                 engine = self.costs.step_engines.get(sid) if self.costs is not None else None
-                self.bus.publish(BatchFinished(sid, now[0] + now[1] - prev[0] - prev[1], now[1] - prev[1],
-                                               now[2] - prev[2], now[3] - prev[3], cost, engine))
+                self.bus.publish(
+                    BatchFinished(
+                        sid,
+                        now[0] + now[1] - prev[0] - prev[1],
+                        now[1] - prev[1],
+                        now[2] - prev[2],
+                        now[3] - prev[3],
+                        cost,
+                        engine,
+                    )
+                )

@@ -78,8 +78,12 @@ class CostMeter:
         return price.token_cost(st.saved_prompt_tokens, st.saved_completion_tokens)
 
     # -- totals ----------------------------------------------------------------------------
-    def spent(self, stats: Mapping[str, StepStats], held_s: Mapping[str, float] | None = None,
-              before: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def spent(
+        self,
+        stats: Mapping[str, StepStats],
+        held_s: Mapping[str, float] | None = None,
+        before: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """What the run has spent so far (``before``: earlier sessions), as kept for resume."""
         prompt = cached = completion = 0
         cost = 0.0
@@ -107,8 +111,12 @@ class CostMeter:
             "cost_complete": complete and bool(before.get("cost_complete", True)),
         }
 
-    def report(self, stats: Mapping[str, StepStats], held_s: Mapping[str, float] | None = None,
-               before: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        stats: Mapping[str, StepStats],
+        held_s: Mapping[str, float] | None = None,
+        before: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The full cost report of this session (see the module docstring)."""
         held_s = held_s or {}
         steps: dict[str, Any] = {}
@@ -118,8 +126,12 @@ class CostMeter:
                 "model": self.models.get(name) or None,
                 "price": price.model_dump(exclude_none=True) if price is not None else None,
                 "price_source": source,
-                "requests": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "completion_tokens": 0,
-                "tokens": 0, "token_cost": 0.0 if price is not None else None,
+                "requests": 0,
+                "prompt_tokens": 0,
+                "cached_prompt_tokens": 0,
+                "completion_tokens": 0,
+                "tokens": 0,
+                "token_cost": 0.0 if price is not None else None,
             }
         saved: dict[str, Any] = {"hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "cost": 0.0}
         for sid, name in self.step_engines.items():
@@ -139,9 +151,20 @@ class CostMeter:
                 "saved_completion_tokens": st.saved_completion_tokens,
                 "saved_cost": _round(saved_cost),
             }
-            e = engines.setdefault(name, {"model": None, "price": None, "price_source": "unknown",
-                                          "requests": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0,
-                                          "completion_tokens": 0, "tokens": 0, "token_cost": None})
+            e = engines.setdefault(
+                name,
+                {
+                    "model": None,
+                    "price": None,
+                    "price_source": "unknown",
+                    "requests": 0,
+                    "prompt_tokens": 0,
+                    "cached_prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "tokens": 0,
+                    "token_cost": None,
+                },
+            )
             for k in ("requests", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "tokens"):
                 e[k] += steps[sid][k]
             if cost is not None and e["token_cost"] is not None:
@@ -156,8 +179,14 @@ class CostMeter:
                 saved["cost"] += saved_cost
         saved["tokens"] = saved["prompt_tokens"] + saved["completion_tokens"]
         saved["cost"] = _round(saved["cost"])
-        total: dict[str, Any] = {"requests": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "completion_tokens": 0,
-                 "tokens": 0, "cost": 0.0}
+        total: dict[str, Any] = {
+            "requests": 0,
+            "prompt_tokens": 0,
+            "cached_prompt_tokens": 0,
+            "completion_tokens": 0,
+            "tokens": 0,
+            "cost": 0.0,
+        }
         unpriced = []
         for name, e in engines.items():
             price = self.prices.get(name, (None, ""))[0]

@@ -117,17 +117,34 @@ class DebugSampler:
             return True
         return False
 
-    def sample(self, step: Any, row_id: str, messages: list[dict[str, str]], *, attempt: int,
-               reply: str | None = None, reasoning: str | None = None, error: str | None = None,
-               cached: bool = False) -> None:
+    def sample(
+        self,
+        step: Any,
+        row_id: str,
+        messages: list[dict[str, str]],
+        *,
+        attempt: int,
+        reply: str | None = None,
+        reasoning: str | None = None,
+        error: str | None = None,
+        cached: bool = False,
+    ) -> None:
         if not self.wants(step.id, row_id):
             return
         s = self.secrets
-        self.publish(StepDebug(
-            step_id=step.id, row_id=row_id, engine=getattr(step, "engine_name", ""), attempt=attempt,
-            messages=[{k: (mask(v, s) if isinstance(v, str) else v) for k, v in m.items()} for m in messages],
-            reply=mask(reply, s), reasoning=mask(reasoning, s), error=mask(error, s), cached=cached,
-        ))
+        self.publish(
+            StepDebug(
+                step_id=step.id,
+                row_id=row_id,
+                engine=getattr(step, "engine_name", ""),
+                attempt=attempt,
+                messages=[{k: (mask(v, s) if isinstance(v, str) else v) for k, v in m.items()} for m in messages],
+                reply=mask(reply, s),
+                reasoning=mask(reasoning, s),
+                error=mask(error, s),
+                cached=cached,
+            )
+        )
 
 
 def format_sample(event: StepDebug, *, width: int = 100) -> str:

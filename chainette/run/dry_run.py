@@ -151,8 +151,7 @@ def dry_run(
 
     # 1. render: the sample through the chain, every engine a recording fake
     recorder = _Recorder()
-    rendered = chain.run(head[:sample], engines={n: recorder.engine(n) for n in names}, cache=False,
-                         events=EventBus())
+    rendered = chain.run(head[:sample], engines={n: recorder.engine(n) for n in names}, cache=False, events=EventBus())
     sample_errors = list(rendered.errors)
     n_sample = len(head[:sample])
 
@@ -205,17 +204,33 @@ def dry_run(
         proj_prompt = round(requests * prompt_mean)
         proj_completion = round(requests * completion) if completion is not None else None
         input_cost = price.token_cost(proj_prompt, 0) if price is not None else None
-        cost = (price.token_cost(proj_prompt, proj_completion) if price is not None and proj_completion is not None
-                else None)
-        steps.append(StepEstimate(
-            step_id=step.id, engine=name, sample_requests=len(recorded), requests_per_input=round(per_input, 4),
-            prompt_tokens=round(prompt_mean, 1), prompt_method=prompt_method, prompt_exact=prompt_exact,
-            completion_tokens=round(completion, 1) if completion is not None else None,
-            completion_method=completion_method,
-            price=price.model_dump(exclude_none=True) if price is not None else None, price_source=source,
-            requests=requests, projected_prompt_tokens=proj_prompt, projected_completion_tokens=proj_completion,
-            input_cost=input_cost, cost=cost, latency_s=latency, first_messages=first,
-        ))
+        cost = (
+            price.token_cost(proj_prompt, proj_completion)
+            if price is not None and proj_completion is not None
+            else None
+        )
+        steps.append(
+            StepEstimate(
+                step_id=step.id,
+                engine=name,
+                sample_requests=len(recorded),
+                requests_per_input=round(per_input, 4),
+                prompt_tokens=round(prompt_mean, 1),
+                prompt_method=prompt_method,
+                prompt_exact=prompt_exact,
+                completion_tokens=round(completion, 1) if completion is not None else None,
+                completion_method=completion_method,
+                price=price.model_dump(exclude_none=True) if price is not None else None,
+                price_source=source,
+                requests=requests,
+                projected_prompt_tokens=proj_prompt,
+                projected_completion_tokens=proj_completion,
+                input_cost=input_cost,
+                cost=cost,
+                latency_s=latency,
+                first_messages=first,
+            )
+        )
 
     # 4. duration, per-hour costs, totals
     duration, basis = _duration(steps, run_engines, names)
@@ -238,16 +253,34 @@ def dry_run(
         notes.append(f"{len(sample_errors)} sample row(s) failed to render or validate (see sample_errors)")
     bound = any(s.completion_method.startswith("max_tokens") for s in steps)
     return DryRunReport(
-        chain=chain.name, total_inputs=total, sample_rows=n_sample, sample_run_rows=n_run, steps=steps,
-        prompt_tokens=prompt_total, completion_tokens=completion_total,
+        chain=chain.name,
+        total_inputs=total,
+        sample_rows=n_sample,
+        sample_run_rows=n_run,
+        steps=steps,
+        prompt_tokens=prompt_total,
+        completion_tokens=completion_total,
         tokens=prompt_total + completion_total if completion_total is not None else None,
-        cost=cost, cost_is_upper_bound=bound, duration_s=duration, duration_basis=basis,
-        hour_costs=hour_costs, sample_errors=sample_errors[:20], requests_sent=requests_sent, notes=notes,
+        cost=cost,
+        cost_is_upper_bound=bound,
+        duration_s=duration,
+        duration_basis=basis,
+        hour_costs=hour_costs,
+        sample_errors=sample_errors[:20],
+        requests_sent=requests_sent,
+        notes=notes,
     )
 
 
-def _validate(chain: Chain, overrides: Mapping[str, Any], engines: RunEngines, names: list[str],
-              notes: list[str], *, need_keys: bool) -> None:
+def _validate(
+    chain: Chain,
+    overrides: Mapping[str, Any],
+    engines: RunEngines,
+    names: list[str],
+    notes: list[str],
+    *,
+    need_keys: bool,
+) -> None:
     """Every problem of the chain, except (when nothing is sent) an engine's missing API key,
     which becomes a note: a plain dry run needs no credentials."""
     from chainette.errors import ChainValidationError, UnknownEngineError

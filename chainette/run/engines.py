@@ -8,8 +8,9 @@ clients are created inside the run's event loop. Engine instances passed by the 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import anyio
 
@@ -26,8 +27,9 @@ from chainette.events import bus as global_bus
 class RunEngines:
     """The engines of one run: created on first use, on the run's event bus, closed at the end."""
 
-    def __init__(self, overrides: Mapping[str, Any] | None = None, *, log_dir: Path | None = None,
-                 events: EventBus | None = None) -> None:
+    def __init__(
+        self, overrides: Mapping[str, Any] | None = None, *, log_dir: Path | None = None, events: EventBus | None = None
+    ) -> None:
         self._overrides = dict(overrides or {})
         self._log_dir = log_dir
         self._events = events if events is not None else global_bus
@@ -38,6 +40,7 @@ class RunEngines:
         self._locks: dict[str, anyio.Lock] = {}
         self._held_since: dict[str, float] = {}
         self._held_s: dict[str, float] = {}
+        self._batch_state: dict[str, Any] = {}  # batch mode: the run's journal, shared by its engines
 
     def config(self, name: str) -> EngineConfig | None:
         """The config behind ``name`` (``None`` for an injected engine instance)."""
@@ -51,7 +54,8 @@ class RunEngines:
         if override is not None and not isinstance(override, EngineConfig):
             return int(getattr(override, "max_in_flight", 64))
         cfg = self.config(name)
-        return cfg.max_in_flight if cfg else 64
+        # several endpoints (or replicas): each has its own max_in_flight (chainette/engine/multi_endpoint.py)
+        return cfg.max_in_flight * max(1, len(cfg.endpoints), cfg.replicas) if cfg else 64
 
     async def get(self, name: str) -> Engine:
         engine = self._engines.get(name)
@@ -101,16 +105,30 @@ class RunEngines:
         from chainette.engine.factory import create_engine
 
         spec = backend_of(cfg)
+        if getattr(cfg, "mode", "online") == "batch":  # a Batch API or `vllm run-batch`: no server to start
+            from chainette.run.batch_mode import create_batch_engine
+
+            if spec.cacheable:
+                self._scopes[name] = await anyio.to_thread.run_sync(answering_identity, cfg, None)
+            self._owned.append(name)
+            return await create_batch_engine(cfg, self._log_dir, self._batch_state, self._events)
         endpoint = None
+        urls: list[Any] = [None]
+        client_cfg = cfg
         if not spec.in_process:
-            endpoint = await anyio.to_thread.run_sync(
-                lambda: EngineBroker.start(cfg, log_dir=self._log_dir, events=self._events))
+            urls = await anyio.to_thread.run_sync(
+                lambda: EngineBroker.start_all(cfg, log_dir=self._log_dir, events=self._events)
+            )
+            endpoint = urls[0]
             self._started.append(cfg)
+            if getattr(cfg, "replicas", 1) > 1:  # its servers, one per replica: spread like endpoints
+                client_cfg = cfg.model_copy(update={"endpoints": urls, "endpoint": urls[0], "replicas": 1})
+                endpoint = None
         if spec.cacheable:
-            self._scopes[name] = await anyio.to_thread.run_sync(answering_identity, cfg, endpoint)
+            self._scopes[name] = await anyio.to_thread.run_sync(answering_identity, cfg, urls[0])
         self._owned.append(name)
-        engine = create_engine(cfg, endpoint)
-        engine.events = self._events  # retries and rate limiting reported on this run's bus
+        engine = create_engine(client_cfg, endpoint)
+        engine.events = self._events  # type: ignore[attr-defined]  # every built-in engine has `events`: this run's bus
         await engine.prepare()
         return engine
 
@@ -123,7 +141,7 @@ class RunEngines:
     def is_exclusive(self, name: str) -> bool:
         """A server Chainette starts itself and may stop between stages (managed and lazy)."""
         cfg = self.config(name)
-        return cfg is not None and cfg.is_managed and cfg.lazy
+        return cfg is not None and cfg.is_managed and cfg.lazy and getattr(cfg, "mode", "online") != "batch"
 
     async def release_except(self, keep: set[str]) -> None:
         """Close the exclusive engines not in ``keep`` and stop their servers (between stages)."""
@@ -158,6 +176,10 @@ class RunEngines:
                     await engine.aclose()
                 except Exception:
                     pass
+        if self._batch_state:
+            from chainette.run.batch_mode import close_batch_state
+
+            close_batch_state(self._batch_state)
         if self._started:
             from chainette.engine.broker import EngineBroker
 

@@ -64,7 +64,9 @@ class Executor:
             raise box["error"]
         return box["result"]
 
-    def run_iter(self, inputs: Iterable[Any], output_dir: str | Path | None = None, **options: Any) -> Iterator[list[RowRecords]]:
+    def run_iter(
+        self, inputs: Iterable[Any], output_dir: str | Path | None = None, **options: Any
+    ) -> Iterator[list[RowRecords]]:
         """Yield finished rows in committed groups while the run goes on in a helper thread."""
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         done = object()

@@ -27,10 +27,16 @@ def split_options(chain: Chain, options: dict[str, Any]) -> dict[str, Any]:
 class LocalRunner:
     """One process, one event loop: the async executor over the chain's engines."""
 
-    def run(self, chain: Chain, inputs: Iterable[Any], output_dir: str | Path | None = None,
-            **options: Any) -> RunResult:
+    def run(
+        self, chain: Chain, inputs: Iterable[Any], output_dir: str | Path | None = None, **options: Any
+    ) -> RunResult:
         return Executor(chain, **split_options(chain, options)).run(inputs, output_dir, **options)
 
-    async def run_async(self, chain: Chain, inputs: Iterable[Any] | AsyncIterable[Any],
-                        output_dir: str | Path | None = None, **options: Any) -> RunResult:
+    async def run_async(
+        self,
+        chain: Chain,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        output_dir: str | Path | None = None,
+        **options: Any,
+    ) -> RunResult:
         return await AsyncExecutor(chain, **split_options(chain, options)).run(inputs, output_dir, **options)

@@ -37,8 +37,13 @@ def engine_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
                 used.setdefault(name, override)
             continue  # an engine instance passed by the caller brings its own credentials
         if not has_engine(name):
-            problems.append(Problem(step.id, f"unknown engine '{name}': register it with register_engine() "
-                                             "or list it in an engines.yml passed with --engines"))
+            problems.append(
+                Problem(
+                    step.id,
+                    f"unknown engine '{name}': register it with register_engine() "
+                    "or list it in an engines.yml passed with --engines",
+                )
+            )
             continue
         used.setdefault(name, get_engine_config(name))
     for cfg in used.values():
@@ -55,12 +60,16 @@ def missing_key_message(cfg: EngineConfig) -> str | None:
     if cfg.api_key_env:
         if os.environ.get(cfg.api_key_env):
             return None
-        return (f"api_key_env is {cfg.api_key_env}, but that environment variable is not set (or empty); "
-                f"export {cfg.api_key_env}=... before running, or remove api_key_env if the server needs no key")
+        return (
+            f"api_key_env is {cfg.api_key_env}, but that environment variable is not set (or empty); "
+            f"export {cfg.api_key_env}=... before running, or remove api_key_env if the server needs no key"
+        )
     default_env = backend_of(cfg).api_key_env
     if default_env and not os.environ.get(default_env) and _needs_key(cfg):
-        return (f"backend '{cfg.backend}' at {cfg.resolved_endpoint()} needs an API key: export {default_env}=..., "
-                "or set api_key_env to the variable that holds it")
+        return (
+            f"backend '{cfg.backend}' at {cfg.resolved_endpoint()} needs an API key: export {default_env}=..., "
+            "or set api_key_env to the variable that holds it"
+        )
     return None
 
 

@@ -18,9 +18,10 @@ resumed run cuts the input at the same places (the layout is kept in the run dir
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from chainette.core.row import SKIPPED
 from chainette.errors import ConfigError
@@ -57,21 +58,25 @@ def read_dataset(path: str | Path) -> Any:
         from chainette.utils.optional import require
 
         datasets = require("datasets", extra="datasets", feature="reading a Hugging Face dataset")
-        name, _, split = raw[len("hf://"):].strip("/").partition("/")
+        name, _, split = raw[len("hf://") :].strip("/").partition("/")
         return ray.data.from_huggingface(datasets.load_dataset(name, split=split or "train"))
     p = Path(raw).expanduser()
     name = p.name.lower()
     if not p.exists():
-        raise ConfigError(f"input {raw} not found (runner='ray' reads a .jsonl/.csv/.parquet file, a "
-                          "directory of Parquet files, or hf://NAME/SPLIT)")
+        raise ConfigError(
+            f"input {raw} not found (runner='ray' reads a .jsonl/.csv/.parquet file, a "
+            "directory of Parquet files, or hf://NAME/SPLIT)"
+        )
     if p.is_dir() or name.endswith(_PARQUET):
         return ray.data.read_parquet(str(p), num_cpus=READ_CPUS)
     if name.endswith(_JSONL):
         return ray.data.read_json(str(p), lines=True, file_extensions=None, num_cpus=READ_CPUS)
     if name.endswith(_CSV):
         return ray.data.read_csv(str(p), num_cpus=READ_CPUS)
-    raise ConfigError(f"runner='ray' cannot read {raw}: use .jsonl, .csv, .parquet, a directory of "
-                      "Parquet files, hf://NAME/SPLIT, a ray.data.Dataset or any iterable of rows")
+    raise ConfigError(
+        f"runner='ray' cannot read {raw}: use .jsonl, .csv, .parquet, a directory of "
+        "Parquet files, hf://NAME/SPLIT, a ray.data.Dataset or any iterable of rows"
+    )
 
 
 def iter_blocks(inputs: Any, block_rows: int) -> Iterator[Block]:

@@ -36,8 +36,9 @@ import os
 import sys
 import sysconfig
 import time
+from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from chainette.core.result import RunResult, StepStats
 from chainette.core.validation import iter_nodes
@@ -78,18 +79,23 @@ _UNSUPPORTED = {
 class RayRunner:
     """Runs a chain over a Ray cluster (see the module docstring)."""
 
-    def run(self, chain: "Chain", inputs: Any, output_dir: str | Path | None = None, **options: Any) -> RunResult:
+    def run(self, chain: Chain, inputs: Any, output_dir: str | Path | None = None, **options: Any) -> RunResult:
         return _RayRun(chain, inputs, output_dir, options).execute()
 
-    async def run_async(self, chain: "Chain", inputs: Iterable[Any] | AsyncIterable[Any],
-                        output_dir: str | Path | None = None, **options: Any) -> RunResult:
+    async def run_async(
+        self,
+        chain: Chain,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        output_dir: str | Path | None = None,
+        **options: Any,
+    ) -> RunResult:
         import anyio
 
         return await anyio.to_thread.run_sync(lambda: self.run(chain, inputs, output_dir, **options))
 
 
 class _RayRun:
-    def __init__(self, chain: "Chain", inputs: Any, output_dir: Any, options: dict[str, Any]) -> None:
+    def __init__(self, chain: Chain, inputs: Any, output_dir: Any, options: dict[str, Any]) -> None:
         self.chain = chain
         self.inputs = inputs
         opts = dict(options)
@@ -98,8 +104,10 @@ class _RayRun:
                 raise ConfigError(f"runner='ray' does not support {what}; use the local runner for that")
         writer = opts.pop("writer", None)
         if writer is not None:
-            raise ConfigError("runner='ray' writes the standard run directory; a custom writer needs the local "
-                              "runner (or convert the finished run directory)")
+            raise ConfigError(
+                "runner='ray' writes the standard run directory; a custom writer needs the local "
+                "runner (or convert the finished run directory)"
+            )
         opts.pop("debug_output", None)
         if output_dir is None:
             raise ConfigError("runner='ray' writes a run directory: pass output_dir (-o/--output-dir)")
@@ -115,9 +123,12 @@ class _RayRun:
         cache = opts.pop("cache", True)
         if cache not in (True, False, None):
             raise ConfigError("runner='ray' takes cache=True or False (each node opens its own item cache)")
-        self.worker_options = {"batch_size": self.batch_size, "cache": bool(cache),
-                               "error_guard": opts.pop("error_guard", ErrorGuard()),
-                               "window": opts.pop("window", None)}
+        self.worker_options = {
+            "batch_size": self.batch_size,
+            "cache": bool(cache),
+            "error_guard": opts.pop("error_guard", ErrorGuard()),
+            "window": opts.pop("window", None),
+        }
         self.fmt = opts.pop("fmt", "jsonl")
         self.max_lines = int(opts.pop("max_lines_per_file", 10_000))
         self.resume = bool(opts.pop("resume", False))
@@ -158,13 +169,23 @@ class _RayRun:
         if layout is not None:
             self.block_rows = int(layout.get("block_rows", self.block_rows))  # cut where the run started
         head, blocks = peek_rows(iter_blocks(self.inputs, self.block_rows), FINGERPRINT_ROWS)
-        step_ids = [n.id for n in iter_nodes(self.chain.items)
-                    if hasattr(n, "output_model") and n.kind in ("step", "apply", "batch")]
+        step_ids = [
+            n.id
+            for n in iter_nodes(self.chain.items)
+            if hasattr(n, "output_model") and n.kind in ("step", "apply", "batch")
+        ]
         run = RunInfo(
-            run_id=self.run_id, chain_name=self.chain.name, graph=self.chain.graph.to_dict(), engines=public,
-            fingerprint={"chain": graph_fingerprint(self.chain.graph.to_dict()),
-                         "inputs": self.input_fingerprint or inputs_fingerprint(head)},
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), step_ids=step_ids)
+            run_id=self.run_id,
+            chain_name=self.chain.name,
+            graph=self.chain.graph.to_dict(),
+            engines=public,
+            fingerprint={
+                "chain": graph_fingerprint(self.chain.graph.to_dict()),
+                "inputs": self.input_fingerprint or inputs_fingerprint(head),
+            },
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            step_ids=step_ids,
+        )
         writer = BlockRunWriter(self.out, fmt=self.fmt, max_lines_per_file=self.max_lines)
         done = writer.open(run, resume=self.resume, force=self.force, retry_errors=self.retry_errors)
         write_layout(self.out, {"block_rows": self.block_rows, "runner": "ray"})
@@ -186,15 +207,26 @@ class _RayRun:
             raise
         finally:
             result.seconds = time.monotonic() - started
+            self._close_workers(ray)  # their leased slots go back before the table reports
             writer.extra_metadata = {"runner": self._runner_report(ray)}
             writer.close(result)
-        self.bus.publish(RunFinished(run.run_id, result.seconds, result.rows_in,
-                                     {k: v.to_dict() for k, v in stats.items()}, str(self.out),
-                                     result.interrupted, result.cost, result.stopped_by))
+        self.bus.publish(
+            RunFinished(
+                run.run_id,
+                result.seconds,
+                result.rows_in,
+                {k: v.to_dict() for k, v in stats.items()},
+                str(self.out),
+                result.interrupted,
+                result.cost,
+                result.stopped_by,
+            )
+        )
         return result
 
-    def _dispatch(self, ray: Any, blocks: Iterable[Block], done: Any, writer: BlockRunWriter,
-                  result: RunResult) -> None:
+    def _dispatch(
+        self, ray: Any, blocks: Iterable[Block], done: Any, writer: BlockRunWriter, result: RunResult
+    ) -> None:
         """Send blocks to the workers, at most ``blocks_per_worker`` each, merging each finished one."""
         pending: dict[Any, tuple[Block, int, int, dict, Any]] = {}  # ref -> (block, slot, attempt, spec, actor)
         load = [0] * len(self.actors)
@@ -213,8 +245,13 @@ class _RayRun:
                 self._collect(ray, pending, load, writer, result)
             if result.stopped_by is not None:
                 break
-            spec = {"block": block.index, "offset": block.offset, "dir": str(sub), "done": local_done,
-                    "skipped": block.skipped}
+            spec = {
+                "block": block.index,
+                "offset": block.offset,
+                "dir": str(sub),
+                "done": local_done,
+                "skipped": block.skipped,
+            }
             self._submit(ray, pending, load, block, spec, attempt=1)
         while pending:
             self._collect(ray, pending, load, writer, result)
@@ -236,8 +273,10 @@ class _RayRun:
             out = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError):
             if attempt >= BLOCK_ATTEMPTS:
-                raise ConfigError(f"block {block.index} (rows {block.offset}-{block.offset + len(block.rows) - 1}) "
-                                  f"lost its worker {attempt} times; the run directory is resumable") from None
+                raise ConfigError(
+                    f"block {block.index} (rows {block.offset}-{block.offset + len(block.rows) - 1}) "
+                    f"lost its worker {attempt} times; the run directory is resumable"
+                ) from None
             if self.actors[slot] is actor:  # not replaced yet (it may have run several of the blocks)
                 self._replace_worker(ray, slot)
             self._submit(ray, pending, load, block, spec, attempt + 1)  # resumes from the block's journal
@@ -267,31 +306,64 @@ class _RayRun:
     def _start_actors(self, ray: Any, engines: dict[str, Any], managed: list[str]) -> None:
         from ray import cloudpickle
 
-        self.slots = ray.remote(SlotTableActor).options(
-            name=SLOTS_ACTOR.format(run=self.run_id), namespace=NAMESPACE, num_cpus=0).remote()
+        self.slots = (
+            ray.remote(SlotTableActor)
+            .options(name=SLOTS_ACTOR.format(run=self.run_id), namespace=NAMESPACE, num_cpus=0)
+            .remote()
+        )
         if managed:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             for node in ray.nodes():
                 if not node.get("Alive") or not node.get("Resources", {}).get("CPU"):
                     continue
-                self.node_servers.append(ray.remote(NodeServers).options(
-                    name=SERVERS_ACTOR.format(run=self.run_id, node=node["NodeID"]), namespace=NAMESPACE,
-                    num_cpus=0, max_concurrency=16,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                ).remote(str(self.out)))
-        payload = _ship({"chain": self.chain, "engines": engines, "managed": managed,
-                         "options": self.worker_options}, cloudpickle)
+                self.node_servers.append(
+                    ray.remote(NodeServers)
+                    .options(
+                        name=SERVERS_ACTOR.format(run=self.run_id, node=node["NodeID"]),
+                        namespace=NAMESPACE,
+                        num_cpus=0,
+                        max_concurrency=16,
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                    )
+                    .remote(str(self.out))
+                )
+        count = int(self.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        if self.worker_options["window"] is None:
+            self.worker_options["window"] = self._window(engines, count)
+        payload = _ship(
+            {"chain": self.chain, "engines": engines, "managed": managed, "options": self.worker_options}, cloudpickle
+        )
         self._payload = payload
-        count = self.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.actors = [self._new_worker(ray) for _ in range(int(count))]
+        self.actors = [self._new_worker(ray) for _ in range(count)]
+
+    def _window(self, engines: dict[str, Any], workers: int) -> int:
+        """Rows in flight per block: the local rule (1.5 x the biggest engine's in-flight capacity)
+        shared out over every block running at once, so that thousands of slots over many
+        endpoints do not become thousands of waiting rows in every worker."""
+        capacity = 64
+        for cfg in engines.values():
+            limit = int(getattr(cfg, "max_in_flight", 64))
+            capacity = max(
+                capacity,
+                limit * max(1, len(getattr(cfg, "endpoints", None) or []), int(getattr(cfg, "replicas", 1) or 1)),
+            )
+        share = -(-(capacity * 3 // 2) // (workers * self.per_worker))
+        return max(share, 32)
 
     def _new_worker(self, ray: Any) -> Any:
         # named, so that an operator (or a test) can find a run's workers: chainette-worker-<run>-<n>
         self._spawned += 1
-        return ray.remote(BlockWorker).options(
-            name=WORKER_ACTOR.format(run=self.run_id, n=self._spawned), namespace=NAMESPACE,
-            num_cpus=1, max_concurrency=self.per_worker + 4).remote(self.run_id, self._payload)
+        return (
+            ray.remote(BlockWorker)
+            .options(
+                name=WORKER_ACTOR.format(run=self.run_id, n=self._spawned),
+                namespace=NAMESPACE,
+                num_cpus=1,
+                max_concurrency=self.per_worker + 4,
+            )
+            .remote(self.run_id, self._payload)
+        )
 
     def _replace_worker(self, ray: Any, slot: int) -> None:
         try:
@@ -307,15 +379,20 @@ class _RayRun:
             except Exception:
                 pass
 
-    def _shutdown(self, ray: Any) -> None:
-        if not ray.is_initialized():
-            return
+    def _close_workers(self, ray: Any) -> None:
         closes = []
         for actor in self.actors:
             try:
                 closes.append(actor.close.remote())
             except Exception:
                 pass
+        if closes:
+            ray.wait(closes, num_returns=len(closes), timeout=30)
+
+    def _shutdown(self, ray: Any) -> None:
+        if not ray.is_initialized():
+            return
+        closes = []
         for servers in self.node_servers:
             try:
                 closes.append(servers.stop.remote())
@@ -332,16 +409,22 @@ class _RayRun:
         self.actors, self.node_servers, self.slots = [], [], None
 
     def _runner_report(self, ray: Any) -> dict[str, Any]:
-        report: dict[str, Any] = {"name": "ray", "block_rows": self.block_rows,
-                                  "blocks_per_worker": self.per_worker, "workers": self.workers}
+        report: dict[str, Any] = {
+            "name": "ray",
+            "block_rows": self.block_rows,
+            "blocks_per_worker": self.per_worker,
+            "workers": self.workers,
+        }
         if self.slots is not None:
             try:
                 report["in_flight_slots"] = ray.get(self.slots.report.remote(), timeout=10)
             except Exception:
                 pass
         try:
-            report["cluster"] = {"nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
-                                 "cpus": ray.cluster_resources().get("CPU")}
+            report["cluster"] = {
+                "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
+                "cpus": ray.cluster_resources().get("CPU"),
+            }
         except Exception:
             pass
         return report
@@ -378,8 +461,11 @@ class _RayRun:
         for sid, st in out["step_stats"].items():
             self._reached[sid] = self._reached.get(sid, 0) + st["reached"]
             self.bus.publish(StepTotalItems(sid, self._reached[sid]))
-            self.bus.publish(BatchFinished(sid, st["done"] + st["errors"], st["errors"], st["prompt_tokens"],
-                                           st["completion_tokens"], None))
+            self.bus.publish(
+                BatchFinished(
+                    sid, st["done"] + st["errors"], st["errors"], st["prompt_tokens"], st["completion_tokens"], None
+                )
+            )
 
 
 def _add_stats(into: StepStats, d: dict[str, Any]) -> None:

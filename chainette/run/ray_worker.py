@@ -24,6 +24,7 @@ import resource
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chainette.core.row import SKIPPED, Row
 from chainette.engine.factory import engine_decorator
@@ -36,6 +37,7 @@ from chainette.run.row_runner import RunState
 SLOTS_ACTOR = "chainette-slots-{run}"
 SERVERS_ACTOR = "chainette-servers-{run}-{node}"
 WORKER_ACTOR = "chainette-worker-{run}-{n}"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 NAMESPACE = "chainette"
 
 
@@ -66,20 +68,49 @@ class SlotTableActor:
         self.table.configure(key, capacity)
         return self.table.exchange(key, holder, give=give, want=want, demand=demand)
 
+    def exchange_many(self, calls: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+        """Several exchanges in one message (see :class:`RaySlotSource`)."""
+        return [self.exchange(*call) for call in calls]
+
     def report(self) -> dict[str, dict[str, int]]:
         return self.table.report()
 
 
 class RaySlotSource:
-    """The slot table actor as a :class:`~chainette.engine.slot_lease.SlotSource`."""
+    """The slot table actor as a :class:`~chainette.engine.slot_lease.SlotSource`. Exchanges asked
+    within ``gather`` seconds of each other (the limiters of a process beat together) travel in
+    one actor call, so 64 endpoints cost one message per beat, not 64."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, *, gather: float = 0.002) -> None:
         self.actor = actor
+        self.gather = gather
         self.capacity: dict[str, int] = {}
+        self.calls = 0
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[tuple[int, int]]]] = []
+        self._flush: asyncio.Task[None] | None = None
 
     async def exchange(self, key: str, holder: str, give: int, want: int, demand: int) -> tuple[int, int]:
-        granted, target = await self.actor.exchange.remote(key, holder, give, want, demand, self.capacity[key])
-        return granted, target
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, int]] = loop.create_future()
+        self._queue.append(((key, holder, give, want, demand, self.capacity[key]), fut))
+        if self._flush is None or self._flush.done():
+            self._flush = loop.create_task(self._send())
+        return await fut
+
+    async def _send(self) -> None:
+        await asyncio.sleep(self.gather)
+        batch, self._queue = self._queue, []
+        self.calls += 1
+        try:
+            results = await self.actor.exchange_many.remote([args for args, _ in batch])
+        except Exception as exc:  # the actor is away: every waiting limiter retries on its own
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), (granted, target) in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result((granted, target))
 
 
 # -- managed servers, once per node --------------------------------------------------------
@@ -90,12 +121,13 @@ class NodeServers:
         self.log_dir = log_dir
         self.started: list[str] = []
 
-    def start(self, cfg: Any) -> str:
+    def start(self, cfg: Any) -> list[str]:
+        """The base URLs of ``cfg``'s server (or of each of its ``replicas``) on this node."""
         from chainette.engine.broker import EngineBroker
 
-        endpoint = EngineBroker.start(cfg, log_dir=self.log_dir)  # thread-safe: started once, then reused
+        urls = EngineBroker.start_all(cfg, log_dir=self.log_dir)  # thread-safe: started once, then reused
         self.started.append(cfg.name)
-        return endpoint
+        return urls
 
     def starts(self) -> int:
         return len({s.pid for s in _servers()})
@@ -134,10 +166,16 @@ class BlockWorker:
         self.holder = f"{self.node[:8]}-{os.getpid()}"
         self.source = RaySlotSource(ray.get_actor(SLOTS_ACTOR.format(run=run_id), namespace=NAMESPACE))
         self.limiters: dict[str, LeasedLimiter] = {}
-        self.endpoints: dict[str, str] = {}
+        self.endpoints: dict[str, list[str]] = {}
         self.tasks: dict[int, asyncio.Task[Any]] = {}
-        self.figures = {"worker": self.holder, "node": self.node, "pid": os.getpid(), "blocks": 0, "rows": 0,
-                        "busy_s": 0.0}
+        self.figures: dict[str, Any] = {
+            "worker": self.holder,
+            "node": self.node,
+            "pid": os.getpid(),
+            "blocks": 0,
+            "rows": 0,
+            "busy_s": 0.0,
+        }
         self._cpu0 = time.process_time()
 
     async def run_block(self, spec: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
@@ -150,14 +188,27 @@ class BlockWorker:
                 rows[i] = SKIPPED
             sub = Path(spec["dir"])
             seed_block(sub, spec.get("done", []))
-            executor = BlockExecutor(self.chain, offset=spec["offset"], batch_size=self.options["batch_size"],
-                                     engines=await self._engines(), events=EventBus(),
-                                     cache=self.options["cache"])
+            executor = BlockExecutor(
+                self.chain,
+                offset=spec["offset"],
+                batch_size=self.options["batch_size"],
+                engines=await self._engines(),
+                events=EventBus(),
+                cache=self.options["cache"],
+            )
             token = engine_decorator.set(self._lease_limits)
             try:
                 result = await executor.run(
-                    rows, sub, resume=True, fmt="jsonl", max_lines_per_file=1 << 40, run_id=self.run_id,
-                    total=len(rows), window=self.options.get("window"), error_guard=self.options["error_guard"])
+                    rows,
+                    sub,
+                    resume=True,
+                    fmt="jsonl",
+                    max_lines_per_file=1 << 40,
+                    run_id=self.run_id,
+                    total=len(rows),
+                    window=self.options.get("window"),
+                    error_guard=self.options["error_guard"],
+                )
             finally:
                 engine_decorator.reset(token)
         finally:
@@ -179,10 +230,14 @@ class BlockWorker:
 
     def report(self) -> dict[str, Any]:
         """This worker's figures: blocks, rows, busy and CPU seconds, peak memory, lease exchanges."""
-        return {**self.figures, "cpu_s": round(time.process_time() - self._cpu0, 3),
-                "busy_s": round(self.figures["busy_s"], 3),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "lease_exchanges": sum(lim.exchanges for lim in self.limiters.values())}
+        return {
+            **self.figures,
+            "cpu_s": round(time.process_time() - self._cpu0, 3),
+            "busy_s": round(self.figures["busy_s"], 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "lease_exchanges": sum(lim.exchanges for lim in self.limiters.values()),
+            "lease_messages": self.source.calls,
+        }
 
     async def stop(self) -> int:
         """Cancel the blocks running here (their committed rows stay; a resume finishes them)."""
@@ -204,7 +259,10 @@ class BlockWorker:
             if name not in self.endpoints:
                 servers = ray.get_actor(SERVERS_ACTOR.format(run=self.run_id, node=self.node), namespace=NAMESPACE)
                 self.endpoints[name] = await servers.start.remote(engines[name])
-            engines[name] = engines[name].model_copy(update={"endpoint": self.endpoints[name]})
+            urls = self.endpoints[name]
+            engines[name] = engines[name].model_copy(
+                update={"endpoint": urls[0], "endpoints": urls if len(urls) > 1 else [], "replicas": 1}
+            )
         return engines
 
     def _lease_limits(self, cfg: Any, engine: Any) -> Any:
@@ -214,6 +272,8 @@ class BlockWorker:
             if endpoint is None or getattr(client, "limiter", None) is None:
                 continue  # an in-process engine: nothing to bound
             key = f"{cfg.name}@{endpoint}"
+            if urlsplit(endpoint).hostname in _LOOPBACK:  # this node's own server (managed): one per node
+                key += f"@node-{self.node[:12]}"
             lim = self.limiters.get(key)
             if lim is None:
                 self.source.capacity[key] = cfg.max_in_flight

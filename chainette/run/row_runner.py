@@ -8,8 +8,9 @@ are no batch barriers: a slow row only delays itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 import jinja2
@@ -18,9 +19,12 @@ from pydantic import BaseModel, ValidationError
 from chainette.core.apply import ApplyNode
 from chainette.core.batch import BatchNode
 from chainette.core.branch import Branch, ChainItem, JoinBranch, Parallel
+from chainette.core.context import coerce
+from chainette.core.input_models import resolve_input
 from chainette.core.result import StepStats
 from chainette.core.row import Row
 from chainette.core.step import Step
+from chainette.engine.backends.base import truncated
 from chainette.engine.protocol import Completion, CompletionRequest, Engine
 from chainette.errors import (
     ApplyError,
@@ -32,9 +36,6 @@ from chainette.errors import (
     TruncatedCompletionError,
     describe_validation_error,
 )
-from chainette.core.context import coerce
-from chainette.core.input_models import resolve_input
-from chainette.engine.backends.base import truncated
 from chainette.events import EventBus, ItemFailed
 from chainette.run.batching import Batcher
 from chainette.run.stop import RunStop
@@ -50,7 +51,7 @@ class RunState:
     stats: dict[str, StepStats]
     bus: EventBus
     cache: Any = None  # ItemCache | None
-    cache_scope: Callable[[Step], dict[str, Any]] | None = None
+    cache_scope: Callable[[Step], dict[str, Any] | None] | None = None  # None: this step's replies are not cached
     budget: Any = None  # run.budget.Budget | None: asked before each request is sent
     costs: Any = None  # run.costs.CostMeter | None: prices the counters for progress events
     note_spent: Callable[[], Any] | None = None  # records what the run spent (before each commit)
@@ -76,7 +77,8 @@ async def run_from(items: list[ChainItem], start: int, row: Row, state: RunState
         results: list[list[Row] | None] = [None] * len(outs)
 
         async def child(k: int, r: Row) -> None:
-            results[k] = await run_from(items, i, r, state)
+            # awaited by the task group below, within this iteration: `results` and `i` are this iteration's
+            results[k] = await run_from(items, i, r, state)  # noqa: B023
 
         async with anyio.create_task_group() as tg:
             for k, r in enumerate(outs):
@@ -150,11 +152,20 @@ async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
         _fail(row, step.id, ChainetteError(f"template variable undefined for this row: {exc.message}"), state)
         return None
     except jinja2.TemplateError as exc:  # the sandbox refused something (SecurityError), a filter failed
-        _fail(row, step.id, ChainetteError(f"template could not be rendered for this row: "
-                                           f"{type(exc).__name__}: {exc.message}"), state)
+        _fail(
+            row,
+            step.id,
+            ChainetteError(f"template could not be rendered for this row: {type(exc).__name__}: {exc.message}"),
+            state,
+        )
         return None
     except ValidationError as exc:
-        _fail(row, step.id, ChainetteError(f"input does not fit {step.input_model.__name__}: {describe_validation_error(exc)}"), state)
+        _fail(
+            row,
+            step.id,
+            ChainetteError(f"input does not fit {_model_name(step.input_model)}: {describe_validation_error(exc)}"),
+            state,
+        )
         return None
     engine: Engine = await state.get_engine(step.engine_name)
     schema = model_schema(step.output_model)
@@ -219,8 +230,15 @@ async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
             if state.metrics is not None:
                 state.metrics.observe(step.id, completion.latency_s, usage.completion_tokens)
         if state.debug is not None:
-            state.debug.sample(step, row.row_id, request.messages, attempt=attempts, reply=completion.text,
-                               reasoning=completion.reasoning, cached=from_cache)
+            state.debug.sample(
+                step,
+                row.row_id,
+                request.messages,
+                attempt=attempts,
+                reply=completion.text,
+                reasoning=completion.reasoning,
+                cached=from_cache,
+            )
         try:
             value = parse_output(completion.text, step.output_model)
         except ValidationError as exc:
@@ -236,8 +254,11 @@ async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
                 messages=[
                     *request.messages,
                     {"role": "assistant", "content": completion.text},
-                    {"role": "user", "content": f"That reply is invalid ({detail}). "
-                                                "Answer again with only a JSON object that fits the schema."},
+                    {
+                        "role": "user",
+                        "content": f"That reply is invalid ({detail}). "
+                        "Answer again with only a JSON object that fits the schema.",
+                    },
                 ],
                 json_schema=schema,
                 schema_name=request.schema_name,
@@ -245,10 +266,11 @@ async def run_step(step: Step, row: Row, state: RunState) -> list[Row] | None:
                 output_model=step.output_model,
                 step_id=step.id,
                 row_id=row.row_id,
+                attempt=attempts + 1,
             )
             continue
         if key is not None and not from_cache:
-            state.cache.put(key, completion)
+            state.cache.put(key, completion, step.engine_name)
         stats.done += 1
         return [_succeed(row, step.id, value, completion.reasoning, state)]
     _fail(row, step.id, last_error or OutputValidationError("no valid reply"), state, attempts=attempts)
@@ -270,13 +292,20 @@ async def run_apply(node: ApplyNode, row: Row, state: RunState) -> list[Row] | N
         if out is None:
             out = []
         elif not isinstance(out, (list, tuple)):
-            raise ApplyError(f"apply '{node.id}' must return a list (empty = filter, several = fan-out), "
-                             f"got {type(out).__name__}", node_id=node.id, row_id=row.row_id)
+            raise ApplyError(
+                f"apply '{node.id}' must return a list (empty = filter, several = fan-out), got {type(out).__name__}",
+                node_id=node.id,
+                row_id=row.row_id,
+            )
         if node.output_model is not None:
             out = [coerce(o, node.output_model) for o in out]
     except Exception as exc:  # user code: any exception becomes this row's error record
-        _fail(row, node.id, exc if isinstance(exc, ApplyError)
-              else ApplyError.wrap(exc, node_id=node.id, row_id=row.row_id), state)
+        _fail(
+            row,
+            node.id,
+            exc if isinstance(exc, ApplyError) else ApplyError.wrap(exc, node_id=node.id, row_id=row.row_id),
+            state,
+        )
         return None
     stats.done += 1
     return _emit(node, row, out, state)
@@ -304,8 +333,12 @@ async def run_batch(node: BatchNode, row: Row, state: RunState) -> list[Row] | N
     try:
         item = resolve_input(row.item, row.history, node.input_model)
     except ValidationError as exc:
-        _fail(row, node.id, ChainetteError(f"input does not fit {node.input_model.__name__}: "
-                                           f"{describe_validation_error(exc)}"), state)
+        _fail(
+            row,
+            node.id,
+            ChainetteError(f"input does not fit {_model_name(node.input_model)}: {describe_validation_error(exc)}"),
+            state,
+        )
         return None
     batcher = state.batchers.get(node.id)
     if batcher is None:
@@ -316,8 +349,12 @@ async def run_batch(node: BatchNode, row: Row, state: RunState) -> list[Row] | N
         if node.output_model is not None:
             out = [coerce(o, node.output_model) for o in out]
     except Exception as exc:  # this row's entry was an error, or did not fit output_model
-        _fail(row, node.id, exc if isinstance(exc, ChainetteError)
-              else ApplyError.wrap(exc, node_id=node.id, row_id=row.row_id), state)
+        _fail(
+            row,
+            node.id,
+            exc if isinstance(exc, ChainetteError) else ApplyError.wrap(exc, node_id=node.id, row_id=row.row_id),
+            state,
+        )
         return None
     stats.done += 1
     return _emit(node, row, out, state)
@@ -336,7 +373,7 @@ async def run_parallel(group: Parallel, row: Row, state: RunState) -> list[Row] 
         async with anyio.create_task_group() as tg:
             for k, branch in enumerate(group.branches):
                 tg.start_soon(one, k, branch)
-    for branch, res in zip(group.branches, results):  # merge in declaration order: deterministic
+    for branch, res in zip(group.branches, results, strict=True):  # merge in declaration order: deterministic
         if not isinstance(branch, JoinBranch):
             continue
         if res is None:
@@ -348,3 +385,7 @@ async def run_parallel(group: Parallel, row: Row, state: RunState) -> list[Row] 
         else:
             row.history[branch.alias] = [r.item for r in res]
     return [row]
+
+
+def _model_name(model: type[BaseModel] | None) -> str:
+    return model.__name__ if model is not None else "the declared input model"

@@ -37,9 +37,11 @@ class ErrorGuard:
         """Why the run should stop, given the outcomes of its first ``finished`` rows, or ``None``."""
         if finished < self.min_rows or failed < self.max_failure_rate * finished:
             return None
-        return (f"{failed} of the first {finished} rows failed (error guard: stop at "
-                f"{self.max_failure_rate:.0%} of at least {self.min_rows} rows); see errors/ for why, fix the "
-                "chain or engine, then rerun with --resume (or --resume --retry-errors to redo the failed rows)")
+        return (
+            f"{failed} of the first {finished} rows failed (error guard: stop at "
+            f"{self.max_failure_rate:.0%} of at least {self.min_rows} rows); see errors/ for why, fix the "
+            "chain or engine, then rerun with --resume (or --resume --retry-errors to redo the failed rows)"
+        )
 
     @classmethod
     def parse(cls, text: str) -> ErrorGuard | None:
@@ -52,8 +54,10 @@ class ErrorGuard:
         except ValueError:
             guard = None
         if guard is None or not 0 < guard.max_failure_rate <= 1 or guard.min_rows < 1:
-            raise ConfigError(f"--error-guard {text!r}: expected RATE or RATE:ROWS with 0 < RATE <= 1 and "
-                              "ROWS >= 1 (e.g. 0.9:50), or 'off'")
+            raise ConfigError(
+                f"--error-guard {text!r}: expected RATE or RATE:ROWS with 0 < RATE <= 1 and "
+                "ROWS >= 1 (e.g. 0.9:50), or 'off'"
+            )
         return guard
 
 

@@ -29,8 +29,7 @@ def _default(obj: Any) -> Any:
 
 def canonical_json(obj: Any) -> bytes:
     """``obj`` as canonical JSON bytes (sorted keys, compact, UTF-8)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_default).encode()
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
 
 
 def canonical_hasher(*parts: Any) -> hashlib._Hash:

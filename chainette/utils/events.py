@@ -15,4 +15,17 @@ from chainette.events import (
     bus,
 )
 
-__all__ = ["Event", "RunStarted", "StepTotalItems", "BatchFinished", "ItemFailed", "EngineRetry", "ServerStarting", "ServerReady", "ServerStopped", "RunFinished", "EventBus", "bus"]
+__all__ = [
+    "Event",
+    "RunStarted",
+    "StepTotalItems",
+    "BatchFinished",
+    "ItemFailed",
+    "EngineRetry",
+    "ServerStarting",
+    "ServerReady",
+    "ServerStopped",
+    "RunFinished",
+    "EventBus",
+    "bus",
+]

@@ -69,7 +69,9 @@ def token_value(bucket: int) -> float:
     return (low + high) / 2
 
 
-def percentiles(counts: Sequence[int], qs: Iterable[float], value: Callable[[int], float] = latency_value) -> list[float | None]:
+def percentiles(
+    counts: Sequence[int], qs: Iterable[float], value: Callable[[int], float] = latency_value
+) -> list[float | None]:
     """The ``qs`` quantiles (0..1) of a histogram, each read as ``value(bucket)``; ``None``
     for an empty histogram."""
     total = sum(counts)

@@ -81,7 +81,8 @@ class ImportPolicy:
         if _is_path(module):
             path = self._path(module)
             if (self.base_dir is not None and _within(self.base_dir, path)) or any(
-                    _within(allowed, path) for allowed in self.paths):
+                _within(allowed, path) for allowed in self.paths
+            ):
                 return f"{path}:{attr}"
             raise self._refused(f"file '{module}' (resolved to '{path}')", str(path))
         if any(module == n or module.startswith(n + ".") for n in self.names):

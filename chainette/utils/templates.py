@@ -10,4 +10,12 @@ from chainette.core.templates import (
     variables,
 )
 
-__all__ = ["environment", "compile_template", "VariableUse", "variables", "FastTemplate", "compile_fast", "row_renderer"]
+__all__ = [
+    "environment",
+    "compile_template",
+    "VariableUse",
+    "variables",
+    "FastTemplate",
+    "compile_fast",
+    "row_renderer",
+]

@@ -55,8 +55,14 @@ def split_sentences(doc: CleanDoc) -> list[Sentence]:
 
 
 def stats(s: Sentence) -> list[SentenceStats]:
-    return [SentenceStats(sentence=s.sentence, words=len(s.sentence.split()), chars=len(s.sentence),
-                          is_question=s.sentence.endswith("?"))]
+    return [
+        SentenceStats(
+            sentence=s.sentence,
+            words=len(s.sentence.split()),
+            chars=len(s.sentence),
+            is_question=s.sentence.endswith("?"),
+        )
+    ]
 
 
 chain = Chain(

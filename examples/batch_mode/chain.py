@@ -57,7 +57,10 @@ summary_fr = Step(
     user_prompt="{{ chain_input.text }}",
 )
 
-chain = Chain(name="Ticket batch", steps=[
-    triage,
-    [Branch("reply", [draft_reply]).join("reply"), Branch("fr", [summary_fr]).join("french")],
-])
+chain = Chain(
+    name="Ticket batch",
+    steps=[
+        triage,
+        [Branch("reply", [draft_reply]).join("reply"), Branch("fr", [summary_fr]).join("french")],
+    ],
+)

@@ -1,10 +1,10 @@
 """Branch math: Python and LLM branches side by side, joined by row id.
 
-  input (a, b) ──┬─ sum_branch:     apply add       ─► joined as `total`
-                 ├─ product_branch: apply multiply  ─► joined as `product`
-                 ├─ guess_branch:   LLM guess_sum   ─► joined as `guess`
-                 └─ audit_branch:   apply audit       (a plain Branch: written, not merged)
-                ──► parity (LLM, reads {{ total.value }}, {{ product.value }}, {{ guess.value }})
+input (a, b) ──┬─ sum_branch:     apply add       ─► joined as `total`
+               ├─ product_branch: apply multiply  ─► joined as `product`
+               ├─ guess_branch:   LLM guess_sum   ─► joined as `guess`
+               └─ audit_branch:   apply audit       (a plain Branch: written, not merged)
+              ──► parity (LLM, reads {{ total.value }}, {{ product.value }}, {{ guess.value }})
 """
 
 from typing import Literal
@@ -38,6 +38,7 @@ def add(p: Pair) -> list[Number]:
 
 def multiply(p: Pair) -> list[Number]:
     return [Number(value=p.a * p.b)]
+
 
 # An apply's input model is not read from the parameter annotation: pass input_model=Pair so
 # rows arrive as Pair objects (without it, a chain that starts with an apply gets plain dicts).

@@ -1,8 +1,8 @@
 """Clinical QA over short, synthetic clinical notes (not medical advice; no real patient data).
 
-  screen (apply: deterministic red-flag rules on the note)
-     ─► extract (LLM: structured facts) ─► answer (LLM: the question, from the facts + note)
-     ─► triage (LLM: who should review, given the red flags and the answer's certainty)
+screen (apply: deterministic red-flag rules on the note)
+   ─► extract (LLM: structured facts) ─► answer (LLM: the question, from the facts + note)
+   ─► triage (LLM: who should review, given the red flags and the answer's certainty)
 """
 
 from typing import Literal

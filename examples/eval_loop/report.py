@@ -1,6 +1,6 @@
 """Score an eval_loop run directory: judge pass rate before and after the retry.
 
-    python examples/eval_loop/report.py runs/eval_loop
+python examples/eval_loop/report.py runs/eval_loop
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """Flagship: customer-feedback intelligence, combining every pattern of the other examples.
 
-  split_issues (apply: fan-out one row per issue, filter out empty ones)
-    ─► classify (LLM: category + sentiment, Literal enums)
-    ─► three join branches in parallel, matched by row id:
-          policy_branch:    lookup_policy (apply: retrieval from policies/)   as `policy`
-          sla_branch:       compute_sla   (apply: a Python "tool")            as `sla`
-          translate_branch: translate_fr  (LLM)                               as `french`
-    ─► reply (LLM: uses the issue, the policy and the SLA)
-    ─► judge (LLM: ok / needs_edit)
+split_issues (apply: fan-out one row per issue, filter out empty ones)
+  ─► classify (LLM: category + sentiment, Literal enums)
+  ─► three join branches in parallel, matched by row id:
+        policy_branch:    lookup_policy (apply: retrieval from policies/)   as `policy`
+        sla_branch:       compute_sla   (apply: a Python "tool")            as `sla`
+        translate_branch: translate_fr  (LLM)                               as `french`
+  ─► reply (LLM: uses the issue, the policy and the SLA)
+  ─► judge (LLM: ok / needs_edit)
 
-    chainette run examples/flagship/chain.py:chain -i examples/flagship/inputs.jsonl -o runs/flagship
+  chainette run examples/flagship/chain.py:chain -i examples/flagship/inputs.jsonl -o runs/flagship
 """
 
 import re

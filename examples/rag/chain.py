@@ -1,8 +1,8 @@
 """Multi-step RAG with a tiny local retriever (BM25 over ./docs, pure Python).
 
-  retrieve (apply: BM25 over docs/, returns the best passage)
-    ─► answer (LLM: answer from the passage; the template sees the passage's fields)
-    ─► grounded (LLM judge: is the answer supported? reads {{ retrieve.passage }}, {{ answer.answer }})
+retrieve (apply: BM25 over docs/, returns the best passage)
+  ─► answer (LLM: answer from the passage; the template sees the passage's fields)
+  ─► grounded (LLM judge: is the answer supported? reads {{ retrieve.passage }}, {{ answer.answer }})
 """
 
 import sys

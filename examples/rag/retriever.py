@@ -10,8 +10,36 @@ from pathlib import Path
 
 DOCS_DIR = Path(__file__).with_name("docs")
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = {"a", "an", "the", "of", "to", "in", "and", "or", "is", "are", "be", "for", "at", "on", "per",
-         "up", "my", "i", "how", "many", "what", "do", "does", "can", "with", "it", "by", "each"}
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "in",
+    "and",
+    "or",
+    "is",
+    "are",
+    "be",
+    "for",
+    "at",
+    "on",
+    "per",
+    "up",
+    "my",
+    "i",
+    "how",
+    "many",
+    "what",
+    "do",
+    "does",
+    "can",
+    "with",
+    "it",
+    "by",
+    "each",
+}
 
 
 def tokenize(text: str) -> list[str]:

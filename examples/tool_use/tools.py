@@ -7,10 +7,16 @@ import operator
 
 # unit -> (dimension, factor to the base unit); temperatures are handled separately
 UNITS: dict[str, tuple[str, float]] = {
-    "km": ("length", 1000.0), "m": ("length", 1.0), "mi": ("length", 1609.344), "ft": ("length", 0.3048),
-    "kg": ("mass", 1.0), "lb": ("mass", 0.45359237),
-    "l": ("volume", 1.0), "gal": ("volume", 3.785411784),
-    "c": ("temperature", 1.0), "f": ("temperature", 1.0),
+    "km": ("length", 1000.0),
+    "m": ("length", 1.0),
+    "mi": ("length", 1609.344),
+    "ft": ("length", 0.3048),
+    "kg": ("mass", 1.0),
+    "lb": ("mass", 0.45359237),
+    "l": ("volume", 1.0),
+    "gal": ("volume", 3.785411784),
+    "c": ("temperature", 1.0),
+    "f": ("temperature", 1.0),
 }
 
 
@@ -26,8 +32,14 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
     return value * f_from / f_to
 
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.Pow: operator.pow, ast.USub: operator.neg}
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+}
 
 
 def calculate(expression: str) -> float:

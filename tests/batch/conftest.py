@@ -36,24 +36,57 @@ class Summary(BaseModel):
 def make_chain(engine: str = "gpt", retries: int = 1, *, single: bool = False) -> Chain:
     """topic -> (fr | es, joined) -> summary: three batches per wave of rows."""
     sp = SamplingParams(temperature=0, max_tokens=50)
-    topic = Step("topic", input_model=Question, output_model=Topic, engine_name=engine, sampling=sp,
-                 user_prompt="Topic of: {{ text }}", max_validation_retries=retries)
-    fr = Step("to_fr", input_model=Topic, output_model=Translation, engine_name=engine, sampling=sp,
-              user_prompt="French for {{ chain_input.text }} ({{ topic.topic }})")
-    es = Step("to_es", input_model=Topic, output_model=Translation, engine_name=engine, sampling=sp,
-              user_prompt="Spanish for {{ chain_input.text }}")
+    topic = Step(
+        "topic",
+        input_model=Question,
+        output_model=Topic,
+        engine_name=engine,
+        sampling=sp,
+        user_prompt="Topic of: {{ text }}",
+        max_validation_retries=retries,
+    )
+    fr = Step(
+        "to_fr",
+        input_model=Topic,
+        output_model=Translation,
+        engine_name=engine,
+        sampling=sp,
+        user_prompt="French for {{ chain_input.text }} ({{ topic.topic }})",
+    )
+    es = Step(
+        "to_es",
+        input_model=Topic,
+        output_model=Translation,
+        engine_name=engine,
+        sampling=sp,
+        user_prompt="Spanish for {{ chain_input.text }}",
+    )
     if single:
         return Chain(name="batchy-one", steps=[topic])
-    summary = Step("summary", output_model=Summary, engine_name=engine, sampling=sp,
-                   user_prompt="{{ french.text }} / {{ spanish.text }}")
-    return Chain(name="batchy", steps=[topic, [Branch("fr", [fr]).join("french"),
-                                               Branch("es", [es]).join("spanish")], summary])
+    summary = Step(
+        "summary",
+        output_model=Summary,
+        engine_name=engine,
+        sampling=sp,
+        user_prompt="{{ french.text }} / {{ spanish.text }}",
+    )
+    return Chain(
+        name="batchy", steps=[topic, [Branch("fr", [fr]).join("french"), Branch("es", [es]).join("spanish")], summary]
+    )
 
 
 def engine_cfg(url: str, name: str = "gpt", **batch: Any) -> EngineConfig:
-    return EngineConfig(name=name, backend="openai", model="gpt-4o-mini", endpoint=url, api_key=KEY,
-                        mode="batch", max_in_flight=1000, price={"input": 1.0, "output": 2.0},
-                        batch={**FAST, **batch})
+    return EngineConfig(
+        name=name,
+        backend="openai",
+        model="gpt-4o-mini",
+        endpoint=url,
+        api_key=KEY,
+        mode="batch",
+        max_in_flight=1000,
+        price={"input": 1.0, "output": 2.0},
+        batch={**FAST, **batch},
+    )
 
 
 @pytest.fixture

@@ -64,11 +64,21 @@ def fill(schema: dict[str, Any] | None, defs: dict[str, Any] | None = None) -> A
 
 def completion(body: dict[str, Any], content: str) -> dict[str, Any]:
     prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 1
-    return {"id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": 10, "total_tokens": prompt + 10}}
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": 10, "total_tokens": prompt + 10},
+    }
 
 
 def default_content(body: dict[str, Any]) -> str:
@@ -221,8 +231,15 @@ class MockBatchAPI:
         if purpose != "batch" or filename is None:
             return _error(400, "purpose must be 'batch' and a file is required", "invalid_request_error")
         fid = f"file-{next(self._ids):05d}"
-        self.files[fid] = {"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-                           "filename": filename, "purpose": purpose, "content": content}
+        self.files[fid] = {
+            "id": fid,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "content": content,
+        }
         return _json({k: v for k, v in self.files[fid].items() if k != "content"})
 
     def _create(self, data: dict[str, Any]) -> Any:
@@ -235,26 +252,51 @@ class MockBatchAPI:
             return _error(400, "completion_window must be '24h'", "invalid_request_error")
         metadata = data.get("metadata") or {}
         if len(metadata) > 16 or any(len(k) > 64 or len(str(v)) > 512 for k, v in metadata.items()):
-            return _error(400, "metadata: at most 16 pairs, keys <= 64 and values <= 512 characters",
-                          "invalid_request_error")
+            return _error(
+                400, "metadata: at most 16 pairs, keys <= 64 and values <= 512 characters", "invalid_request_error"
+            )
         ordinal = len(self.creations) + 1
         bid = f"batch_{next(self._ids):05d}"
         content = self.files[fid]["content"]
         lines, errors = self._check_file(content, data["endpoint"])
         now = int(time.time())
-        obj = {"id": bid, "object": "batch", "endpoint": data["endpoint"], "errors": None,
-               "input_file_id": fid, "completion_window": "24h", "status": "validating",
-               "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
-               "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
-               "expired_at": None, "cancelling_at": None, "cancelled_at": None,
-               "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": metadata}
+        obj = {
+            "id": bid,
+            "object": "batch",
+            "endpoint": data["endpoint"],
+            "errors": None,
+            "input_file_id": fid,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 86400,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": metadata,
+        }
         if errors or ordinal in self.fail:
-            obj["errors"] = {"object": "list", "data": errors or [
-                {"code": "token_limit_exceeded", "message": "Enqueued token limit reached for this model.",
-                 "param": None, "line": None}]}
+            obj["errors"] = {
+                "object": "list",
+                "data": errors
+                or [
+                    {
+                        "code": "token_limit_exceeded",
+                        "message": "Enqueued token limit reached for this model.",
+                        "param": None,
+                        "line": None,
+                    }
+                ],
+            }
         self.batches[bid] = Batch(obj=obj, ordinal=ordinal, lines=lines, created=time.monotonic())
-        self.creations.append({"batch_id": bid, "input_file_id": fid, "metadata": metadata,
-                               "requests": len(lines)})
+        self.creations.append({"batch_id": bid, "input_file_id": fid, "metadata": metadata, "requests": len(lines)})
         return _json(obj)
 
     def _check_file(self, content: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -263,8 +305,14 @@ class MockBatchAPI:
         seen: set[str] = set()
         models: set[str] = set()
         if len(content) > self.max_bytes:
-            errors.append({"code": "file_too_large", "message": f"{len(content)} bytes > {self.max_bytes}",
-                           "param": None, "line": None})
+            errors.append(
+                {
+                    "code": "file_too_large",
+                    "message": f"{len(content)} bytes > {self.max_bytes}",
+                    "param": None,
+                    "line": None,
+                }
+            )
         for n, raw in enumerate(content.splitlines(), 1):
             if not raw.strip():
                 continue
@@ -275,20 +323,38 @@ class MockBatchAPI:
                 continue
             cid = line.get("custom_id")
             if not isinstance(cid, str) or cid in seen:
-                errors.append({"code": "duplicate_custom_id", "message": f"custom_id {cid!r} is not unique",
-                               "param": None, "line": n})
+                errors.append(
+                    {
+                        "code": "duplicate_custom_id",
+                        "message": f"custom_id {cid!r} is not unique",
+                        "param": None,
+                        "line": n,
+                    }
+                )
             seen.add(str(cid))
             if line.get("method") != "POST" or line.get("url") != endpoint or not isinstance(line.get("body"), dict):
-                errors.append({"code": "invalid_request", "message": "method must be POST, url the batch "
-                               "endpoint, body an object", "param": None, "line": n})
+                errors.append(
+                    {
+                        "code": "invalid_request",
+                        "message": "method must be POST, url the batch endpoint, body an object",
+                        "param": None,
+                        "line": n,
+                    }
+                )
                 continue
             models.add(str(line["body"].get("model")))
             lines.append(line)
         if len(models) > 1:
             errors.append({"code": "mixed_models", "message": "one model per batch", "param": None, "line": None})
         if len(lines) > self.max_requests:
-            errors.append({"code": "too_many_requests", "message": f"{len(lines)} requests > {self.max_requests}",
-                           "param": None, "line": None})
+            errors.append(
+                {
+                    "code": "too_many_requests",
+                    "message": f"{len(lines)} requests > {self.max_requests}",
+                    "param": None,
+                    "line": None,
+                }
+            )
         if not lines and not errors:
             errors.append({"code": "empty_file", "message": "no requests", "param": None, "line": None})
         return lines, errors
@@ -299,10 +365,17 @@ class MockBatchAPI:
         after = query.get("after")
         if after:
             ids = [o["id"] for o in objs]
-            objs = objs[ids.index(after) + 1:] if after in ids else []
+            objs = objs[ids.index(after) + 1 :] if after in ids else []
         page = objs[:limit]
-        return _json({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                      "last_id": page[-1]["id"] if page else None, "has_more": len(objs) > limit})
+        return _json(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(objs) > limit,
+            }
+        )
 
     # -- time ---------------------------------------------------------------------------
     def _advance(self, batch: Batch) -> dict[str, Any]:
@@ -355,31 +428,66 @@ class MockBatchAPI:
             rid = f"batch_req_{next(self._ids):05d}"
             if k >= ran:
                 if status == "expired":
-                    err.append({"id": rid, "custom_id": cid, "response": None, "error": {
-                        "code": "batch_expired",
-                        "message": "This request could not be executed before the completion window expired."}})
+                    err.append(
+                        {
+                            "id": rid,
+                            "custom_id": cid,
+                            "response": None,
+                            "error": {
+                                "code": "batch_expired",
+                                "message": "This request could not be executed before the completion window expired.",
+                            },
+                        }
+                    )
                 continue  # cancelled: what did not run has no line
             code = self.line_error(cid, body) if self.line_error else None
             if code:
                 failed += 1
-                err.append({"id": rid, "custom_id": cid, "response": {
-                    "status_code": code, "request_id": f"req_{rid}",
-                    "body": {"error": {"message": f"mock error {code}", "type": "server_error" if code >= 500
-                                       else "invalid_request_error", "param": None, "code": None}}},
-                    "error": None})
+                err.append(
+                    {
+                        "id": rid,
+                        "custom_id": cid,
+                        "response": {
+                            "status_code": code,
+                            "request_id": f"req_{rid}",
+                            "body": {
+                                "error": {
+                                    "message": f"mock error {code}",
+                                    "type": "server_error" if code >= 500 else "invalid_request_error",
+                                    "param": None,
+                                    "code": None,
+                                }
+                            },
+                        },
+                        "error": None,
+                    }
+                )
                 continue
             completed += 1
             content = (self.reply(cid, body) if self.reply else None) or default_content(body)
-            out.append({"id": rid, "custom_id": cid, "response": {
-                "status_code": 200, "request_id": f"req_{rid}", "body": completion(body, content)}, "error": None})
+            out.append(
+                {
+                    "id": rid,
+                    "custom_id": cid,
+                    "response": {"status_code": 200, "request_id": f"req_{rid}", "body": completion(body, content)},
+                    "error": None,
+                }
+            )
         out.reverse()  # results come back in any order
         obj = batch.obj
         for name, rows, purpose in (("output_file_id", out, "batch_output"), ("error_file_id", err, "batch_output")):
             if rows:
                 fid = f"file-{next(self._ids):05d}"
                 content = "".join(json.dumps(r) + "\n" for r in rows).encode()
-                self.files[fid] = {"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-                                   "filename": f"{obj['id']}_{name}.jsonl", "purpose": purpose, "content": content}
+                self.files[fid] = {
+                    "id": fid,
+                    "object": "file",
+                    "bytes": len(content),
+                    "created_at": int(time.time()),
+                    "filename": f"{obj['id']}_{name}.jsonl",
+                    "purpose": purpose,
+                    "content": content,
+                }
                 obj[name] = fid
         obj["status"] = status
         obj["request_counts"] = {"total": len(batch.lines), "completed": completed, "failed": failed}
@@ -393,5 +501,4 @@ def _json(obj: Any, status: int = 200) -> Any:
 
 
 def _error(status: int, message: str, code: str) -> Any:
-    return _json({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
-                 status)
+    return _json({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}, status)

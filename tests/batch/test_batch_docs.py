@@ -22,7 +22,7 @@ def test_engines_block_is_a_valid_config():
 
 
 def test_settings_table_lists_every_field_and_default():
-    table = TEXT[TEXT.index("## Settings (`batch:`)"):]
+    table = TEXT[TEXT.index("## Settings (`batch:`)") :]
     defaults = BatchSettings()
     for name in BatchSettings.model_fields:
         assert f"`{name}`" in table, name

@@ -20,7 +20,7 @@ from chainette.io.stream_writer import read_records
 
 from .mock_batch_api import KEY, MockBatchAPI
 
-CHAIN = '''
+CHAIN = """
 from pydantic import BaseModel
 from chainette import Branch, Chain, SamplingParams, Step
 
@@ -48,7 +48,7 @@ summary = Step("summary", output_model=Summary, engine_name="gpt", sampling=sp,
                user_prompt="{{ french.text }} / {{ spanish.text }}")
 chain = Chain(name="batch-resume", steps=[topic, [Branch("fr", [fr]).join("french"),
                                                   Branch("es", [es]).join("spanish")], summary])
-'''
+"""
 ENGINES = """engines:
   - name: gpt
     backend: openai
@@ -66,14 +66,32 @@ def _workspace(tmp: Path, url: str) -> dict[str, Path]:
     (tmp / "chain.py").write_text(CHAIN)
     (tmp / "engines.yml").write_text(ENGINES.format(url=url))
     (tmp / "inputs.jsonl").write_text("".join(json.dumps({"text": f"question {i}"}) + "\n" for i in range(ROWS)))
-    return {"chain": tmp / "chain.py", "engines": tmp / "engines.yml", "inputs": tmp / "inputs.jsonl",
-            "out": tmp / "run"}
+    return {
+        "chain": tmp / "chain.py",
+        "engines": tmp / "engines.yml",
+        "inputs": tmp / "inputs.jsonl",
+        "out": tmp / "run",
+    }
 
 
 def _cli(ws: dict[str, Path], *extra: str) -> subprocess.Popen:
     env = {**os.environ, "BATCH_TEST_KEY": KEY}
-    cmd = [sys.executable, "-m", "chainette", "run", f"{ws['chain']}:chain", "-i", str(ws["inputs"]),
-           "-o", str(ws["out"]), "--engines", str(ws["engines"]), "--quiet", "--no-cache", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chainette",
+        "run",
+        f"{ws['chain']}:chain",
+        "-i",
+        str(ws["inputs"]),
+        "-o",
+        str(ws["out"]),
+        "--engines",
+        str(ws["engines"]),
+        "--quiet",
+        "--no-cache",
+        *extra,
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -92,7 +110,9 @@ def test_kill_mid_batch_then_resume_creates_no_batch_twice(tmp_path):
         try:
             # the topic files are in progress (20 rows, 8 per file: 3 batches)
             _wait(lambda: len(api.creations) >= 3, 30, "the first batches")
-            _wait(lambda: any(b.obj["status"] == "in_progress" for b in api.batches.values()), 10, "a batch in progress")
+            _wait(
+                lambda: any(b.obj["status"] == "in_progress" for b in api.batches.values()), 10, "a batch in progress"
+            )
         finally:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(10)

@@ -22,8 +22,9 @@ def _records(path):
 
 def _run(mock_api, tmp_path, n=12, *, chain=None, **batch):
     out = tmp_path / "run"
-    result = (chain or make_chain()).run(inputs(n), out, engines={"gpt": engine_cfg(mock_api.url, **batch)},
-                                         cache=False)
+    result = (chain or make_chain()).run(
+        inputs(n), out, engines={"gpt": engine_cfg(mock_api.url, **batch)}, cache=False
+    )
     return result, out
 
 
@@ -40,8 +41,9 @@ def test_branching_chain_runs_batch_by_batch(mock_api, tmp_path):
     assert not result.interrupted
     flat = _records(out / "flattened")
     assert sorted((r["row_id"] for r in flat), key=int) == [str(i) for i in range(12)]
-    assert all(r["summary.summary"] == "text" and r["french.text"] == "text" and r["spanish.text"] == "text"
-               for r in flat)
+    assert all(
+        r["summary.summary"] == "text" and r["french.text"] == "text" and r["spanish.text"] == "text" for r in flat
+    )
     assert _records(out / "errors") == []
     # topic, then both branches (one file: one engine), then summary: one batch each, each created once
     assert mock_api.created_keys() == ["gpt-0001", "gpt-0002", "gpt-0003"]
@@ -232,8 +234,7 @@ def test_resume_reads_results_of_finished_batches_instead_of_asking_again(mock_a
     result, out = _run(mock_api, tmp_path, n=8)
     assert not result.interrupted and len(mock_api.creations) == 3
     progress = json.loads(journal_path(out).read_text())
-    progress.update(done={"watermark": 0, "above": [], "redo": []}, files={}, counts={}, completed=False,
-                    rows_seen=0)
+    progress.update(done={"watermark": 0, "above": [], "redo": []}, files={}, counts={}, completed=False, rows_seen=0)
     journal_path(out).write_text(json.dumps(progress))
     for name in ("flattened", "errors", "topic", "to_fr", "to_es", "summary"):
         shutil.rmtree(out / name, ignore_errors=True)

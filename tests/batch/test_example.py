@@ -43,8 +43,21 @@ def test_the_example_runs_in_batch_mode_and_lists_its_batches(tmp_path, monkeypa
     try:
         with MockBatchAPI() as api:
             engines = _engines_file(tmp_path, api.url)
-            res = runner.invoke(app, ["run", f"{EXAMPLE / 'chain.py'}:chain", "-i", str(EXAMPLE / "inputs.jsonl"),
-                                      "-o", str(out), "--engines", str(engines), "--no-cache", "--quiet"])
+            res = runner.invoke(
+                app,
+                [
+                    "run",
+                    f"{EXAMPLE / 'chain.py'}:chain",
+                    "-i",
+                    str(EXAMPLE / "inputs.jsonl"),
+                    "-o",
+                    str(out),
+                    "--engines",
+                    str(engines),
+                    "--no-cache",
+                    "--quiet",
+                ],
+            )
             assert res.exit_code == 0, res.output
             rows = sum(1 for line in (EXAMPLE / "inputs.jsonl").read_text().splitlines() if line.strip())
             flat = list(read_records(out / "flattened"))
@@ -78,12 +91,25 @@ def test_runner_batch_puts_an_online_engine_in_batch_mode(tmp_path, monkeypatch)
         with MockBatchAPI() as api:
             engines = tmp_path / "engines.yml"
             engines.write_text(_engines_file(tmp_path, api.url).read_text().replace("    mode: batch\n", ""))
-            res = CliRunner().invoke(app, ["run", f"{EXAMPLE / 'chain.py'}:chain", "-i",
-                                           str(EXAMPLE / "inputs.jsonl"), "-o", str(out), "--engines", str(engines),
-                                           "--no-cache", "--quiet", "--runner", "batch"])
+            res = CliRunner().invoke(
+                app,
+                [
+                    "run",
+                    f"{EXAMPLE / 'chain.py'}:chain",
+                    "-i",
+                    str(EXAMPLE / "inputs.jsonl"),
+                    "-o",
+                    str(out),
+                    "--engines",
+                    str(engines),
+                    "--no-cache",
+                    "--quiet",
+                    "--runner",
+                    "batch",
+                ],
+            )
             assert res.exit_code == 0, res.output
             assert len(api.creations) == 2 and api.chat_requests == []
             assert len(list(read_records(out / "flattened"))) == 6
     finally:
         unregister_engine("default")
-

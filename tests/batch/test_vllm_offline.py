@@ -20,8 +20,17 @@ def _offline(monkeypatch, tmp_path, **extra):
     monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}")
     log = tmp_path / "run-batch.log"
     monkeypatch.setenv("STANDIN_VLLM_BATCH_LOG", str(log))
-    cfg = EngineConfig(name="gpt", backend="vllm_api", model="Qwen/Qwen3-0.6B", mode="batch", gpu_ids=[1],
-                       dtype="bfloat16", max_in_flight=1000, batch={**FAST, "poll_initial_s": 0.05}, **extra)
+    cfg = EngineConfig(
+        name="gpt",
+        backend="vllm_api",
+        model="Qwen/Qwen3-0.6B",
+        mode="batch",
+        gpu_ids=[1],
+        dtype="bfloat16",
+        max_in_flight=1000,
+        batch={**FAST, "poll_initial_s": 0.05},
+        **extra,
+    )
     return cfg, log
 
 
@@ -71,17 +80,36 @@ def test_resume_waits_for_a_run_batch_left_running_by_a_killed_driver(tmp_path):
         "class Q(BaseModel):\n    text: str\n"
         "class T(BaseModel):\n    topic: str\n"
         "chain = Chain(name='offline', steps=[Step('topic', input_model=Q, output_model=T, engine_name='v', "
-        "user_prompt='{{ text }}')])\n")
+        "user_prompt='{{ text }}')])\n"
+    )
     (tmp_path / "engines.yml").write_text(
         "engines:\n  - name: v\n    backend: vllm_api\n    model: Qwen/Qwen3-0.6B\n    mode: batch\n"
-        "    max_in_flight: 100\n    batch: {linger_s: 0.05, poll_initial_s: 0.05, poll_max_s: 0.1}\n")
+        "    max_in_flight: 100\n    batch: {linger_s: 0.05, poll_initial_s: 0.05, poll_max_s: 0.1}\n"
+    )
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": f"q{i}"}) + "\n" for i in range(4)))
     log = tmp_path / "run-batch.log"
-    env = {**os.environ, "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
-           "STANDIN_VLLM_BATCH_LOG": str(log), "STANDIN_VLLM_BATCH_DELAY": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
+        "STANDIN_VLLM_BATCH_LOG": str(log),
+        "STANDIN_VLLM_BATCH_DELAY": "2",
+    }
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "chainette", "run", f"{tmp_path / 'chain.py'}:chain", "-i", str(tmp_path / "in.jsonl"),
-           "-o", str(out), "--engines", str(tmp_path / "engines.yml"), "--quiet", "--no-cache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chainette",
+        "run",
+        f"{tmp_path / 'chain.py'}:chain",
+        "-i",
+        str(tmp_path / "in.jsonl"),
+        "-o",
+        str(out),
+        "--engines",
+        str(tmp_path / "engines.yml"),
+        "--quiet",
+        "--no-cache",
+    ]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 30

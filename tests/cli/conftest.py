@@ -13,7 +13,7 @@ import pytest
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 REPO = Path(__file__).resolve().parents[2]
 
-MODELS = '''
+MODELS = """
 from pydantic import BaseModel
 
 
@@ -32,9 +32,9 @@ class Summary(BaseModel):
 
 def keep(item) -> list[Translation]:
     return [item]
-'''
+"""
 
-CHAIN = '''
+CHAIN = """
 from chainette import Branch, Chain, Step, apply
 from models import Question, Summary, Translation, keep
 
@@ -52,16 +52,16 @@ chain = Chain(name="Translate", steps=[
     agg,
 ])
 not_a_chain = 42
-'''
+"""
 
-ENGINES = '''
+ENGINES = """
 engines:
   - name: fk
     backend: fake
     model: fake-model
-'''
+"""
 
-YAML_CHAIN = '''
+YAML_CHAIN = """
 name: YAML Translate
 input_model: models:Question
 engines:
@@ -90,7 +90,7 @@ steps:
     engine: fk
     output_model: Summary
     user_prompt: "{{fr.translated}}"
-'''
+"""
 
 
 class Project:

@@ -22,8 +22,9 @@ def test_cache_info_clear_and_privacy(project):
     cache_dir = os.environ["CHAINETTE_CACHE_DIR"]
     info = json.loads(invoke("cache", "info", "--json").output)
     assert info == {"path": os.path.join(cache_dir, "items.sqlite"), "exists": False, "size_bytes": 0, "entries": 0}
-    assert invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml",
-                  "-q").exit_code == 0
+    assert (
+        invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml", "-q").exit_code == 0
+    )
     assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
     assert all(stat.S_IMODE(os.stat(os.path.join(cache_dir, f)).st_mode) == 0o600 for f in os.listdir(cache_dir))
     shown = invoke("cache", "info")
@@ -41,14 +42,17 @@ def test_cache_without_subcommand_shows_help():
 
 
 def test_run_yaml_refuses_an_import_until_allowed(project):
-    project.write("evil.yml", """
+    project.write(
+        "evil.yml",
+        """
         name: evil
         engines: [{name: fk, backend: fake}]
         steps:
           - {type: step, id: s, engine: fk, input_model: models:Question, output_model: models:Question,
              user_prompt: "{{text}}"}
           - {type: apply, id: a, function: json:loads}
-    """)
+    """,
+    )
     result = invoke("run-yaml", "evil.yml", "-i", "inputs.jsonl", "-o", "out")
     assert result.exit_code == 1
     out = " ".join(result.output.split())
@@ -59,27 +63,34 @@ def test_run_yaml_refuses_an_import_until_allowed(project):
 
 
 def test_inspect_reports_the_template_payload_with_the_step(project):
-    project.write("payload.yml", """
+    project.write(
+        "payload.yml",
+        """
         name: payload
         engines: [{name: fk, backend: fake}]
         steps:
           - {type: step, id: leak, engine: fk, input_model: models:Question, output_model: models:Question,
              user_prompt: "{{ text.__class__.__mro__[1].__subclasses__() }}"}
-    """)
+    """,
+    )
     result = invoke("inspect", "payload.yml")
     assert result.exit_code == 1
     assert "leak: user_prompt is unsafe: it uses .__class__, .__mro__, .__subclasses__" in " ".join(
-        result.output.split())
+        result.output.split()
+    )
     run = invoke("run-yaml", "payload.yml", "-i", "inputs.jsonl", "-o", "out")
     assert run.exit_code == 1 and "leak" in run.output and not (project.path("out") / "leak").exists()
 
 
 def test_run_yaml_reports_the_evil_id_with_its_yaml_path(project):
-    project.write("ids.yml", """
+    project.write(
+        "ids.yml",
+        """
         name: ids
         steps:
           - {type: step, id: ../evil, output_model: models:Question}
-    """)
+    """,
+    )
     result = invoke("run-yaml", "ids.yml", "-i", "inputs.jsonl", "-o", "out")
     assert result.exit_code == 1
     assert "steps[0].id: '../evil' is not a valid name" in " ".join(result.output.split())

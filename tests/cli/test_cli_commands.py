@@ -40,11 +40,14 @@ def test_every_command_help_shows_an_example(cmd):
 
 # -- engines -------------------------------------------------------------------------------
 def test_engines_lists_registered_engines_without_secrets(project, monkeypatch):
-    project.write("eng.yml", """
+    project.write(
+        "eng.yml",
+        """
         engines:
           - {name: fk, backend: fake, model: fake-model}
           - {name: gpt, backend: openai, model: gpt-4.1-mini, api_key: sk-verysecretvalue123}
-    """)
+    """,
+    )
     result = invoke("engines", "--engines", "eng.yml")
     assert result.exit_code == 0, result.output
     assert "fk" in result.output and "gpt" in result.output and "openai" in result.output
@@ -94,13 +97,16 @@ def test_inspect_yaml_with_symbols(project):
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("target, needle", [
-    ("chain_def.py:nope", "has no attribute 'nope'"),
-    ("chain_def.py:not_a_chain", "not a Chain"),
-    ("missing.py:chain", "not found"),
-    ("no_such_module:chain", "no module named"),
-    ("chain_def.py", "FILE.py:ATTR"),
-])
+@pytest.mark.parametrize(
+    "target, needle",
+    [
+        ("chain_def.py:nope", "has no attribute 'nope'"),
+        ("chain_def.py:not_a_chain", "not a Chain"),
+        ("missing.py:chain", "not found"),
+        ("no_such_module:chain", "no module named"),
+        ("chain_def.py", "FILE.py:ATTR"),
+    ],
+)
 def test_bad_targets_are_one_line_errors(project, target, needle):
     result = invoke("inspect", target)
     assert result.exit_code == 1
@@ -173,8 +179,7 @@ def test_run_quiet_prints_only_summary(project):
 
 
 def test_run_json_logs_one_event_per_line(project):
-    result = invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml",
-                    "--json-logs")
+    result = invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml", "--json-logs")
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = [e["event"] for e in events]
@@ -184,8 +189,19 @@ def test_run_json_logs_one_event_per_line(project):
 
 
 def test_run_rich_display_no_icons_and_max_branches(project):
-    result = invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml",
-                    "--no-icons", "--max-branches", "1")
+    result = invoke(
+        "run",
+        "chain_def.py:chain",
+        "-i",
+        "inputs.jsonl",
+        "-o",
+        "out",
+        "-f",
+        "engines.yml",
+        "--no-icons",
+        "--max-branches",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert "[step] extract" in result.output and "2 more branches" in result.output
     assert "items/s" in result.output and "ETA" in result.output
@@ -195,9 +211,26 @@ def test_run_rich_display_no_icons_and_max_branches(project):
 def test_run_format_writer_batch_and_rolling(project, fmt_name, writer):
     project.inputs(7)
     out = project.path("out")
-    result = invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", out, "-f", "engines.yml", "-q",
-                    "--format", fmt_name, "--writer", writer, "--batch-size", "2", "--max-lines-per-file", "3",
-                    "--no-cache")
+    result = invoke(
+        "run",
+        "chain_def.py:chain",
+        "-i",
+        "inputs.jsonl",
+        "-o",
+        out,
+        "-f",
+        "engines.yml",
+        "-q",
+        "--format",
+        fmt_name,
+        "--writer",
+        writer,
+        "--batch-size",
+        "2",
+        "--max-lines-per-file",
+        "3",
+        "--no-cache",
+    )
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in (out / "extract").iterdir())
     assert files[:3] == [f"000.{fmt_name}", f"001.{fmt_name}", f"002.{fmt_name}"]
@@ -215,15 +248,19 @@ def test_run_existing_dir_needs_force_or_resume(project):
 
 
 def test_run_stream_writer_compat_flag(project):
-    result = invoke("run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml", "-q",
-                    "--stream-writer")
+    result = invoke(
+        "run", "chain_def.py:chain", "-i", "inputs.jsonl", "-o", "out", "-f", "engines.yml", "-q", "--stream-writer"
+    )
     assert result.exit_code == 0
 
 
-@pytest.mark.parametrize("name, content", [
-    ("in.json", json.dumps([{"text": "a", "n": 1}, {"text": "b"}])),
-    ("in.csv", "text,n\na,1\nb,2\n"),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("in.json", json.dumps([{"text": "a", "n": 1}, {"text": "b"}])),
+        ("in.csv", "text,n\na,1\nb,2\n"),
+    ],
+)
 def test_run_json_and_csv_inputs(project, name, content):
     project.write(name, content)
     result = invoke("run", "chain_def.py:chain", "-i", name, "-o", "out", "-f", "engines.yml", "-q")
@@ -239,8 +276,9 @@ def test_run_parquet_and_saved_dataset_with_columns(project):
     table = pa.table({"text": ["a", "b", "c"], "other": [1, 2, 3]})
     pq.write_table(table, project.path("in.parquet"))
     Dataset.from_dict({"text": ["x", "y"], "junk": ["1", "2"]}).save_to_disk(str(project.path("ds")))
-    r1 = invoke("run", "chain_def.py:chain", "-i", "in.parquet", "-o", "o1", "-f", "engines.yml", "-q",
-                "--columns", "text")
+    r1 = invoke(
+        "run", "chain_def.py:chain", "-i", "in.parquet", "-o", "o1", "-f", "engines.yml", "-q", "--columns", "text"
+    )
     assert r1.exit_code == 0, r1.output
     r2 = invoke("run", "chain_def.py:chain", "-i", "ds", "-o", "o2", "-f", "engines.yml", "-q", "--columns", "text")
     assert r2.exit_code == 0, r2.output
@@ -250,8 +288,18 @@ def test_run_parquet_and_saved_dataset_with_columns(project):
 
 
 def test_run_hub_dataset_offline_is_a_clear_message(project):
-    result = invoke("run", "chain_def.py:chain", "-i", "someone/some_dataset/train", "-o", "out",
-                    "-f", "engines.yml", "--columns", "text")
+    result = invoke(
+        "run",
+        "chain_def.py:chain",
+        "-i",
+        "someone/some_dataset/train",
+        "-o",
+        "out",
+        "-f",
+        "engines.yml",
+        "--columns",
+        "text",
+    )
     assert result.exit_code == 1
     assert "could not load Hugging Face dataset 'someone/some_dataset' split 'train'" in result.output
     assert "offline" in result.output and "Traceback" not in result.output
@@ -266,8 +314,9 @@ def test_run_bad_row_fails_with_file_line_field(project):
 
 def test_run_skip_bad_rows_lists_them(project):
     project.write("bad.jsonl", '{"text": "ok"}\n{"n": 1}\n{oops\n\n{"text": "fine"}\n')
-    result = invoke("run", "chain_def.py:chain", "-i", "bad.jsonl", "-o", "out", "-f", "engines.yml", "-q",
-                    "--on-bad-input", "skip")
+    result = invoke(
+        "run", "chain_def.py:chain", "-i", "bad.jsonl", "-o", "out", "-f", "engines.yml", "-q", "--on-bad-input", "skip"
+    )
     assert result.exit_code == 0, result.output
     skipped = jsonl(project.path("out/skipped_inputs.jsonl"))
     assert [(s["line"], s["field"]) for s in skipped] == [(2, "text"), (3, None)]
@@ -278,7 +327,9 @@ def test_run_skip_bad_rows_lists_them(project):
 
 def test_run_max_error_rate(project):
     project.write("failing.yml", "engines:\n  - {name: fk, backend: fake}\n")
-    project.write("failing_chain.py", '''
+    project.write(
+        "failing_chain.py",
+        """
 from chainette import Chain, Step, register_engine, FakeEngine
 from models import Question, Translation
 
@@ -287,9 +338,12 @@ def boom(request):
 
 step = Step("extract", input_model=Question, output_model=Translation, engine_name="fk", max_validation_retries=0)
 chain = Chain(name="Failing", steps=[step])
-''')
+""",
+    )
     # an apply that raises for every row gives a 100% error rate
-    project.write("apply_chain.py", '''
+    project.write(
+        "apply_chain.py",
+        """
 from chainette import Chain, apply
 from models import Question
 
@@ -297,7 +351,8 @@ def explode(item) -> list[Question]:
     raise RuntimeError("explode")
 
 chain = Chain(name="Explode", steps=[apply(explode, input_model=Question)])
-''')
+""",
+    )
     args = ["run", "apply_chain.py:chain", "-i", "inputs.jsonl", "-f", "engines.yml", "-q"]
     # a run in which every row failed never exits 0 (issue #11), even when --max-error-rate allows it
     all_failed = invoke(*args, "-o", "o1")
@@ -327,8 +382,9 @@ def test_run_bad_input_paths(project):
 def test_run_debug_flag_reraises(project):
     from chainette.errors import InputError
 
-    result = runner.invoke(app, ["run", "chain_def.py:chain", "-i", "nothing.jsonl", "-o", "out",
-                                 "-f", "engines.yml", "--debug"])
+    result = runner.invoke(
+        app, ["run", "chain_def.py:chain", "-i", "nothing.jsonl", "-o", "out", "-f", "engines.yml", "--debug"]
+    )
     assert isinstance(result.exception, InputError)
 
 
@@ -341,7 +397,9 @@ def test_run_yaml(project):
 
 
 def test_run_yaml_errors_name_the_yaml_path(project):
-    project.write("bad.yml", """
+    project.write(
+        "bad.yml",
+        """
         name: bad
         steps:
           - type: step
@@ -351,15 +409,19 @@ def test_run_yaml_errors_name_the_yaml_path(project):
             name: b
             steps:
               - {type: step, id: c, output_model: models:Summary, engine: 7}
-    """)
+    """,
+    )
     result = invoke("run-yaml", "bad.yml", "-i", "inputs.jsonl", "-o", "out")
     assert result.exit_code == 1
     assert "steps[1].steps[0].engine: expected string" in result.output
-    project.write("unknown.yml", """
+    project.write(
+        "unknown.yml",
+        """
         name: u
         steps:
           - {type: step, id: a, output_model: models:Translation, engine: ghost}
-    """)
+    """,
+    )
     result = invoke("run-yaml", "unknown.yml", "-i", "inputs.jsonl", "-o", "out")
     assert result.exit_code == 1 and "steps[0].engine: unknown engine 'ghost'" in result.output
     project.write("syntax.yml", "name: [unclosed\n")
@@ -368,15 +430,55 @@ def test_run_yaml_errors_name_the_yaml_path(project):
 
 
 def test_run_yaml_all_common_flags(project):
-    result = invoke("run-yaml", "chain.yml", "-i", "inputs.jsonl", "--output_dir", "out", "-s", "models",
-                    "--engines", "engines.yml", "--columns", "text", "--batch-size", "2",
-                    "--max-lines-per-file", "2", "--format", "parquet", "--writer", "stream",
-                    "--on-bad-input", "skip", "--no-cache", "--json-logs", "--no-icons", "--max-branches", "1",
-                    "--max-error-rate", "0.5")
+    result = invoke(
+        "run-yaml",
+        "chain.yml",
+        "-i",
+        "inputs.jsonl",
+        "--output_dir",
+        "out",
+        "-s",
+        "models",
+        "--engines",
+        "engines.yml",
+        "--columns",
+        "text",
+        "--batch-size",
+        "2",
+        "--max-lines-per-file",
+        "2",
+        "--format",
+        "parquet",
+        "--writer",
+        "stream",
+        "--on-bad-input",
+        "skip",
+        "--no-cache",
+        "--json-logs",
+        "--no-icons",
+        "--max-branches",
+        "1",
+        "--max-error-rate",
+        "0.5",
+    )
     assert result.exit_code == 0, result.output
     assert (project.path("out/extract/000.parquet")).exists()
-    again = invoke("run-yaml", "chain.yml", "-i", "inputs.jsonl", "-o", "out", "-s", "models", "--resume", "--columns", "text",
-                   "--format", "parquet", "-q")
+    again = invoke(
+        "run-yaml",
+        "chain.yml",
+        "-i",
+        "inputs.jsonl",
+        "-o",
+        "out",
+        "-s",
+        "models",
+        "--resume",
+        "--columns",
+        "text",
+        "--format",
+        "parquet",
+        "-q",
+    )
     assert again.exit_code == 0, again.output
     forced = invoke("run-yaml", "chain.yml", "-i", "inputs.jsonl", "-o", "out", "-s", "models", "--force", "-q")
     assert forced.exit_code == 0, forced.output
@@ -413,7 +515,9 @@ def test_kill_without_servers(project):
 
 
 def test_run_resume_retry_errors_reruns_only_failed_rows(project, monkeypatch):
-    project.write("flaky.py", '''
+    project.write(
+        "flaky.py",
+        """
 import os
 from pydantic import BaseModel
 from chainette import Chain, apply
@@ -427,7 +531,8 @@ def check(row: Row) -> list[Row]:
     return [row]
 
 chain = Chain(name="Flaky", steps=[apply(check)])
-''')
+""",
+    )
     project.write("rows.jsonl", "".join(f'{{"text": "r{i}"}}\n' for i in range(5)))
     args = ["run", "flaky.py:chain", "-i", "rows.jsonl", "-o", "out", "-q"]
     monkeypatch.setenv("FLAKY_ROWS", "r1,r3")

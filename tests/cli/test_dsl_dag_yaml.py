@@ -35,11 +35,15 @@ def snapshot_chain() -> Chain:
     es = Step("translate_es", output_model=T, engine_name="snap")
     de = Step("translate_de", output_model=T, engine_name="ghost")
     agg = Step("agg", output_model=S, engine_name="snap")
-    return Chain(name="Snapshot", steps=[
-        extract, apply(keep, id="keep"),
-        [Branch("fr", [fr]).join("fr"), Branch("es", [es]).join("es"), Branch("de", [de])],
-        agg,
-    ])
+    return Chain(
+        name="Snapshot",
+        steps=[
+            extract,
+            apply(keep, id="keep"),
+            [Branch("fr", [fr]).join("fr"), Branch("es", [es]).join("es"), Branch("de", [de])],
+            agg,
+        ],
+    )
 
 
 ASCII_SNAPSHOT = """\
@@ -125,8 +129,10 @@ def test_dsl_builders_compose_a_chain():
 
     pipeline = (
         step("extract", T).engine("snap").prompt("{{text}}", system="Extract.")
-        >> (branch("fr", step("translate_fr").prompt("{{extract.translated}}")).join("fr")
-            | branch("es", [step("translate_es").with_sampling(temperature=0.1)]).join("es"))
+        >> (
+            branch("fr", step("translate_fr").prompt("{{extract.translated}}")).join("fr")
+            | branch("es", [step("translate_es").with_sampling(temperature=0.1)]).join("es")
+        )
         >> step("summarize", S).input(T).named("Summarize")
     )
     c = chain("DSL", pipeline)
@@ -165,7 +171,10 @@ def test_yaml_loader_builds_all_node_types(tmp_path, monkeypatch):
     from chainette.yaml_loader import load_chain
 
     write(tmp_path, "ymodels.py", MODELS)
-    path = write(tmp_path, "c.yml", """
+    path = write(
+        tmp_path,
+        "c.yml",
+        """
         name: All
         emoji: "x"
         batch_size: 8
@@ -179,7 +188,8 @@ def test_yaml_loader_builds_all_node_types(tmp_path, monkeypatch):
               - {type: join, name: j, alias: jj, steps: [{type: step, id: s2, engine: yk, output_model: B}]}
               - {type: branch, name: br, join: bj, steps: [{type: step, id: s3, engine: yk, output_model: B}]}
           - {type: branch, name: tail, steps: [{type: step, id: s4, engine: yk, output_model: B}]}
-    """)
+    """,
+    )
     c = load_chain(path, symbols=[str(tmp_path / "ymodels.py")], check_engines=True)
     assert c.name == "All" and c.batch_size == 8
     assert c.items[0].input_model.__name__ == "A" and c.items[0].sampling.max_tokens == 9
@@ -189,21 +199,30 @@ def test_yaml_loader_builds_all_node_types(tmp_path, monkeypatch):
     assert c.yaml_paths["s2"] == "steps[2].branches[0].steps[0]"
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("name: x\nsteps: []\n", "steps: must not be empty"),
-    ("steps: [{type: step, id: a, output_model: m:A}]\n", "(top level): missing required field 'name'"),
-    ("name: x\nsteps: [{type: apply}]\n", "steps[0]: missing required field 'function'"),
-    ("name: x\nsteps: [{type: step, id: a, output_model: m:A, sampling: {temp: 1}}]\n",
-     "steps[0].sampling: unknown field 'temp'"),
-    ("name: x\nsteps: [{type: join, name: j, steps: [{type: apply, function: m:f}]}]\n",
-     "steps[0]: missing required field 'alias'"),
-    ("name: x\nsteps: [{type: step, id: a, output_model: NoSuch}]\n", "steps[0].output_model"),
-    ("name: x\nsteps: [{type: step, id: a, output_model: 'ymodels.py:ident'}]\n", "expected a pydantic BaseModel"),
-    ("name: x\nsteps: [{type: apply, function: 'ymodels.py:A2'}]\n", "steps[0].function"),
-    ("", "the file is empty"),
-    ("name: x\nsteps: [{type: step, id: a, output_model: ymodels.py:B, engine: nope}]\n",
-     "steps[0].engine: unknown engine 'nope'"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("name: x\nsteps: []\n", "steps: must not be empty"),
+        ("steps: [{type: step, id: a, output_model: m:A}]\n", "(top level): missing required field 'name'"),
+        ("name: x\nsteps: [{type: apply}]\n", "steps[0]: missing required field 'function'"),
+        (
+            "name: x\nsteps: [{type: step, id: a, output_model: m:A, sampling: {temp: 1}}]\n",
+            "steps[0].sampling: unknown field 'temp'",
+        ),
+        (
+            "name: x\nsteps: [{type: join, name: j, steps: [{type: apply, function: m:f}]}]\n",
+            "steps[0]: missing required field 'alias'",
+        ),
+        ("name: x\nsteps: [{type: step, id: a, output_model: NoSuch}]\n", "steps[0].output_model"),
+        ("name: x\nsteps: [{type: step, id: a, output_model: 'ymodels.py:ident'}]\n", "expected a pydantic BaseModel"),
+        ("name: x\nsteps: [{type: apply, function: 'ymodels.py:A2'}]\n", "steps[0].function"),
+        ("", "the file is empty"),
+        (
+            "name: x\nsteps: [{type: step, id: a, output_model: ymodels.py:B, engine: nope}]\n",
+            "steps[0].engine: unknown engine 'nope'",
+        ),
+    ],
+)
 def test_yaml_errors(tmp_path, body, needle):
     from chainette.yaml_loader import load_chain
 

@@ -18,22 +18,28 @@ class SQLiteWriter(RecordWriter):
     def init(self, graph, run):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, check_same_thread=False)
-        self.db.execute("CREATE TABLE IF NOT EXISTS records (step_id TEXT, row_id TEXT, data TEXT, "
-                        "PRIMARY KEY (step_id, row_id))")
-        self.db.execute("CREATE TABLE IF NOT EXISTS errors (step_id TEXT, row_id TEXT, data TEXT, "
-                        "PRIMARY KEY (step_id, row_id))")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS records (step_id TEXT, row_id TEXT, data TEXT, PRIMARY KEY (step_id, row_id))"
+        )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS errors (step_id TEXT, row_id TEXT, data TEXT, PRIMARY KEY (step_id, row_id))"
+        )
         self.db.commit()
         self.calls.append("init:resumed" if run.resumed else "init")
 
     def write_step(self, step_id, records):
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                                [(step_id, r["row_id"], json.dumps(r)) for r in records])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                [(step_id, r["row_id"], json.dumps(r)) for r in records],
+            )
 
     def write_errors(self, records):
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO errors VALUES (?, ?, ?)",
-                                [(r["step_id"], r["row_id"], json.dumps(r)) for r in records])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO errors VALUES (?, ?, ?)",
+                [(r["step_id"], r["row_id"], json.dumps(r)) for r in records],
+            )
 
     def forget_rows(self, row_ids):
         with self.db:

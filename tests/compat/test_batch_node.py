@@ -53,14 +53,19 @@ def _engine(calls=None):
         if calls is not None:
             calls.append((req.step_id, req.row_id))
         return {"label": f"{req.step_id}-{req.row_id}"}
+
     return FakeEngine("fake", handler=handler)
 
 
 def _chain(upload: BatchNode) -> Chain:
     label = Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt="{{ text }}")
-    audit = Branch("audit", [Step("audit_label", output_model=Label, engine_name="fake", user_prompt="{{ label.label }}")])
+    audit = Branch(
+        "audit", [Step("audit_label", output_model=Label, engine_name="fake", user_prompt="{{ label.label }}")]
+    )
     stored = Branch("stored", [upload]).join("stored")
-    final = Step("final", output_model=Label, engine_name="fake", user_prompt="{% if stored %}{{ stored.row }}{% endif %}")
+    final = Step(
+        "final", output_model=Label, engine_name="fake", user_prompt="{% if stored %}{{ stored.row }}{% endif %}"
+    )
     return Chain("batching", steps=[label, [stored, audit], final])
 
 
@@ -94,8 +99,9 @@ def test_batch_node_resumes_after_a_crash_without_redoing_committed_rows(tmp_pat
     out = tmp_path / "run"
     up = Upload(batch_size=16, max_wait=0.02)
     with pytest.raises(BaseException):
-        _chain(up).run(inputs(300, crash_at=230), out, engines={"fake": _engine()}, batch_size=16, window=16,
-                       cache=False)
+        _chain(up).run(
+            inputs(300, crash_at=230), out, engines={"fake": _engine()}, batch_size=16, window=16, cache=False
+        )
     done = json.loads((out / ".chainette" / "progress.json").read_text())["done"]["watermark"]
     assert 0 < done <= 230
     up2 = Upload(batch_size=16, max_wait=0.02)
@@ -119,8 +125,13 @@ def test_process_errors_and_contract_violations_become_per_row_error_records():
         return [r.item for r in rows][:-1]
 
     for node, text in ((boom, "service down"), (short, "returned 3 entries for 4 rows")):
-        chain = Chain("c", steps=[Step("label", input_model=Item, output_model=Label, engine_name="fake",
-                                       user_prompt="{{ text }}"), node])
+        chain = Chain(
+            "c",
+            steps=[
+                Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt="{{ text }}"),
+                node,
+            ],
+        )
         result = chain.run([{"text": str(i)} for i in range(4)], engines={"fake": _engine()}, cache=False)
         assert len(result.errors) == 4 and all(text in e["message"] for e in result.errors), result.errors
         assert {e["row_id"] for e in result.errors} == {"0", "1", "2", "3"}
@@ -135,7 +146,11 @@ def test_async_process_fan_out_and_history_access():
     chain = Chain("c", steps=[Split("split", input_model=Item, batch_size=3, max_wait=0.01)])
     result = chain.run([{"text": "a"}, {"text": "b"}], cache=False)
     assert {(r.row_id, r.value.label) for r in result.outputs["split"]} == {
-        ("0.0", "a-0"), ("0.1", "a-1"), ("1.0", "b-0"), ("1.1", "b-1")}
+        ("0.0", "a-0"),
+        ("0.1", "a-1"),
+        ("1.0", "b-0"),
+        ("1.1", "b-1"),
+    }
 
 
 def test_batch_node_needs_a_process():
@@ -172,8 +187,13 @@ def test_an_original_style_execute_node_runs_with_a_deprecation_warning():
     legacy = LegacyUpload()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        chain = Chain("c", steps=[Step("label", input_model=Item, output_model=Label, engine_name="fake",
-                                       user_prompt="{{ text }}"), legacy])
+        chain = Chain(
+            "c",
+            steps=[
+                Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt="{{ text }}"),
+                legacy,
+            ],
+        )
     assert any("BatchNode" in str(w.message) and issubclass(w.category, DeprecationWarning) for w in caught)
     result = chain.run([{"text": str(i)} for i in range(5)], engines={"fake": _engine()}, cache=False)
     assert [r.row_id for r in result.outputs["upload"]] == ["0", "1", "2", "3", "4"]
@@ -183,7 +203,12 @@ def test_an_original_style_execute_node_runs_with_a_deprecation_warning():
 def test_an_execute_node_that_drops_rows_gets_errors_naming_the_new_way():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        chain = Chain("c", steps=[Step("label", input_model=Item, output_model=Label, engine_name="fake",
-                                       user_prompt="{{ text }}"), LegacyUpload(drop_one=True)])
+        chain = Chain(
+            "c",
+            steps=[
+                Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt="{{ text }}"),
+                LegacyUpload(drop_one=True),
+            ],
+        )
     result = chain.run([{"text": str(i)} for i in range(3)], engines={"fake": _engine()}, cache=False)
     assert result.errors and all("BatchNode" in e["message"] for e in result.errors)

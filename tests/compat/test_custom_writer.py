@@ -33,8 +33,12 @@ class Text(BaseModel):
 
 def _chain() -> Chain:
     label = Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt="{{ text }}")
-    fr = Branch("fr", [Step("fr_text", output_model=Text, engine_name="fake", user_prompt="{{ label.label }}")]).join("fr")
-    audit = Branch("audit", [Step("audit_text", output_model=Text, engine_name="fake", user_prompt="{{ label.label }}")])
+    fr = Branch("fr", [Step("fr_text", output_model=Text, engine_name="fake", user_prompt="{{ label.label }}")]).join(
+        "fr"
+    )
+    audit = Branch(
+        "audit", [Step("audit_text", output_model=Text, engine_name="fake", user_prompt="{{ label.label }}")]
+    )
     final = Step("final", output_model=Text, engine_name="fake", user_prompt="{{ fr.text }}")
     return Chain("branching", steps=[label, [fr, audit], final])
 
@@ -46,6 +50,7 @@ def _handler(calls, fail_rows=()):
             raise EngineError("audit down")
         key = "label" if req.step_id == "label" else "text"
         return {key: f"{req.step_id}-{req.row_id}"}
+
     return handler
 
 
@@ -66,8 +71,15 @@ def test_custom_writer_runs_a_branching_chain_and_resumes_after_a_crash(tmp_path
     out = tmp_path / "run"
     writer = SQLiteWriter(out)
     with pytest.raises(BaseException):
-        _chain().run(_inputs(300, crash_at=220), out, writer=writer, engines={"fake": engine}, batch_size=8,
-                     window=8, cache=False)
+        _chain().run(
+            _inputs(300, crash_at=220),
+            out,
+            writer=writer,
+            engines={"fake": engine},
+            batch_size=8,
+            window=8,
+            cache=False,
+        )
     assert writer.calls == ["init", "finalize"]
     progress = json.loads((out / ".chainette" / "progress.json").read_text())
     committed = progress["done"]["watermark"]
@@ -77,8 +89,9 @@ def test_custom_writer_runs_a_branching_chain_and_resumes_after_a_crash(tmp_path
 
     calls.clear()
     writer2 = SQLiteWriter(out)
-    result = _chain().run(_inputs(300), out, writer=writer2, engines={"fake": engine}, batch_size=8,
-                          resume=True, cache=False)
+    result = _chain().run(
+        _inputs(300), out, writer=writer2, engines={"fake": engine}, batch_size=8, resume=True, cache=False
+    )
     assert not result.interrupted and writer2.calls == ["init:resumed", "finalize"]
     assert not {r for _, r in calls} & {str(i) for i in range(committed)}, "committed rows requested again"
     got = rows(out / "results.sqlite")
@@ -106,8 +119,15 @@ def test_errors_reach_the_writer_and_retry_errors_forgets_them_first(tmp_path):
 
     engine2 = FakeEngine("fake", handler=_handler(calls))
     w2 = SQLiteWriter(out)
-    _chain().run([{"text": f"t{i}"} for i in range(10)], out, writer=w2, engines={"fake": engine2},
-                 resume=True, retry_errors=True, cache=False)
+    _chain().run(
+        [{"text": f"t{i}"} for i in range(10)],
+        out,
+        writer=w2,
+        engines={"fake": engine2},
+        resume=True,
+        retry_errors=True,
+        cache=False,
+    )
     assert "forget:2" in w2.calls
     assert rows(out / "results.sqlite", "errors") == []
     assert len([1 for s, _, _ in rows(out / "results.sqlite") if s == "audit_text"]) == 10
@@ -173,16 +193,42 @@ def test_cli_writer_option_takes_a_module_class(tmp_path, monkeypatch):
         "class Label(BaseModel):\n    label: str\n"
         "chain = Chain('c', steps=[Step('label', input_model=Item, output_model=Label, engine_name='fake',"
         " user_prompt='{{ text }}'), [Branch('x', [Step('b1', output_model=Label, engine_name='fake', user_prompt='x')]),"
-        " Branch('y', [Step('b2', output_model=Label, engine_name='fake', user_prompt='y')])]])\n")
+        " Branch('y', [Step('b2', output_model=Label, engine_name='fake', user_prompt='y')])]])\n"
+    )
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" for i in range(5)))
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["run", f"{tmp_path / 'wchain.py'}:chain", "-i", str(inp), "-o", str(out),
-                                 "--writer", "tests.compat.sqlite_writer:SQLiteWriter", "--quiet", "--no-cache"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'wchain.py'}:chain",
+            "-i",
+            str(inp),
+            "-o",
+            str(out),
+            "--writer",
+            "tests.compat.sqlite_writer:SQLiteWriter",
+            "--quiet",
+            "--no-cache",
+        ],
+    )
     assert r.exit_code == 0, r.output
     got = rows(out / "results.sqlite")
     assert {s for s, _, _ in got} == {"label", "b1", "b2"} and len(got) == 15
-    bad = CliRunner().invoke(app, ["run", f"{tmp_path / 'wchain.py'}:chain", "-i", str(inp), "-o",
-                                   str(tmp_path / "o2"), "--writer", "nosuchmod:W", "--quiet"])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'wchain.py'}:chain",
+            "-i",
+            str(inp),
+            "-o",
+            str(tmp_path / "o2"),
+            "--writer",
+            "nosuchmod:W",
+            "--quiet",
+        ],
+    )
     assert bad.exit_code == 1 and "nosuchmod" in bad.output
     assert "sys" in sys.modules

@@ -30,15 +30,29 @@ class Info(BaseModel):
 
 
 def _chain(prompt="Classify {{ text }}"):
-    return Chain("dbg", steps=[Step("label", input_model=Item, output_model=Info, engine_name="fake",
-                                    user_prompt=prompt),
-                               [Branch("side", [Step("side_info", output_model=Info, engine_name="fake",
-                                                     user_prompt="Again {{ label.label }}")])]])
+    return Chain(
+        "dbg",
+        steps=[
+            Step("label", input_model=Item, output_model=Info, engine_name="fake", user_prompt=prompt),
+            [
+                Branch(
+                    "side",
+                    [Step("side_info", output_model=Info, engine_name="fake", user_prompt="Again {{ label.label }}")],
+                )
+            ],
+        ],
+    )
 
 
 def _engine():
-    return FakeEngine("fake", handler=lambda req: {"label": f"L{req.row_id} {SECRET}", "tags": ["a", "b"],
-                                                   "meta": {"k": 1, "nested": [1, 2]}})
+    return FakeEngine(
+        "fake",
+        handler=lambda req: {
+            "label": f"L{req.row_id} {SECRET}",
+            "tags": ["a", "b"],
+            "meta": {"k": 1, "nested": [1, 2]},
+        },
+    )
 
 
 def test_debug_shows_messages_and_raw_replies_of_the_first_rows_of_each_step(capsys):
@@ -46,7 +60,8 @@ def test_debug_shows_messages_and_raw_replies_of_the_first_rows_of_each_step(cap
     seen: list[StepDebug] = []
     bus.subscribe(lambda e: seen.append(e) if isinstance(e, StepDebug) else None)
     _chain(prompt="Classify {{ text }} with key " + SECRET).run(
-        [{"text": f"t{i}"} for i in range(6)], engines={"fake": _engine()}, events=bus, cache=False, debug=2)
+        [{"text": f"t{i}"} for i in range(6)], engines={"fake": _engine()}, events=bus, cache=False, debug=2
+    )
     by_step: dict = {}
     for e in seen:
         by_step.setdefault(e.step_id, set()).add(e.row_id)
@@ -67,8 +82,10 @@ def test_mask_hides_registered_keys_env_secrets_and_key_shapes(monkeypatch):
         from chainette.run.debug import _secret_values
 
         s = _secret_values()
-        assert mask("a plainkeyvalue b tok-1234567890 Bearer abcdefghijkl hf_" + "x" * 24, s) == \
-            "a *** b *** Bearer *** ***"
+        assert (
+            mask("a plainkeyvalue b tok-1234567890 Bearer abcdefghijkl hf_" + "x" * 24, s)
+            == "a *** b *** Bearer *** ***"
+        )
     finally:
         unregister_engine("masked")
 
@@ -84,11 +101,26 @@ def test_cli_debug_prints_samples_and_keeps_tracebacks(tmp_path, monkeypatch):
         "class Item(BaseModel):\n    text: str\n"
         "class Label(BaseModel):\n    label: str\n"
         "chain = Chain('c', steps=[Step('label', input_model=Item, output_model=Label, engine_name='fake',"
-        " user_prompt='Label {{ text }}')])\n")
+        " user_prompt='Label {{ text }}')])\n"
+    )
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" for i in range(5)))
-    r = CliRunner().invoke(app, ["run", f"{tmp_path / 'dchain.py'}:chain", "-i", str(inp), "-o",
-                                 str(tmp_path / "out"), "--debug", "--debug-rows", "1", "--no-cache", "--quiet"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'dchain.py'}:chain",
+            "-i",
+            str(inp),
+            "-o",
+            str(tmp_path / "out"),
+            "--debug",
+            "--debug-rows",
+            "1",
+            "--no-cache",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert r.output.count("debug: step 'label'") == 1 and "Label t0" in r.output and "[raw reply]" in r.output
 
@@ -104,14 +136,18 @@ def test_the_original_positional_run_form(tmp_path, monkeypatch):
         "class Item(BaseModel):\n    text: str\n"
         "class Label(BaseModel):\n    label: str\n"
         "my_chain = Chain('c', steps=[Step('label', input_model=Item, output_model=Label, engine_name='fake',"
-        " user_prompt='{{ text }}')])\n")
+        " user_prompt='{{ text }}')])\n"
+    )
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"text": "a"}\n{"text": "b"}\n')
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["run", str(tmp_path / "pchain.py"), "my_chain", str(inp), str(out), "--quiet",
-                                 "--no-cache"])
+    r = CliRunner().invoke(
+        app, ["run", str(tmp_path / "pchain.py"), "my_chain", str(inp), str(out), "--quiet", "--no-cache"]
+    )
     assert r.exit_code == 0, r.output
-    assert "deprecated" in r.output and f"{tmp_path / 'pchain.py'}:my_chain -i {inp} -o {out}" in r.output.replace("\n", "")
+    assert "deprecated" in r.output and f"{tmp_path / 'pchain.py'}:my_chain -i {inp} -o {out}" in r.output.replace(
+        "\n", ""
+    )
     assert len((out / "label" / "000.jsonl").read_text().splitlines()) == 2
     r = CliRunner().invoke(app, ["run", f"{tmp_path / 'pchain.py'}:my_chain", "--quiet"])
     assert r.exit_code == 2 and "missing --input" in r.output
@@ -119,10 +155,10 @@ def test_the_original_positional_run_form(tmp_path, monkeypatch):
 
 def test_csv_output_encodes_nested_values_as_json(tmp_path):
     out = tmp_path / "run"
-    _chain().run([{"text": "a,\"b\"\nc"}, {"text": "d"}], out, fmt="csv", engines={"fake": _engine()}, cache=False)
+    _chain().run([{"text": 'a,"b"\nc'}, {"text": "d"}], out, fmt="csv", engines={"fake": _engine()}, cache=False)
     with open(out / "flattened" / "000.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 and rows[0]["chain_input.text"] == "a,\"b\"\nc"
+    assert len(rows) == 2 and rows[0]["chain_input.text"] == 'a,"b"\nc'
     assert json.loads(rows[0]["label.tags"]) == ["a", "b"]
     assert json.loads(rows[0]["label.meta"]) == {"k": 1, "nested": [1, 2]}
     assert (out / "label" / "000.csv").exists() and (out / "side_info" / "000.csv").exists()
@@ -143,16 +179,46 @@ def test_cli_format_csv_and_the_datasets_writer_refuses_it(tmp_path, monkeypatch
         "class Item(BaseModel):\n    text: str\n"
         "class Tags(BaseModel):\n    tags: list[str]\n"
         "chain = Chain('c', steps=[Step('tag', input_model=Item, output_model=Tags, engine_name='fake',"
-        " user_prompt='{{ text }}')])\n")
+        " user_prompt='{{ text }}')])\n"
+    )
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"text": "a"}\n')
-    r = CliRunner().invoke(app, ["run", f"{tmp_path / 'cchain.py'}:chain", "-i", str(inp), "-o", str(tmp_path / "o"),
-                                 "--format", "csv", "--quiet", "--no-cache"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'cchain.py'}:chain",
+            "-i",
+            str(inp),
+            "-o",
+            str(tmp_path / "o"),
+            "--format",
+            "csv",
+            "--quiet",
+            "--no-cache",
+        ],
+    )
     assert r.exit_code == 0, r.output
     header, row = (tmp_path / "o" / "flattened" / "000.csv").read_text().splitlines()
-    assert header == "row_id,chain_input.text,tag.tags" and isinstance(json.loads(row.split(",", 2)[2].strip('"').replace('""', '"')), list)
-    r = CliRunner().invoke(app, ["run", f"{tmp_path / 'cchain.py'}:chain", "-i", str(inp), "-o", str(tmp_path / "o2"),
-                                 "--format", "csv", "--writer", "datasets", "--quiet"])
+    assert header == "row_id,chain_input.text,tag.tags" and isinstance(
+        json.loads(row.split(",", 2)[2].strip('"').replace('""', '"')), list
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            f"{tmp_path / 'cchain.py'}:chain",
+            "-i",
+            str(inp),
+            "-o",
+            str(tmp_path / "o2"),
+            "--format",
+            "csv",
+            "--writer",
+            "datasets",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 1 and "jsonl or parquet" in r.output
 
 

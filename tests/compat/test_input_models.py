@@ -59,16 +59,22 @@ def test_mismatch_fed_by_an_earlier_value_is_a_warning_and_uses_it():
     (w,) = chain.warnings(engines=ENGINES)
     assert "latest earlier value that is a Prompt: 'chain_input'" in w.message
     seen = []
-    engine = FakeEngine("fake", handler=lambda req: seen.append(req.messages[-1]["content"]) or (
-        {"response": "r"} if req.step_id == "predict" else {"score": 5}))
+    engine = FakeEngine(
+        "fake",
+        handler=lambda req: (
+            seen.append(req.messages[-1]["content"])
+            or ({"response": "r"} if req.step_id == "predict" else {"score": 5})
+        ),
+    )
     result = chain.run([{"prompt": "2+2"}], engines={"fake": engine}, cache=False)
     assert not result.errors and "2+2 / r" in seen[-1]
 
 
 def test_mismatch_that_cannot_work_is_an_error():
     chain = Chain("c", steps=[_step("a", Prompt, Response), _step("b", Grade, Grade)])
-    with pytest.raises(ChainValidationError, match="b: expects input Grade but receives Response from 'a', "
-                                                   "which lacks required field"):
+    with pytest.raises(
+        ChainValidationError, match="b: expects input Grade but receives Response from 'a', which lacks required field"
+    ):
         chain.validate(engines=ENGINES)
     kinds = Chain("c", steps=[_step("a", Prompt, Response), _step("b", Listy, Grade)])
     (p,) = kinds.problems(engines=ENGINES)
@@ -112,7 +118,8 @@ def test_inspect_prints_warnings_and_strict_fails(tmp_path, monkeypatch):
         "class Response(BaseModel):\n    response: str\n"
         "chain = Chain('c', steps=[Step('a', input_model=Prompt, output_model=Response, engine_name='fake',"
         " user_prompt='{{ prompt }}'), Step('b', input_model=Prompt, output_model=Response, engine_name='fake',"
-        " user_prompt='{{ prompt }}')])\n")
+        " user_prompt='{{ prompt }}')])\n"
+    )
     target = f"{tmp_path / 'ichain.py'}:chain"
     r = CliRunner().invoke(app, ["inspect", target])
     assert r.exit_code == 0, r.output

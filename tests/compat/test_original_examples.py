@@ -66,7 +66,9 @@ def _run(args):
 
 
 def _flattened(out: Path) -> list[dict]:
-    return [json.loads(line) for p in sorted((out / "flattened").glob("*.jsonl")) for line in p.read_text().splitlines()]
+    return [
+        json.loads(line) for p in sorted((out / "flattened").glob("*.jsonl")) for line in p.read_text().splitlines()
+    ]
 
 
 @pytest.mark.parametrize("path,attr", PY_EXAMPLES, ids=[p for p, _ in PY_EXAMPLES])
@@ -97,8 +99,20 @@ def test_the_original_yaml_chatbot_runs(in_examples, monkeypatch):
     folder = EX / "08_chatbot_yaml"
     out = tmp_path / "out"
     # the YAML names its step as module:attr from the examples package: allowed explicitly
-    r = _run(["run-yaml", str(folder / "chain.yml"), "--allow-import", "examples.08_chatbot_yaml", "-i",
-              str(folder / "inputs.jsonl"), "-o", str(out), "--quiet", "--no-cache"])
+    r = _run(
+        [
+            "run-yaml",
+            str(folder / "chain.yml"),
+            "--allow-import",
+            "examples.08_chatbot_yaml",
+            "-i",
+            str(folder / "inputs.jsonl"),
+            "-o",
+            str(out),
+            "--quiet",
+            "--no-cache",
+        ]
+    )
     assert r.exit_code == 0, r.output
     assert [f["answer.answer"] != "" for f in _flattened(out)] == [True, True]
 
@@ -133,6 +147,6 @@ def test_the_pancreas_upload_node_runs_as_a_batch_node(in_examples):
     result = chain.run(inputs, engines=engines, cache=False)
     assert not result.errors
     assert [r.row_id for r in result.outputs["upload"]] == ["0", "1"]  # row 2 ('other') was filtered out
-    (repo, rows), = uploads
+    ((repo, rows),) = uploads
     assert repo == "rntc/clinical-reformulate" and len(rows) == 2
     assert all(row["clinical_note"] for row in rows)

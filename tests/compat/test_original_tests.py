@@ -51,8 +51,10 @@ def test_shims_warn():
 
 
 def test_join_branch_type_and_pipe_join():
-    jb = Branch(name="br", steps=[Step(id="s3", name="s3", input_model=B, output_model=B, engine_name="e",
-                                       sampling=SamplingParams())]).join("alias")
+    jb = Branch(
+        name="br",
+        steps=[Step(id="s3", name="s3", input_model=B, output_model=B, engine_name="e", sampling=SamplingParams())],
+    ).join("alias")
     assert isinstance(jb, JoinBranch)
     assert len((pipe(s1) >> pipe(jb)).to_chain("join").steps) == 2
 
@@ -89,13 +91,15 @@ br = Branch(name="br", steps=[Step(id="inner", output_model=B, engine_name="e", 
 
 def test_yaml_loader(tmp_path):
     file = tmp_path / "chain.yml"
-    file.write_text(textwrap.dedent("""
+    file.write_text(
+        textwrap.dedent("""
         name: YAML Test
         batch_size: 1
         steps:
           - qa
           - - br
-        """))
+        """)
+    )
     ch: Chain = load_chain(file, symbols=globals())
     assert ch.name == "YAML Test"
     assert len(ch.steps) == 2

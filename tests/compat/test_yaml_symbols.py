@@ -14,7 +14,7 @@ from chainette import Branch, Chain, SamplingParams, Step
 from chainette.errors import ConfigError
 from chainette.yaml_loader import chain_to_dict, dump_chain, load_chain
 
-MODULE = '''
+MODULE = """
 from pydantic import BaseModel
 from chainette import Branch, Step, apply, register_engine
 
@@ -45,9 +45,9 @@ fr_branch = Branch("fr", [Step("translate_fr", output_model=Text, engine_name="f
 es_branch = Branch("es", [Step("translate_es", output_model=Text, engine_name="fake",
                                user_prompt="ES {{ qa.answer }}")]).join("es")
 summary = Step("summary", output_model=Text, engine_name="fake", user_prompt="{{ fr.text }} / {{ es.text }}")
-'''
+"""
 
-SPEC_FORM = '''
+SPEC_FORM = """
 name: Demo Chain
 batch_size: 2
 steps:
@@ -56,7 +56,7 @@ steps:
   - - fr_branch         # list -> parallel
     - es_branch
   - summary
-'''
+"""
 
 
 @pytest.fixture
@@ -78,7 +78,11 @@ def test_spec_symbol_form_with_globals(project):
     chain = load_chain(path / "chain.yml", symbols=vars(mod))
     assert chain.name == "Demo Chain" and chain.batch_size == 2
     assert [getattr(s, "id", None) or [b.id for b in s] for s in chain.steps] == [
-        "qa", "filter_node", ["fr", "es"], "summary"]
+        "qa",
+        "filter_node",
+        ["fr", "es"],
+        "summary",
+    ]
     assert chain.problems() == []
     result = chain.run([{"text": "hello"}], cache=False)
     assert result.flattened[0]["summary.text"]
@@ -86,7 +90,8 @@ def test_spec_symbol_form_with_globals(project):
 
 def test_symbols_also_resolve_models_in_the_typed_form(project):
     path, mod = project
-    (path / "typed.yml").write_text(textwrap.dedent('''
+    (path / "typed.yml").write_text(
+        textwrap.dedent("""
         name: typed
         steps:
           - type: step
@@ -100,9 +105,12 @@ def test_symbols_also_resolve_models_in_the_typed_form(project):
               name: audit
               steps: [{type: step, id: audit_step, engine: fake, output_model: Text, user_prompt: "{{ qa.answer }}"}]
           - summary_only_fr
-    '''))
-    ns = {**vars(mod), "summary_only_fr": Step("s2", output_model=mod.Text, engine_name="fake",
-                                                user_prompt="{{ fr.text }}")}
+    """)
+    )
+    ns = {
+        **vars(mod),
+        "summary_only_fr": Step("s2", output_model=mod.Text, engine_name="fake", user_prompt="{{ fr.text }}"),
+    }
     chain = load_chain(path / "typed.yml", symbols=ns)
     assert chain.problems() == []
     assert chain.run([{"text": "x"}], cache=False).flattened[0]["s2.text"]
@@ -135,15 +143,40 @@ def test_run_yaml_with_symbols_module_runs_the_spec_form(project):
 
     path, _ = project
     out = path / "out"
-    r = CliRunner().invoke(app, ["run-yaml", str(path / "chain.yml"), "--symbols", "specsyms", "-i",
-                                 str(path / "in.jsonl"), "-o", str(out), "--quiet", "--no-cache"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "run-yaml",
+            str(path / "chain.yml"),
+            "--symbols",
+            "specsyms",
+            "-i",
+            str(path / "in.jsonl"),
+            "-o",
+            str(out),
+            "--quiet",
+            "--no-cache",
+        ],
+    )
     assert r.exit_code == 0, r.output
     flat = [json.loads(line) for line in (out / "flattened" / "000.jsonl").read_text().splitlines()]
     assert len(flat) == 4 and all("summary.text" in f and "fr.text" in f for f in flat)
     bad = path / "bad.yml"
     bad.write_text("name: bad\nsteps:\n  - qa_stepp\n")
-    r = CliRunner().invoke(app, ["run-yaml", str(bad), "--symbols", "specsyms", "-i", str(path / "in.jsonl"),
-                                 "-o", str(path / "out2"), "--quiet"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "run-yaml",
+            str(bad),
+            "--symbols",
+            "specsyms",
+            "-i",
+            str(path / "in.jsonl"),
+            "-o",
+            str(path / "out2"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 1 and "qa_stepp" in r.output and "steps[0]" in r.output
 
 
@@ -155,8 +188,10 @@ def test_round_trip_between_the_symbol_and_typed_forms(project):
     again = load_chain(path / "typed_dump.yml")
     assert again.graph.to_dict() == chain.graph.to_dict()
     assert chain_to_dict(chain, symbols=vars(mod)) == {  # and back: nodes the symbols hold, by name
-        "name": "Demo Chain", "batch_size": 2,
-        "steps": ["qa_step", "filter_node", ["fr_branch", "es_branch"], "summary"]}
+        "name": "Demo Chain",
+        "batch_size": 2,
+        "steps": ["qa_step", "filter_node", ["fr_branch", "es_branch"], "summary"],
+    }
 
 
 class A(BaseModel):

@@ -62,8 +62,15 @@ def test_branches_with_joins_feed_a_later_step_matched_by_row_id():
         assert text == f"fr:Q{i}|es:Q{i}|{row_id}"
     flat = {r["row_id"]: r for r in result.flattened}
     assert flat["7"]["french.translated"] == "fr:Q7" and flat["7"]["spanish.translated"] == "es:Q7"
-    assert list(flat["7"]) == ["row_id", "chain_input.text", "qa.answer", "qa.confidence",
-                               "french.translated", "spanish.translated", "agg.summary"]
+    assert list(flat["7"]) == [
+        "row_id",
+        "chain_input.text",
+        "qa.answer",
+        "qa.confidence",
+        "french.translated",
+        "spanish.translated",
+        "agg.summary",
+    ]
 
 
 def test_branches_run_concurrently():
@@ -95,14 +102,17 @@ def test_non_joined_branch_outputs_are_written_but_not_merged(tmp_path):
 
 def test_chain_starting_with_branches_and_nested_branches():
     inner = Branch("inner", [step("deep", Answer, Translation, "{{answer}}")]).join("deep_alias")
-    outer = Branch("outer", [step("o1", Question, Answer, "{{text}}"), [inner],
-                             step("o2", Answer, Summary, "{{deep_alias.translated}}")]).join("outer_alias")
+    outer = Branch(
+        "outer",
+        [step("o1", Question, Answer, "{{text}}"), [inner], step("o2", Answer, Summary, "{{deep_alias.translated}}")],
+    ).join("outer_alias")
     other = Branch("other", [step("x", Question, Answer, "{{text}}")])
     final = step("final", Question, Summary, "{{outer_alias.summary}} {{text}}")
     result = run(Chain("nested", steps=[[outer, other], final]), questions(6))
     assert result.error_count == 0
     assert {s: result.step_stats[s].done for s in ("o1", "deep", "o2", "x", "final")} == dict.fromkeys(
-        ("o1", "deep", "o2", "x", "final"), 6)
+        ("o1", "deep", "o2", "x", "final"), 6
+    )
     assert "outer_alias.summary" in result.flattened[0]
 
 
@@ -127,6 +137,7 @@ def test_failing_rows_become_error_records_and_the_rest_complete(tmp_path):
     def handler(req):
         if req.row_id == "3":
             from chainette.errors import EngineHTTPError
+
             raise EngineHTTPError("boom", status=500)
         return {"answer": "ok", "confidence": 1.0}
 
@@ -270,6 +281,7 @@ def test_events_are_published():
     def handler(req):
         if req.row_id == "1":
             from chainette.errors import EngineHTTPError
+
             raise EngineHTTPError("nope", status=500)
         return {"answer": "a", "confidence": 1}
 
@@ -291,7 +303,7 @@ def test_dict_inputs_are_validated_and_bad_rows_recorded():
 
 
 def test_flattened_output_identical_under_different_hash_seeds(tmp_path):
-    script = textwrap.dedent('''
+    script = textwrap.dedent("""
         import sys
         from chainette import Branch, Chain, FakeEngine, Step, apply
         from tests.core.models import Answer, Question, Summary, Translation
@@ -302,7 +314,7 @@ def test_flattened_output_identical_under_different_hash_seeds(tmp_path):
              Branch("es", [s("es_s", Answer, Translation, "es {{answer}}")]).join("es")],
             apply(fan), s("sum", Answer, Summary, "{{fr.translated}} {{es.translated}}")])
         chain.run([Question(text=f"q{i}") for i in range(50)], sys.argv[1], engines={"fake": FakeEngine()}, cache=False)
-    ''')
+    """)
     outs = []
     for seed in ("1", "12345"):
         out = tmp_path / f"run{seed}"

@@ -22,8 +22,14 @@ def step(id: str, model=B, prompt="{{ label }}") -> Step:
 
 
 def test_alias_equal_to_an_inner_step_id_is_accepted_and_runs():
-    chain = Chain("c", steps=[step("first", A, "{{ text }}"), [Branch("fr_branch", [step("fr")]).join("fr")],
-                              step("last", prompt="{{ fr.label }} / {{ first.label }}")])
+    chain = Chain(
+        "c",
+        steps=[
+            step("first", A, "{{ text }}"),
+            [Branch("fr_branch", [step("fr")]).join("fr")],
+            step("last", prompt="{{ fr.label }} / {{ first.label }}"),
+        ],
+    )
     assert chain.problems(engines=ENGINES) == []
     result = chain.run([{"text": "a"}, {"text": "b"}], engines=ENGINES)
     assert [r.row_id for r in result["fr"]] == ["0", "1"]
@@ -36,6 +42,11 @@ def test_alias_equal_to_a_step_outside_its_branch_is_still_a_duplicate():
 
 
 def test_same_step_id_in_two_branches_is_still_a_duplicate():
-    chain = Chain("c", steps=[step("first", A, "{{ text }}"),
-                              [Branch("b1", [step("x")]).join("x"), Branch("b2", [step("x")]).join("y")]])
+    chain = Chain(
+        "c",
+        steps=[
+            step("first", A, "{{ text }}"),
+            [Branch("b1", [step("x")]).join("x"), Branch("b2", [step("x")]).join("y")],
+        ],
+    )
     assert any("duplicate id 'x'" in p.message for p in chain.problems(engines=ENGINES))

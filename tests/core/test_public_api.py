@@ -12,9 +12,26 @@ def test_all_is_sorted_and_complete():
 
 
 def test_issue_names_are_exported():
-    required = {"Step", "Chain", "Branch", "JoinBranch", "ApplyNode", "apply", "Node", "Graph", "Executor",
-                "AsyncExecutor", "SamplingParams", "Result", "register_engine", "get_engine_config",
-                "EngineConfig", "FakeEngine", "RunWriter", "StreamWriter"}
+    required = {
+        "Step",
+        "Chain",
+        "Branch",
+        "JoinBranch",
+        "ApplyNode",
+        "apply",
+        "Node",
+        "Graph",
+        "Executor",
+        "AsyncExecutor",
+        "SamplingParams",
+        "Result",
+        "register_engine",
+        "get_engine_config",
+        "EngineConfig",
+        "FakeEngine",
+        "RunWriter",
+        "StreamWriter",
+    }
     assert required <= set(chainette.__all__)
 
 

@@ -54,23 +54,34 @@ def test_parquet_keeps_columns_missing_from_the_first_row(tmp_path):
     def handler(req):
         return {"answer": req.row_id, "confidence": 0.5}
 
-    retry = Branch("retry", [Step("again", input_model=Answer, output_model=Summary, engine_name="fake",
-                                  user_prompt="{{answer}}")]).join("retry")
+    retry = Branch(
+        "retry", [Step("again", input_model=Answer, output_model=Summary, engine_name="fake", user_prompt="{{answer}}")]
+    ).join("retry")
 
     def only_odd(a: Answer) -> list[Answer]:
         return [a] if int(a.answer) % 2 else []
 
-    chain = Chain("pq", steps=[Step("qa", input_model=Question, output_model=Answer, engine_name="fake",
-                                    user_prompt="{{text}}"),
-                               [Branch("retry", [apply(only_odd), retry.steps[0]]).join("retry")]])
-    chain.run([Question(text=str(i)) for i in range(4)], tmp_path, engines={"fake": FakeEngine(handler=lambda r: (
-        handler(r) if r.step_id == "qa" else {"summary": "s"}))}, cache=False, fmt="parquet")
+    chain = Chain(
+        "pq",
+        steps=[
+            Step("qa", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{text}}"),
+            [Branch("retry", [apply(only_odd), retry.steps[0]]).join("retry")],
+        ],
+    )
+    chain.run(
+        [Question(text=str(i)) for i in range(4)],
+        tmp_path,
+        engines={"fake": FakeEngine(handler=lambda r: handler(r) if r.step_id == "qa" else {"summary": "s"})},
+        cache=False,
+        fmt="parquet",
+    )
     flat = {r["row_id"]: r for r in read_records(tmp_path / "flattened")}
     assert flat["0"].get("retry") is None and flat["1"]["retry.summary"] == "s"
 
 
 def test_skipped_inputs_keep_the_following_row_ids():
-    chain = Chain("s", steps=[Step("qa", input_model=Question, output_model=Answer, engine_name="fake",
-                                   user_prompt="{{text}}")])
+    chain = Chain(
+        "s", steps=[Step("qa", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{text}}")]
+    )
     result = chain.run([Question(text="a"), SKIPPED, Question(text="c")], engines={"fake": FakeEngine()}, cache=False)
     assert [r.row_id for r in result["qa"]] == ["0", "2"] and result.rows_in == 3 and result.errors == []

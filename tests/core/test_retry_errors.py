@@ -18,8 +18,9 @@ def _chain():
         return [a, a]
 
     qa = Step("qa", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{text}}")
-    summ = Step("summ", input_model=Answer, output_model=Summary, engine_name="fake",
-                user_prompt="{{answer}} {{row_id}}")
+    summ = Step(
+        "summ", input_model=Answer, output_model=Summary, engine_name="fake", user_prompt="{{answer}} {{row_id}}"
+    )
     return Chain("retry", steps=[qa, apply(twice), summ])
 
 
@@ -40,8 +41,9 @@ def test_retry_errors_processes_failed_rows_again_exactly_once(tmp_path):
     assert first.failed_rows == 2 and len(list(read_records(tmp_path / "errors"))) == 2
 
     calls: list[str] = []
-    second = _chain().run(inputs, tmp_path, engines={"fake": _engine(set(), calls)}, cache=False,
-                          resume=True, retry_errors=True)
+    second = _chain().run(
+        inputs, tmp_path, engines={"fake": _engine(set(), calls)}, cache=False, resume=True, retry_errors=True
+    )
     assert sorted(calls) == ["qa", "qa", "summ", "summ", "summ", "summ"]  # only inputs 2 and 5 again
     assert second.error_count == 0
     assert list(read_records(tmp_path / "errors")) == []

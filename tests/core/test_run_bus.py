@@ -24,8 +24,19 @@ class Out(BaseModel):
 
 
 def chain(name: str, engine: str) -> Chain:
-    return Chain(name, steps=[Step("label", input_model=In, output_model=Out, engine_name=engine,
-                                   sampling=SamplingParams(max_tokens=16), user_prompt="{{ text }}")])
+    return Chain(
+        name,
+        steps=[
+            Step(
+                "label",
+                input_model=In,
+                output_model=Out,
+                engine_name=engine,
+                sampling=SamplingParams(max_tokens=16),
+                user_prompt="{{ text }}",
+            )
+        ],
+    )
 
 
 def flaky(seen):
@@ -42,8 +53,14 @@ def test_two_concurrent_runs_each_see_only_their_own_events():
     with threaded_api(flaky) as api:
         buses, results = {}, {}
         for name in ("a", "b"):
-            register_engine(name=f"bus-{name}", backend="openai", model="m", endpoint=api.url + "/v1",
-                            api_key="sk-test", max_retries=2)
+            register_engine(
+                name=f"bus-{name}",
+                backend="openai",
+                model="m",
+                endpoint=api.url + "/v1",
+                api_key="sk-test",
+                max_retries=2,
+            )
             buses[name] = (EventBus(), [])
             buses[name][0].subscribe(buses[name][1].append)
 

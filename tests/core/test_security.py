@@ -136,8 +136,9 @@ def test_confined_refuses_paths_that_escape(tmp_path):
 
 
 def _info(step_ids):
-    return RunInfo(run_id="r", chain_name="c", graph={"nodes": []}, engines=[], fingerprint={},
-                   started_at="now", step_ids=step_ids)
+    return RunInfo(
+        run_id="r", chain_name="c", graph={"nodes": []}, engines=[], fingerprint={}, started_at="now", step_ids=step_ids
+    )
 
 
 def test_the_writer_never_writes_outside_the_run_directory(tmp_path):
@@ -190,8 +191,7 @@ def test_the_template_payload_is_a_validation_error_naming_the_step():
     chain = Chain("c", steps=[_step("extract", PAYLOAD)])
     with pytest.raises(ChainValidationError) as exc:
         chain.validate(engines={"fake": FakeEngine()})
-    assert ("extract: user_prompt is unsafe: it uses .__class__, .__mro__, .__subclasses__"
-            in str(exc.value))
+    assert "extract: user_prompt is unsafe: it uses .__class__, .__mro__, .__subclasses__" in str(exc.value)
 
 
 def test_unsafe_system_prompt_is_reported_too():
@@ -199,7 +199,8 @@ def test_unsafe_system_prompt_is_reported_too():
     problems = Chain("c", steps=[s]).problems(engines={"fake": FakeEngine()})
     assert [str(p) for p in problems] == [
         "s: system_prompt is unsafe: it uses '__class__'; names starting with '_' reach Python internals "
-        "and the template sandbox refuses them"]
+        "and the template sandbox refuses them"
+    ]
 
 
 def test_yaml_template_payload_is_reported_with_the_step(tmp_path, clean_modules):
@@ -207,19 +208,23 @@ def test_yaml_template_payload_is_reported_with_the_step(tmp_path, clean_modules
     (tmp_path / "c.yml").write_text(
         "name: c\nengines: [{name: fk, backend: fake}]\nsteps:\n"
         f"  - {{type: step, id: leak, engine: fk, input_model: models:Q, output_model: models:Q, "
-        f"user_prompt: '{PAYLOAD}'}}\n")
+        f"user_prompt: '{PAYLOAD}'}}\n"
+    )
     chain = load_chain(tmp_path / "c.yml")
     with pytest.raises(ChainValidationError, match=re.escape("leak: user_prompt is unsafe: it uses .__class__")):
         chain.validate()
 
 
-@pytest.mark.parametrize("source, found", [
-    (PAYLOAD, [".__class__", ".__mro__", ".__subclasses__"]),
-    ("{{ x['__globals__'] }}", ["['__globals__']"]),
-    ("{{ xs|map(attribute='__class__')|list }}", ["'__class__'"]),
-    ("{{ x.answer }} __init__ in plain text {{ y }}", []),
-    ("{% for k in x %}{{ k.text }}{% endfor %}", []),
-])
+@pytest.mark.parametrize(
+    "source, found",
+    [
+        (PAYLOAD, [".__class__", ".__mro__", ".__subclasses__"]),
+        ("{{ x['__globals__'] }}", ["['__globals__']"]),
+        ("{{ xs|map(attribute='__class__')|list }}", ["'__class__'"]),
+        ("{{ x.answer }} __init__ in plain text {{ y }}", []),
+        ("{% for k in x %}{{ k.text }}{% endfor %}", []),
+    ],
+)
 def test_unsafe_uses(source, found):
     assert unsafe_uses(source) == found
 
@@ -251,8 +256,9 @@ def test_an_unsafe_access_at_run_time_is_an_error_record_not_a_crash():
         key: str
 
     s = Step("s", input_model=KeyQ, output_model=Answer, engine_name="fake", user_prompt="{{ text[key] }}")
-    result = Chain("c", steps=[s]).run([KeyQ(text="a", key="__class__"), KeyQ(text="b", key="upper")],
-                                        engines={"fake": FakeEngine()}, cache=False)
+    result = Chain("c", steps=[s]).run(
+        [KeyQ(text="a", key="__class__"), KeyQ(text="b", key="upper")], engines={"fake": FakeEngine()}, cache=False
+    )
     assert result.error_count == 1
     err = result.errors[0]
     assert err["step_id"] == "s" and "SecurityError" in err["message"]
@@ -268,10 +274,17 @@ def test_input_values_are_data_never_templates(prompt):
         return {"answer": "ok", "confidence": 1}
 
     evil = ["{{ 7*7 }}", "{{ row_id.__class__ }}", "{% for x in range(3) %}x{% endfor %}", PAYLOAD]
-    s = Step("s", input_model=Question, output_model=Answer, engine_name="fake", user_prompt=prompt,
-             output_format_instruction="")
-    result = Chain("c", steps=[s]).run([Question(text=t) for t in evil],
-                                        engines={"fake": FakeEngine(handler=handler)}, cache=False)
+    s = Step(
+        "s",
+        input_model=Question,
+        output_model=Answer,
+        engine_name="fake",
+        user_prompt=prompt,
+        output_format_instruction="",
+    )
+    result = Chain("c", steps=[s]).run(
+        [Question(text=t) for t in evil], engines={"fake": FakeEngine(handler=handler)}, cache=False
+    )
     assert result.error_count == 0
     suffix = "!" if "if" in prompt else ""
     assert sorted(seen) == sorted(f"Q: {t}{suffix}" for t in evil)
@@ -332,8 +345,9 @@ def test_cache_info_and_clear(tmp_path):
 def test_run_directories_follow_the_umask(tmp_path, umask, want):
     old = os.umask(umask)
     try:
-        Chain("c", steps=[_step("s")]).run([Question(text="q")], tmp_path / "run",
-                                            engines={"fake": FakeEngine()}, cache=False)
+        Chain("c", steps=[_step("s")]).run(
+            [Question(text="q")], tmp_path / "run", engines={"fake": FakeEngine()}, cache=False
+        )
     finally:
         os.umask(old)
     files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
@@ -346,9 +360,11 @@ MODELS = "from pydantic import BaseModel\n\nclass Q(BaseModel):\n    text: str\n
 
 def _yaml(dir: Path, function: str, name: str = "c.yml") -> Path:
     p = dir / name
-    p.write_text("name: c\nsteps:\n"
-                 "  - {type: step, id: s, engine: fk, input_model: models:Q, output_model: models:Q}\n"
-                 f"  - {{type: apply, id: a, function: '{function}'}}\n")
+    p.write_text(
+        "name: c\nsteps:\n"
+        "  - {type: step, id: s, engine: fk, input_model: models:Q, output_model: models:Q}\n"
+        f"  - {{type: apply, id: a, function: '{function}'}}\n"
+    )
     return p
 
 
@@ -425,6 +441,15 @@ def test_yaml_local_module_is_the_file_beside_it_even_if_another_is_imported(yam
 
 def test_security_doc_states_the_trust_model():
     text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
-    for phrase in ("are code", "--allow-import", "--symbols", "0700", "0600", "umask", "cache clear",
-                   "api_key_env", "Reporting a vulnerability"):
+    for phrase in (
+        "are code",
+        "--allow-import",
+        "--symbols",
+        "0700",
+        "0600",
+        "umask",
+        "cache clear",
+        "api_key_env",
+        "Reporting a vulnerability",
+    ):
         assert phrase in text, phrase

@@ -34,10 +34,20 @@ def test_two_managed_engines_run_stage_by_stage(tmp_path, monkeypatch):
     unsubscribe = global_bus.subscribe(events.append)
     try:
         first = Step("first", input_model=Question, output_model=Answer, engine_name="model_a", user_prompt="{{text}}")
-        second = Step("second", input_model=Answer, output_model=Translation, engine_name="model_b",
-                      user_prompt="{{answer}} {{chain_input.text}}")
-        third = Step("third", input_model=Translation, output_model=Summary, engine_name="model_a",
-                     user_prompt="{{translated}} {{first.answer}}")
+        second = Step(
+            "second",
+            input_model=Answer,
+            output_model=Translation,
+            engine_name="model_b",
+            user_prompt="{{answer}} {{chain_input.text}}",
+        )
+        third = Step(
+            "third",
+            input_model=Translation,
+            output_model=Summary,
+            engine_name="model_a",
+            user_prompt="{{translated}} {{first.answer}}",
+        )
         chain = Chain("staged", steps=[first, second, third])
         result = chain.run([Question(text=f"q{i}") for i in range(12)], tmp_path, cache=False)
     finally:
@@ -47,9 +57,14 @@ def test_two_managed_engines_run_stage_by_stage(tmp_path, monkeypatch):
     assert result.error_count == 0 and not result.interrupted
     lifecycle = [(type(e).__name__, e.engine) for e in events if isinstance(e, (ServerStarting, ServerStopped))]
     # model_a is stopped before model_b starts, and started again for the last stage
-    assert lifecycle == [("ServerStarting", "model_a"), ("ServerStopped", "model_a"),
-                         ("ServerStarting", "model_b"), ("ServerStopped", "model_b"),
-                         ("ServerStarting", "model_a"), ("ServerStopped", "model_a")]
+    assert lifecycle == [
+        ("ServerStarting", "model_a"),
+        ("ServerStopped", "model_a"),
+        ("ServerStarting", "model_b"),
+        ("ServerStopped", "model_b"),
+        ("ServerStarting", "model_a"),
+        ("ServerStopped", "model_a"),
+    ]
     flat = list(read_records(tmp_path / "flattened"))
     assert sorted(r["row_id"] for r in flat) == sorted(str(i) for i in range(12))
     assert all("first.answer" in r and "second.translated" in r and "third.summary" in r for r in flat)
@@ -80,8 +95,9 @@ def test_staged_run_resumes_at_the_stage_it_stopped(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
     register_engine(name="res_a", backend="vllm_api", model="org/res_a", startup_timeout=30)
-    register_engine(name="res_b", backend="vllm_api", model="org/res_b", startup_timeout=30,
-                    extra_env={"STANDIN_VLLM_CRASH": "1"})
+    register_engine(
+        name="res_b", backend="vllm_api", model="org/res_b", startup_timeout=30, extra_env={"STANDIN_VLLM_CRASH": "1"}
+    )
     a = Step("a", input_model=Question, output_model=Answer, engine_name="res_a", user_prompt="{{text}}")
     b = Step("b", input_model=Answer, output_model=Summary, engine_name="res_b", user_prompt="{{answer}}")
     chain = Chain("resume-staged", steps=[a, b])

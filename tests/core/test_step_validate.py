@@ -18,22 +18,35 @@ def test_system_prompt_gets_schema_instruction_unless_overridden():
 
 
 def test_render_sees_fields_history_aliases_and_row_id():
-    s = Step("s", output_model=Answer, system_prompt="", output_format_instruction="",
-             user_prompt="{{text}}|{{chain_input.text}}|{{prev.answer}}|{{al.translated}}|{{row_id}}")
-    ctx = {"text": "hi", "chain_input": Question(text="orig"), "prev": Answer(answer="a", confidence=1),
-           "al": Translation(translated="t"), "row_id": "7"}
+    s = Step(
+        "s",
+        output_model=Answer,
+        system_prompt="",
+        output_format_instruction="",
+        user_prompt="{{text}}|{{chain_input.text}}|{{prev.answer}}|{{al.translated}}|{{row_id}}",
+    )
+    ctx = {
+        "text": "hi",
+        "chain_input": Question(text="orig"),
+        "prev": Answer(answer="a", confidence=1),
+        "al": Translation(translated="t"),
+        "row_id": "7",
+    }
     msgs = s.render_messages(ctx)
     assert msgs == [{"role": "user", "content": "hi|orig|a|t|7"}]
 
 
 def test_validation_reports_every_problem_at_once():
-    first = Step("first", input_model=Question, output_model=Answer, engine_name="fake",
-                 user_prompt="{{ text }} {{ nope }}")
+    first = Step(
+        "first", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{ text }} {{ nope }}"
+    )
     dup = Step("first", input_model=Answer, output_model=Answer, engine_name="fake", user_prompt="{{answer}}")
-    bad_engine = Step("third", input_model=Answer, output_model=Answer, engine_name="ghost",
-                      user_prompt="{{ first.missing_field }}")
-    wrong_io = Step("fourth", input_model=Translation, output_model=Summary, engine_name="fake",
-                    user_prompt="{{translated}}")  # no earlier value is a Translation: an error
+    bad_engine = Step(
+        "third", input_model=Answer, output_model=Answer, engine_name="ghost", user_prompt="{{ first.missing_field }}"
+    )
+    wrong_io = Step(
+        "fourth", input_model=Translation, output_model=Summary, engine_name="fake", user_prompt="{{translated}}"
+    )  # no earlier value is a Translation: an error
     chain = Chain("bad", steps=[first, dup, bad_engine, wrong_io])
     with pytest.raises(ChainValidationError) as exc:
         chain.validate(engines=ENGINES)
@@ -48,12 +61,16 @@ def test_validation_reports_every_problem_at_once():
 
 def test_join_alias_visible_downstream_but_branch_outputs_are_not():
     a = Step("a", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{text}}")
-    fr = Branch("fr", [Step("tr", input_model=Answer, output_model=Translation, engine_name="fake",
-                             user_prompt="{{answer}}")]).join("fr")
-    plain = Branch("plain", [Step("pl", input_model=Answer, output_model=Translation, engine_name="fake",
-                                  user_prompt="{{answer}}")])
-    ok = Step("ok", input_model=Answer, output_model=Summary, engine_name="fake",
-              user_prompt="{{fr.translated}} {{a.answer}}")
+    fr = Branch(
+        "fr", [Step("tr", input_model=Answer, output_model=Translation, engine_name="fake", user_prompt="{{answer}}")]
+    ).join("fr")
+    plain = Branch(
+        "plain",
+        [Step("pl", input_model=Answer, output_model=Translation, engine_name="fake", user_prompt="{{answer}}")],
+    )
+    ok = Step(
+        "ok", input_model=Answer, output_model=Summary, engine_name="fake", user_prompt="{{fr.translated}} {{a.answer}}"
+    )
     Chain("good", steps=[a, [fr, plain], ok]).validate(engines=ENGINES)
     bad = Step("bad", input_model=Answer, output_model=Summary, engine_name="fake", user_prompt="{{pl.translated}}")
     with pytest.raises(ChainValidationError, match="'pl' is not defined here"):
@@ -75,8 +92,9 @@ def test_apply_without_output_model_does_not_block_validation():
 
 def test_alias_equal_to_branch_name_is_allowed_and_reserved_names_are_not():
     a = Step("a", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{text}}")
-    fr = Branch("fr", [Step("tr", input_model=Answer, output_model=Translation, engine_name="fake",
-                             user_prompt="{{answer}}")]).join("fr")
+    fr = Branch(
+        "fr", [Step("tr", input_model=Answer, output_model=Translation, engine_name="fake", user_prompt="{{answer}}")]
+    ).join("fr")
     Chain("c", steps=[a, [fr]]).validate(engines=ENGINES)
     bad = Step("row_id", input_model=Question, output_model=Answer, engine_name="fake", user_prompt="{{text}}")
     with pytest.raises(ChainValidationError, match="reserved"):

@@ -65,16 +65,24 @@ class CountingMock:
             p = prompt_tokens(body["messages"])
             self.prompt_tokens += p
             self.completion_tokens += self.completion
-            usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": self.completion,
-                                     "total_tokens": p + self.completion}
+            usage: dict[str, Any] = {
+                "prompt_tokens": p,
+                "completion_tokens": self.completion,
+                "total_tokens": p + self.completion,
+            }
             if self.cached_tokens:
                 usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached_tokens, p)}
-            return web.json_response({
-                "id": "x", "object": "chat.completion", "model": body.get("model", "m"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": self.reply}}],
-                "usage": usage,
-            })
+            return web.json_response(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": body.get("model", "m"),
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": self.reply}}
+                    ],
+                    "usage": usage,
+                }
+            )
 
         async def tokenize(request: web.Request) -> web.Response:
             self.other_requests.append(request.path)
@@ -114,7 +122,7 @@ class CountingMock:
         self._thread.join(10)
 
 
-CHAIN_PY = '''
+CHAIN_PY = """
 from pydantic import BaseModel
 from chainette import Chain, SamplingParams, Step
 
@@ -134,12 +142,20 @@ again = Step("again", input_model=Label, output_model=Label, engine_name="mock",
              user_prompt="Check {{ chain_input.text }} labelled {{ label.label }}")
 chain = Chain(name="budgeted", steps=[label, again])
 one = Chain(name="budgeted-one", steps=[label])
-'''
+"""
 
 
 def engines_yaml(url: str, **extra: Any) -> str:
-    fields = {"name": "mock", "backend": "vllm_api", "endpoint": url, "model": "m", "max_retries": 0,
-              "timeout": 10, "max_in_flight": 8, **extra}
+    fields = {
+        "name": "mock",
+        "backend": "vllm_api",
+        "endpoint": url,
+        "model": "m",
+        "max_retries": 0,
+        "timeout": 10,
+        "max_in_flight": 8,
+        **extra,
+    }
     lines = ["engines:"]
     for k, (key, value) in enumerate(fields.items()):
         lines.append(("  - " if k == 0 else "    ") + f"{key}: {json.dumps(value)}")

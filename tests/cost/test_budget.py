@@ -29,13 +29,26 @@ class Label(BaseModel):
 
 
 def make_chain(two: bool = False) -> Chain:
-    label = Step("label", input_model=Item, output_model=Label, engine_name="mock",
-                 sampling=SamplingParams(temperature=0.0, max_tokens=10), user_prompt="Classify: {{ text }}")
+    label = Step(
+        "label",
+        input_model=Item,
+        output_model=Label,
+        engine_name="mock",
+        sampling=SamplingParams(temperature=0.0, max_tokens=10),
+        user_prompt="Classify: {{ text }}",
+    )
     steps = [label]
     if two:
-        steps.append(Step("again", input_model=Label, output_model=Label, engine_name="mock",
-                          sampling=SamplingParams(temperature=0.0, max_tokens=10),
-                          user_prompt="Check {{ chain_input.text }} labelled {{ label.label }}"))
+        steps.append(
+            Step(
+                "again",
+                input_model=Label,
+                output_model=Label,
+                engine_name="mock",
+                sampling=SamplingParams(temperature=0.0, max_tokens=10),
+                user_prompt="Check {{ chain_input.text }} labelled {{ label.label }}",
+            )
+        )
     return Chain(name="budgeted", steps=steps)
 
 
@@ -51,8 +64,9 @@ def mock():
 
 
 def engine(m: CountingMock, **extra) -> EngineConfig:
-    return EngineConfig(name="mock", backend="vllm_api", endpoint=m.url, model="m", max_retries=0,
-                        timeout=10, max_in_flight=8, **extra)
+    return EngineConfig(
+        name="mock", backend="vllm_api", endpoint=m.url, model="m", max_retries=0, timeout=10, max_in_flight=8, **extra
+    )
 
 
 def worst_request(m: CountingMock) -> int:
@@ -121,8 +135,9 @@ def test_max_tokens_stops_within_the_cap_exactly_at_the_mock(mock, tmp_path):
     events = []
     bus = EventBus()
     bus.subscribe(events.append)
-    res = make_chain().run(rows(300), tmp_path / "run", engines={"mock": engine(mock)}, max_tokens=cap,
-                           cache=False, events=bus)
+    res = make_chain().run(
+        rows(300), tmp_path / "run", engines={"mock": engine(mock)}, max_tokens=cap, cache=False, events=bus
+    )
     assert res.stopped_by == "max_tokens" and res.interrupted
     # never past the cap, and stopped less than one request's worst case below it
     assert mock.tokens <= cap
@@ -130,7 +145,10 @@ def test_max_tokens_stops_within_the_cap_exactly_at_the_mock(mock, tmp_path):
     # what the run recorded is exactly what the mock served
     st = res.step_stats["label"]
     assert (st.prompt_tokens, st.completion_tokens, st.requests) == (
-        mock.prompt_tokens, mock.completion_tokens, mock.chat_requests)
+        mock.prompt_tokens,
+        mock.completion_tokens,
+        mock.chat_requests,
+    )
     assert res.cost["total"]["tokens"] == mock.tokens
     # every answered request's row is committed (one step); the rest are left for --resume
     out = [json.loads(line) for line in (tmp_path / "run" / "label" / "000.jsonl").read_text().splitlines()]
@@ -166,8 +184,9 @@ def test_resume_with_a_higher_cap_finishes_and_counts_earlier_sessions(mock, tmp
 def test_max_cost_stops_at_the_price_of_the_tokens(mock, tmp_path):
     price = {"input": 2.0, "output": 8.0}
     cap = 0.01
-    res = make_chain().run(rows(400), tmp_path / "run", engines={"mock": engine(mock, price=price)},
-                           max_cost=cap, cache=False)
+    res = make_chain().run(
+        rows(400), tmp_path / "run", engines={"mock": engine(mock, price=price)}, max_cost=cap, cache=False
+    )
     spent = (mock.prompt_tokens * 2.0 + mock.completion_tokens * 8.0) / 1e6
     assert res.stopped_by == "max_cost"
     assert spent <= cap

@@ -43,15 +43,23 @@ def mock():
 @pytest.fixture
 def project(tmp_path, mock):
     (tmp_path / "budget_chain.py").write_text(CHAIN_PY)
-    (tmp_path / "inputs.jsonl").write_text("".join(json.dumps({"text": f"item number {i}"}) + "\n"
-                                                   for i in range(80)))
+    (tmp_path / "inputs.jsonl").write_text("".join(json.dumps({"text": f"item number {i}"}) + "\n" for i in range(80)))
     (tmp_path / "engines.yml").write_text(engines_yaml(mock.url, price={"input": 1.0, "output": 4.0}))
     return tmp_path
 
 
 def run(project, *extra):
-    args = ["run", f"{project / 'budget_chain.py'}:chain", "-i", str(project / "inputs.jsonl"),
-            "-o", str(project / "out"), "-f", str(project / "engines.yml"), *map(str, extra)]
+    args = [
+        "run",
+        f"{project / 'budget_chain.py'}:chain",
+        "-i",
+        str(project / "inputs.jsonl"),
+        "-o",
+        str(project / "out"),
+        "-f",
+        str(project / "engines.yml"),
+        *map(str, extra),
+    ]
     return runner.invoke(app, args, catch_exceptions=False)
 
 
@@ -98,8 +106,9 @@ def test_the_summary_shows_cost(project, mock):
 
 
 def test_dry_run_prints_prompts_and_a_projection_and_sends_nothing(project, mock):
-    (project / "engines.yml").write_text(engines_yaml(mock.url, backend="openai", api_key="sk-test-12345678",
-                                                      price={"input": 1.0, "output": 4.0}))
+    (project / "engines.yml").write_text(
+        engines_yaml(mock.url, backend="openai", api_key="sk-test-12345678", price={"input": 1.0, "output": 4.0})
+    )
     r = run(project, "--dry-run", "--sample", 2)
     assert r.exit_code == 0, r.output
     assert mock.chat_requests == 0 and mock.other_requests == []  # a plain dry run sends no request

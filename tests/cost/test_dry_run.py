@@ -26,8 +26,13 @@ def mock():
 
 def test_a_plain_dry_run_renders_counts_and_projects_without_a_request(mock):
     price = {"input": 1.0, "output": 4.0}
-    report = dry_run(make_chain(two=True), rows(1000), total=1000, sample=4,
-                     engines={"mock": engine(mock, price=price, requests_per_minute=600)})
+    report = dry_run(
+        make_chain(two=True),
+        rows(1000),
+        total=1000,
+        sample=4,
+        engines={"mock": engine(mock, price=price, requests_per_minute=600)},
+    )
     assert mock.chat_requests == 0 and report.requests_sent == 0
     label, again = report.steps
     # prompts rendered per step, the first in full: later steps see earlier (placeholder) outputs
@@ -90,8 +95,15 @@ def test_server_tokenizer_that_does_not_answer_falls_back_to_an_estimate():
 def test_a_sample_run_measures_completion_tokens_and_latency(mock):
     mock.latency = 0.05
     mock.completion = 7
-    report = dry_run(make_chain(two=True), rows(400), total=400, sample=2, sample_run=3,
-                     engines={"mock": engine(mock, price={"input": 1.0, "output": 4.0})}, cache=False)
+    report = dry_run(
+        make_chain(two=True),
+        rows(400),
+        total=400,
+        sample=2,
+        sample_run=3,
+        engines={"mock": engine(mock, price={"input": 1.0, "output": 4.0})},
+        cache=False,
+    )
     assert mock.chat_requests == report.requests_sent == 6  # 3 rows x 2 steps, really sent
     for st in report.steps:
         assert st.completion_tokens == 7 and "sample run" in st.completion_method and st.prompt_exact
@@ -105,10 +117,22 @@ def test_fan_out_and_filters_scale_the_requests_per_input(mock):
     def twice(item):
         return [item, item]
 
-    label = Step("label", input_model=Item, output_model=Label, engine_name="mock",
-                 sampling=SamplingParams(max_tokens=5), user_prompt="{{ text }}")
-    after = Step("after", input_model=Label, output_model=Label, engine_name="mock",
-                 sampling=SamplingParams(max_tokens=5), user_prompt="{{ label }}")
+    label = Step(
+        "label",
+        input_model=Item,
+        output_model=Label,
+        engine_name="mock",
+        sampling=SamplingParams(max_tokens=5),
+        user_prompt="{{ text }}",
+    )
+    after = Step(
+        "after",
+        input_model=Label,
+        output_model=Label,
+        engine_name="mock",
+        sampling=SamplingParams(max_tokens=5),
+        user_prompt="{{ label }}",
+    )
     chain = Chain("fan", [label, apply(twice, id="twice", input_model=Label, output_model=Label), after])
     report = dry_run(chain, rows(10), total=10, sample=2, engines={"mock": engine(mock)})
     by_id = {s.step_id: s for s in report.steps}

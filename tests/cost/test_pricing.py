@@ -31,8 +31,17 @@ def test_token_cost_arithmetic_with_cached_input_and_hours():
     assert cost_of(Price(input=1, output=1, per_hour=36), 10**6, 0, seconds=100) == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("fields", [{"input": 1}, {"output": 1}, {"cached_input": 1}, {}, {"input": -1, "output": 1},
-                                    {"input": 1, "output": 1, "surprise": 2}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"input": 1},
+        {"output": 1},
+        {"cached_input": 1},
+        {},
+        {"input": -1, "output": 1},
+        {"input": 1, "output": 1, "surprise": 2},
+    ],
+)
 def test_incomplete_or_bad_prices_are_refused(fields):
     with pytest.raises(ValueError):
         Price(**fields)
@@ -47,35 +56,43 @@ def test_the_default_table_is_dated_and_names_its_sources():
         assert hosts and models, name
 
 
-@pytest.mark.parametrize("model,key", [
-    ("gpt-4o-mini", "gpt-4o-mini"),
-    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),  # a dated snapshot
-    ("gpt-4o-2024-08-06", "gpt-4o"),
-    ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # listed on its own: another price
-])
+@pytest.mark.parametrize(
+    "model,key",
+    [
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),  # a dated snapshot
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # listed on its own: another price
+    ],
+)
 def test_hosted_models_are_priced_from_the_table(model, key):
     cfg = EngineConfig(name="g", backend="openai", model=model)
     price, source = resolve_price(cfg)
     assert price is not None and source.endswith(f"(openai {key})") and default_price_table().as_of in source
 
 
-@pytest.mark.parametrize("cfg", [
-    EngineConfig(name="a", backend="openai", model="gpt-4o-audio-preview"),  # not a snapshot of gpt-4o
-    EngineConfig(name="b", backend="openai", model="my-finetune"),
-    EngineConfig(name="c", backend="openai", model="gpt-4o-mini", endpoint="https://openrouter.example/v1"),
-    EngineConfig(name="d", backend="vllm_api", model="gpt-4o-mini", endpoint="http://127.0.0.1:8000/v1"),
-    EngineConfig(name="e", backend="vllm_api", model="meta-llama/Llama-3.1-8B-Instruct"),
-    EngineConfig(name="f", backend="fake", model="x"),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        EngineConfig(name="a", backend="openai", model="gpt-4o-audio-preview"),  # not a snapshot of gpt-4o
+        EngineConfig(name="b", backend="openai", model="my-finetune"),
+        EngineConfig(name="c", backend="openai", model="gpt-4o-mini", endpoint="https://openrouter.example/v1"),
+        EngineConfig(name="d", backend="vllm_api", model="gpt-4o-mini", endpoint="http://127.0.0.1:8000/v1"),
+        EngineConfig(name="e", backend="vllm_api", model="meta-llama/Llama-3.1-8B-Instruct"),
+        EngineConfig(name="f", backend="fake", model="x"),
+    ],
+)
 def test_an_unknown_price_is_unknown_never_guessed(cfg):
     assert resolve_price(cfg) == (None, "unknown")
 
 
 def test_the_engines_file_overrides_the_table(tmp_path):
     f = tmp_path / "engines.yml"
-    f.write_text("engines:\n"
-                 "  - {name: gpt, backend: openai, model: gpt-4o-mini, price: {input: 0.2, output: 0.9}}\n"
-                 "  - {name: own, backend: vllm_api, model: llama, endpoint: 'http://h:8000/v1', price: {per_hour: 2.5}}\n")
+    f.write_text(
+        "engines:\n"
+        "  - {name: gpt, backend: openai, model: gpt-4o-mini, price: {input: 0.2, output: 0.9}}\n"
+        "  - {name: own, backend: vllm_api, model: llama, endpoint: 'http://h:8000/v1', price: {per_hour: 2.5}}\n"
+    )
     gpt, own = load_engines_file(f, register=False)
     assert resolve_price(gpt) == (Price(input=0.2, output=0.9), "engine config")
     assert resolve_price(own)[0].per_hour == 2.5

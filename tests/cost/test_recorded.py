@@ -35,8 +35,9 @@ def test_metadata_summary_and_events_carry_tokens_and_cost_per_step_and_engine(m
     bus = EventBus()
     bus.subscribe(events.append)
     price = {"input": 1.0, "output": 4.0}
-    res = make_chain(two=True).run(rows(30), tmp_path / "run", engines={"mock": engine(mock, price=price)},
-                                   cache=False, events=bus)
+    res = make_chain(two=True).run(
+        rows(30), tmp_path / "run", engines={"mock": engine(mock, price=price)}, cache=False, events=bus
+    )
     expected = (mock.prompt_tokens * 1.0 + mock.completion_tokens * 4.0) / 1e6
     meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
     cost = meta["cost"]
@@ -48,7 +49,8 @@ def test_metadata_summary_and_events_carry_tokens_and_cost_per_step_and_engine(m
     assert set(steps) == {"label", "again"}
     assert sum(s["tokens"] for s in steps.values()) == mock.tokens
     assert steps["label"]["cost"] == pytest.approx(
-        (steps["label"]["prompt_tokens"] + 4 * steps["label"]["completion_tokens"]) / 1e6)
+        (steps["label"]["prompt_tokens"] + 4 * steps["label"]["completion_tokens"]) / 1e6
+    )
     assert cost["prices_as_of"] and cost["currency"] == "USD"
     # progress events: token and cost deltas add up to the totals
     batches = [e for e in events if isinstance(e, BatchFinished)]
@@ -110,7 +112,8 @@ def test_item_cache_hits_are_reported_as_savings(mock, tmp_path):
     assert saved["hits"] == 20 and saved["tokens"] == paid == first.cost["total"]["tokens"]
     assert saved["cost"] == pytest.approx(first.cost["total"]["cost"])
     assert second.cost["total"]["tokens"] == 0 and second.cost["steps"]["label"]["saved_cost"] == pytest.approx(
-        saved["cost"])
+        saved["cost"]
+    )
     assert "item cache: 20 hit(s)" in render(summary_table(second))
 
 

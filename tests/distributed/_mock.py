@@ -37,9 +37,18 @@ class MockServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 10.0) -> "MockServer":
-        argv = [NODE, str(MOCK_JS), "--port", str(self.port), "--host", "127.0.0.1",
-                "--request-log", str(self.log), *self.flags]
+    def start(self, timeout: float = 10.0) -> MockServer:
+        argv = [
+            NODE,
+            str(MOCK_JS),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--request-log",
+            str(self.log),
+            *self.flags,
+        ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,11 +30,15 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     bin_dir = home / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "vllm"  # counts each server start, then runs the stand-in vllm
-    wrapper.write_text(f'#!/bin/sh\necho "$$" >> "{home}/vllm-starts.log"\n'
-                       f'exec "{sys.executable}" "{STANDINS / "vllm"}" "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$$" >> "{home}/vllm-starts.log"\nexec "{sys.executable}" "{STANDINS / "vllm"}" "$@"\n'
+    )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    env = {"CHAINETTE_CACHE_DIR": str(home / "cache"), "CHAINETTE_STATE_DIR": str(home / "state"),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        "CHAINETTE_CACHE_DIR": str(home / "cache"),
+        "CHAINETTE_STATE_DIR": str(home / "state"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     if ray.is_initialized():  # pragma: no cover - another suite left one running
         ray.shutdown()
     saved = {k: os.environ.get(k) for k in env}

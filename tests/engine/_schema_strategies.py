@@ -15,18 +15,40 @@ from typing import Any
 from hypothesis import strategies as st
 
 _ALLOWED = {
-    "type", "properties", "required", "additionalProperties", "items", "anyOf", "$ref", "$defs",
-    "enum", "const", "title", "description", "pattern", "format", "minLength", "maxLength",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "anyOf",
+    "$ref",
+    "$defs",
+    "enum",
+    "const",
+    "title",
+    "description",
+    "pattern",
+    "format",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
 }
 
 _FORMATS = {
-    "date-time": st.datetimes(timezones=st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=-5))]))
-    .map(lambda d: d.isoformat()),
+    "date-time": st.datetimes(timezones=st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=-5))])).map(
+        lambda d: d.isoformat()
+    ),
     "date": st.dates().map(lambda d: d.isoformat()),
     "time": st.times().map(lambda t: t.isoformat() + "Z"),
-    "duration": st.tuples(st.integers(0, 30), st.integers(0, 23), st.integers(0, 59))
-    .map(lambda t: f"P{t[0]}DT{t[1]}H{t[2]}M"),
+    "duration": st.tuples(st.integers(0, 30), st.integers(0, 23), st.integers(0, 59)).map(
+        lambda t: f"P{t[0]}DT{t[1]}H{t[2]}M"
+    ),
     "uuid": st.uuids().map(str),
     "email": st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}\.(com|org)", fullmatch=True),
     "hostname": st.from_regex(r"[a-z]{1,10}(\.[a-z]{1,10}){0,2}", fullmatch=True),
@@ -52,7 +74,7 @@ class _Gen:
             raise ValueError(f"outside the strict subset: {sorted(unknown)}")
         if "$ref" in node:
             ref = node["$ref"]
-            target = self.root if ref == "#" else self.defs[ref[len("#/$defs/"):]]
+            target = self.root if ref == "#" else self.defs[ref[len("#/$defs/") :]]
             if depth >= self.max_depth:
                 return self.finite(target, depth + 1)
             return st.deferred(lambda: self.node(target, depth + 1))
@@ -122,8 +144,14 @@ class _Gen:
     def number(node: dict[str, Any]) -> st.SearchStrategy[float]:
         lo = node.get("minimum", node.get("exclusiveMinimum", -1e6))
         hi = node.get("maximum", node.get("exclusiveMaximum", 1e6))
-        return st.floats(lo, hi, exclude_min="exclusiveMinimum" in node, exclude_max="exclusiveMaximum" in node,
-                         allow_nan=False, allow_infinity=False)
+        return st.floats(
+            lo,
+            hi,
+            exclude_min="exclusiveMinimum" in node,
+            exclude_max="exclusiveMaximum" in node,
+            allow_nan=False,
+            allow_infinity=False,
+        )
 
     @staticmethod
     def string(node: dict[str, Any]) -> st.SearchStrategy[str]:
@@ -136,4 +164,3 @@ class _Gen:
         elif "pattern" in node:
             base = st.from_regex(node["pattern"], fullmatch=True)
         return base.filter(lambda s: lo <= len(s) <= hi)
-

@@ -65,7 +65,9 @@ def conform(value: Any, tp: Any, where: str = "body") -> list[str]:
     if tp is int:
         return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: expected an integer"]
     if tp is float:
-        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [f"{where}: expected a number"]
+        return (
+            [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [f"{where}: expected a number"]
+        )
     if tp is str:
         return [] if isinstance(value, str) else [f"{where}: expected a string"]
     if isinstance(tp, typing.TypeVar) or isinstance(tp, typing.ForwardRef):

@@ -87,7 +87,9 @@ def test_a_registered_backend_is_accepted_by_engine_configs():
 
 def test_no_backend_name_comparisons_outside_the_registry():
     quoted = r"""["'][a-z_]+["']"""
-    pattern = re.compile(rf"backend\s*(==|!=)\s*{quoted}|{quoted}\s*(==|!=)\s*\w*\.?backend\b|backend\s+(not\s+)?in\s*[(\[{{]\s*{quoted}")
+    pattern = re.compile(
+        rf"backend\s*(==|!=)\s*{quoted}|{quoted}\s*(==|!=)\s*\w*\.?backend\b|backend\s+(not\s+)?in\s*[(\[{{]\s*{quoted}"
+    )
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "backend_registry.py":

@@ -49,8 +49,12 @@ def llama(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ollama(llama):
     port = pm.free_port()
-    proc = subprocess.Popen([sys.executable, str(STANDINS / "ollama"), "--upstream", llama, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(STANDINS / "ollama"), "--upstream", llama, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -65,9 +69,15 @@ def ollama(llama):
 
 
 def _run_chain(engine: str, tmp_path: Path) -> list[dict]:
-    step = Step("colour", input_model=Word, output_model=Colour, engine_name=engine,
-                sampling=SamplingParams(temperature=0, max_tokens=30, seed=1),
-                system_prompt="Name the usual colour of the thing.", user_prompt="Thing: {{ text }}")
+    step = Step(
+        "colour",
+        input_model=Word,
+        output_model=Colour,
+        engine_name=engine,
+        sampling=SamplingParams(temperature=0, max_tokens=30, seed=1),
+        system_prompt="Name the usual colour of the thing.",
+        user_prompt="Thing: {{ text }}",
+    )
     things = ["grass", "snow", "the sky", "a banana", "coal"]
     result = Chain(f"real-{engine}", steps=[step]).run([Word(text=t) for t in things], tmp_path, cache=False)
     records = list(read_records(tmp_path / "colour"))
@@ -80,8 +90,15 @@ def _run_chain(engine: str, tmp_path: Path) -> list[dict]:
 
 def test_openai_backend_against_the_real_server(llama, tmp_path):
     name = "real-openai"
-    register_engine(name=name, backend="openai", model="smollm2", endpoint=llama,
-                    api_key="sk-test-not-a-real-key", max_retries=1, timeout=120)
+    register_engine(
+        name=name,
+        backend="openai",
+        model="smollm2",
+        endpoint=llama,
+        api_key="sk-test-not-a-real-key",
+        max_retries=1,
+        timeout=120,
+    )
     try:
         _run_chain(name, tmp_path)
     finally:

@@ -27,9 +27,19 @@ class Out(BaseModel):
 
 
 def chain(engine: str) -> Chain:
-    return Chain("ident", steps=[Step("label", input_model=In, output_model=Out, engine_name=engine,
-                                      sampling=SamplingParams(temperature=0, max_tokens=16),
-                                      user_prompt="{{ text }}")])
+    return Chain(
+        "ident",
+        steps=[
+            Step(
+                "label",
+                input_model=In,
+                output_model=Out,
+                engine_name=engine,
+                sampling=SamplingParams(temperature=0, max_tokens=16),
+                user_prompt="{{ text }}",
+            )
+        ],
+    )
 
 
 async def serve(port: int, root: str, chats: list[str]):
@@ -41,9 +51,21 @@ async def serve(port: int, root: str, chats: list[str]):
 
     async def chat(request):
         chats.append(root)
-        return web.json_response({"id": "x", "object": "chat.completion", "model": "m", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": f'{{"label": "{root}"}}'},
-             "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}})
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f'{{"label": "{root}"}}'},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
@@ -88,7 +110,9 @@ def test_managed_identity_ignores_the_port_and_follows_the_weights(tmp_path):
     a.write_bytes(b"GGUF-a")
     b.write_bytes(b"GGUF-b")
     cfg_a = EngineConfig(name="loc", backend="local", model=str(a))
-    assert answering_identity(cfg_a, "http://127.0.0.1:1111/v1") == answering_identity(cfg_a, "http://127.0.0.1:2222/v1")
+    assert answering_identity(cfg_a, "http://127.0.0.1:1111/v1") == answering_identity(
+        cfg_a, "http://127.0.0.1:2222/v1"
+    )
     cfg_b = EngineConfig(name="loc", backend="local", model=str(b))
     assert answering_identity(cfg_a, None) != answering_identity(cfg_b, None)
     assert answering_identity(cfg_a, None)["weights"] == str(a.resolve())
@@ -96,8 +120,13 @@ def test_managed_identity_ignores_the_port_and_follows_the_weights(tmp_path):
 
 @pytest.mark.integration
 def test_managed_server_restarted_on_another_port_reuses_the_cache(tmp_path, standin_path):
-    cfg = EngineConfig(name="ident-vllm", backend="vllm_api", model="Qwen/Qwen2.5-0.5B", startup_timeout=20,
-                       extra_env={"STANDIN_VLLM_RECORD": str(tmp_path / "argv.json")})
+    cfg = EngineConfig(
+        name="ident-vllm",
+        backend="vllm_api",
+        model="Qwen/Qwen2.5-0.5B",
+        startup_timeout=20,
+        extra_env={"STANDIN_VLLM_RECORD": str(tmp_path / "argv.json")},
+    )
     register_engine(cfg)
     ports = []
     try:

@@ -39,7 +39,8 @@ def test_structured_output_through_local_client(local_server):
     assert sp.owned and pm.served_models(sp.host, sp.port) and "smollm2" in pm.served_models(sp.host, sp.port)
     req = CompletionRequest(
         messages=[{"role": "user", "content": "Describe the city of Lyon as JSON."}],
-        json_schema=City.model_json_schema(), schema_name="City",
+        json_schema=City.model_json_schema(),
+        schema_name="City",
         sampling=SamplingParams(temperature=0, max_tokens=80, seed=1),
     )
 
@@ -57,11 +58,14 @@ def test_structured_output_through_local_client(local_server):
 
 
 def test_server_killed_mid_run_gives_errors_not_a_hang(tmp_path):
-    cfg = EngineConfig(name="local-kill", backend="local", model="smollm2", startup_timeout=60,
-                       max_retries=1, timeout=20)
+    cfg = EngineConfig(
+        name="local-kill", backend="local", model="smollm2", startup_timeout=60, max_retries=1, timeout=20
+    )
     sp = pm.start_server(cfg, log_dir=tmp_path)
-    req = CompletionRequest(messages=[{"role": "user", "content": "Write a long story about a dragon."}],
-                            sampling=SamplingParams(max_tokens=400))
+    req = CompletionRequest(
+        messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+        sampling=SamplingParams(max_tokens=400),
+    )
 
     async def go():
         eng = create_engine(cfg, sp.endpoint)
@@ -87,8 +91,13 @@ def test_server_killed_mid_run_gives_errors_not_a_hang(tmp_path):
 def test_broker_starts_the_default_local_engine_once(tmp_path):
     with EngineBroker.acquire("local", log_dir=tmp_path) as a, EngineBroker.acquire("local") as b:
         assert a.endpoint == b.endpoint and EngineBroker.refcount("local") == 2
-        out = asyncio.run(a.complete(CompletionRequest(messages=[{"role": "user", "content": "Say hi."}],
-                                                       sampling=SamplingParams(max_tokens=8))))
+        out = asyncio.run(
+            a.complete(
+                CompletionRequest(
+                    messages=[{"role": "user", "content": "Say hi."}], sampling=SamplingParams(max_tokens=8)
+                )
+            )
+        )
         assert out.text
     assert (tmp_path / "servers" / "local.log").exists()
     assert "local" in EngineBroker.flush(force=True)

@@ -63,8 +63,10 @@ def test_key_absent_from_errors_tracebacks_logs_and_events(caplog):
 
 def test_key_absent_from_connection_error_traceback():
     async def go():
-        eng = create_engine(EngineConfig(name="gpt", backend="openai", model="m", api_key=CANARY, max_retries=0),
-                            "http://127.0.0.1:9/v1")
+        eng = create_engine(
+            EngineConfig(name="gpt", backend="openai", model="m", api_key=CANARY, max_retries=0),
+            "http://127.0.0.1:9/v1",
+        )
         try:
             await eng.complete(CompletionRequest(messages=[]))
         finally:
@@ -73,4 +75,3 @@ def test_key_absent_from_connection_error_traceback():
     with pytest.raises(EngineError) as info:
         asyncio.run(go())
     assert CANARY not in "".join(traceback.format_exception(info.value))
-

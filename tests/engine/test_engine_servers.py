@@ -30,8 +30,9 @@ class Out(BaseModel):
 
 def vcfg(tmp_path: Path, name: str = "qwen", **kw) -> EngineConfig:
     env = {"STANDIN_VLLM_RECORD": str(tmp_path / f"{name}-argv.json"), **kw.pop("extra_env", {})}
-    return EngineConfig(name=name, backend="vllm_api", model="Qwen/Qwen2.5-0.5B", startup_timeout=20,
-                        extra_env=env, **kw)
+    return EngineConfig(
+        name=name, backend="vllm_api", model="Qwen/Qwen2.5-0.5B", startup_timeout=20, extra_env=env, **kw
+    )
 
 
 def record(tmp_path: Path, name: str = "qwen") -> dict:
@@ -46,9 +47,16 @@ def assert_group_gone(pgid: int) -> None:
 
 
 def test_flags_env_readiness_and_log(tmp_path, standin_path):
-    cfg = vcfg(tmp_path, gpu_ids=[2, 3], dtype="bfloat16", gpu_memory_utilization=0.85, max_model_len=4096,
-               reasoning_parser="deepseek_r1", extra_serve_flags=["--enforce-eager", "--seed=3"],
-               extra_env={"STANDIN_VLLM_DELAY": "0.5", "STANDIN_EXTRA": "yes"})
+    cfg = vcfg(
+        tmp_path,
+        gpu_ids=[2, 3],
+        dtype="bfloat16",
+        gpu_memory_utilization=0.85,
+        max_model_len=4096,
+        reasoning_parser="deepseek_r1",
+        extra_serve_flags=["--enforce-eager", "--seed=3"],
+        extra_env={"STANDIN_VLLM_DELAY": "0.5", "STANDIN_EXTRA": "yes"},
+    )
     events = []
     unsub = bus.subscribe(events.append)
     try:
@@ -74,8 +82,9 @@ def test_flags_env_readiness_and_log(tmp_path, standin_path):
 
         async def ask():
             eng = create_engine(cfg, sp.endpoint)
-            out = await eng.complete(CompletionRequest(messages=[{"role": "user", "content": "q"}],
-                                                       json_schema=Out.model_json_schema()))
+            out = await eng.complete(
+                CompletionRequest(messages=[{"role": "user", "content": "q"}], json_schema=Out.model_json_schema())
+            )
             await eng.aclose()
             return out
 
@@ -125,7 +134,9 @@ def test_missing_vllm_says_how_to_install(tmp_path, monkeypatch):
 def test_enable_reasoning_needs_a_parser_and_old_versions_get_the_flag(tmp_path, standin_path):
     with pytest.raises(ConfigError, match="reasoning_parser"):
         pm.build_command(vcfg(tmp_path, enable_reasoning=True), 8000)
-    argv = pm.build_command(vcfg(tmp_path, enable_reasoning=True, reasoning_parser="qwen3", server_version="0.9.1"), 8000)
+    argv = pm.build_command(
+        vcfg(tmp_path, enable_reasoning=True, reasoning_parser="qwen3", server_version="0.9.1"), 8000
+    )
     assert argv[-3:] == ["--enable-reasoning", "--reasoning-parser", "qwen3"]
 
 
@@ -248,7 +259,10 @@ def test_warmup_state_detached_server_is_recorded_reused_and_stopped(tmp_path, s
 
 
 def test_state_drops_dead_entries(tmp_path):
-    server_state.record(server_state.ServerInfo(name="ghost", model="m", endpoint="http://127.0.0.1:1/v1",
-                                                pid=2**22 - 3, pgid=2**22 - 3, log_path=None))
+    server_state.record(
+        server_state.ServerInfo(
+            name="ghost", model="m", endpoint="http://127.0.0.1:1/v1", pid=2**22 - 3, pgid=2**22 - 3, log_path=None
+        )
+    )
     assert server_state.list_running() == []
     assert "ghost" not in json.loads(server_state.state_file().read_text())

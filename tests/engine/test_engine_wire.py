@@ -72,7 +72,9 @@ def test_openai_body_headers_and_parse():
     b = s.body
     assert b["model"] == "gpt-4o-mini" and b["messages"][1]["content"] == "I love it"
     rf = b["response_format"]
-    assert rf["type"] == "json_schema" and rf["json_schema"]["strict"] is True and rf["json_schema"]["name"] == "Sentiment"
+    assert (
+        rf["type"] == "json_schema" and rf["json_schema"]["strict"] is True and rf["json_schema"]["name"] == "Sentiment"
+    )
     assert rf["json_schema"]["schema"] == to_strict_schema(Sentiment.model_json_schema())
     assert rf["json_schema"]["schema"]["additionalProperties"] is False
     assert (b["temperature"], b["top_p"], b["max_tokens"], b["stop"], b["seed"]) == (0.2, 0.9, 77, ["\n\n"], 42)
@@ -182,15 +184,18 @@ def test_local_body_always_has_max_tokens_and_json_schema():
     eng = create_engine(cfg, "http://h:1/v1")
     body = json.loads(eng.encode(CompletionRequest(messages=[], json_schema={"type": "object"})))
     assert body["max_tokens"] == 512
-    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": {"type": "object"}}}
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": {"type": "object"}},
+    }
 
 
 def test_think_tags_split_off():
-    assert split_think("<think>hmm\n</think>\n{\"a\": 1}") == ('{"a": 1}', "hmm")
+    assert split_think('<think>hmm\n</think>\n{"a": 1}') == ('{"a": 1}', "hmm")
     assert split_think("only reasoning</think>{}") == ("{}", "only reasoning")
     assert split_think('{"a": 1}') == ('{"a": 1}', None)
     reply = payload("vllm_structured")["response"]
-    reply["choices"][0]["message"]["content"] = "<think>let me see</think>{\"label\": \"x\", \"score\": 1}"
+    reply["choices"][0]["message"]["content"] = '<think>let me see</think>{"label": "x", "score": 1}'
     out, _ = run(roundtrip(EngineConfig(name="v", backend="vllm_api", model="m"), ok(reply)))
     assert out.reasoning == "let me see" and Sentiment.model_validate_json(out.text).label == "x"
 
@@ -207,8 +212,12 @@ def test_body_tail_is_cached_per_schema_and_sampling():
     eng = create_engine(EngineConfig(name="v", backend="vllm_api", model="m"), "http://h:1/v1")
     req = request()
     a = eng.encode(req)
-    req2 = CompletionRequest(messages=[{"role": "user", "content": "other"}], json_schema=req.json_schema,
-                             schema_name=req.schema_name, sampling=req.sampling)
+    req2 = CompletionRequest(
+        messages=[{"role": "user", "content": "other"}],
+        json_schema=req.json_schema,
+        schema_name=req.schema_name,
+        sampling=req.sampling,
+    )
     b = eng.encode(req2)
     assert len(eng._tails) == 1
     assert json.loads(b)["messages"][0]["content"] == "other" and json.loads(a)["structured_outputs"]

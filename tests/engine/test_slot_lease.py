@@ -43,8 +43,9 @@ def test_two_holders_share_one_limit():
     live = {"now": 0, "peak": 0}
 
     async def go():
-        limiters = [LeasedLimiter("e@x", 6, source, holder, heartbeat=0.02, idle_release=0.05)
-                    for holder in ("w1", "w2")]
+        limiters = [
+            LeasedLimiter("e@x", 6, source, holder, heartbeat=0.02, idle_release=0.05) for holder in ("w1", "w2")
+        ]
         done = {"w1": 0, "w2": 0}
 
         async def request(lim):

@@ -27,8 +27,12 @@ from .schema_corpus import CORPUS, Counts, Everything, LinkedList, OptionalWithD
 
 STRICT = [m for m, ok, _ in CORPUS if ok]
 IDS = {m: m.__name__ for m, _, _ in CORPUS}
-SETTINGS = settings(max_examples=40, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def test_corpus_is_large_enough():
@@ -105,11 +109,18 @@ def test_recursive_model_values_are_admitted(value):
 
 def test_null_inside_optional_model_with_defaults_is_removed():
     strict = strict_verdict(OptionalWithDefaults.model_json_schema()).strict
-    reply = {"settings": {"retries": None, "label": "y", "weights": None},
-             "backup": {"retries": 1, "label": None, "weights": [1.0]}}
+    reply = {
+        "settings": {"retries": None, "label": "y", "weights": None},
+        "backup": {"retries": 1, "label": None, "weights": [1.0]},
+    }
     out = OptionalWithDefaults.model_validate(strict.restore(reply))
     assert out.settings.retries == 3 and out.settings.weights == [0.5] and out.backup.label == "x"
-    assert OptionalWithDefaults.model_validate(strict.restore({"settings": None, "backup": {"retries": None, "label": None, "weights": None}})).settings is None
+    assert (
+        OptionalWithDefaults.model_validate(
+            strict.restore({"settings": None, "backup": {"retries": None, "label": None, "weights": None}})
+        ).settings
+        is None
+    )
 
 
 def test_discriminated_union_is_anyof_with_the_discriminator_first():
@@ -133,27 +144,132 @@ def test_dict_field_is_never_sent_as_an_empty_object():
 @pytest.mark.parametrize(
     ("schema", "fragment"),
     [
-        ({"anyOf": [{"type": "object", "properties": {}, "required": [], "additionalProperties": False}]}, "root must be an object"),
-        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}, "additionalProperties must be false"),
-        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": [], "additionalProperties": False}, "every property must be required (missing: a)"),
-        ({"type": "object", "properties": {}, "required": [], "additionalProperties": {"type": "integer"}}, "additionalProperties must be false"),
+        (
+            {"anyOf": [{"type": "object", "properties": {}, "required": [], "additionalProperties": False}]},
+            "root must be an object",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+            "additionalProperties must be false",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": [], "additionalProperties": False},
+            "every property must be required (missing: a)",
+        ),
+        (
+            {"type": "object", "properties": {}, "required": [], "additionalProperties": {"type": "integer"}},
+            "additionalProperties must be false",
+        ),
         ({"type": "object", "additionalProperties": False}, "an object needs properties"),
-        ({"type": "object", "properties": {"a": {"type": "string", "default": "x"}}, "required": ["a"], "additionalProperties": False}, "'default' is not supported"),
-        ({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}, "required": ["a"], "additionalProperties": False}, "'oneOf' is not supported"),
-        ({"type": "object", "properties": {"a": {"type": "array", "prefixItems": [{"type": "string"}]}}, "required": ["a"], "additionalProperties": False}, "'prefixItems' is not supported"),
-        ({"type": "object", "properties": {"a": {"type": "string", "format": "uri"}}, "required": ["a"], "additionalProperties": False}, "format 'uri'"),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string", "default": "x"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "'default' is not supported",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"oneOf": [{"type": "string"}, {"type": "integer"}]}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "'oneOf' is not supported",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "array", "prefixItems": [{"type": "string"}]}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "'prefixItems' is not supported",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string", "format": "uri"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "format 'uri'",
+        ),
         ({"type": "object", "properties": {"a": {}}, "required": ["a"], "additionalProperties": False}, "no type"),
-        ({"type": "object", "properties": {"a": {"type": "array"}}, "required": ["a"], "additionalProperties": False}, "needs an items schema"),
-        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/X", "description": "d"}}, "required": ["a"], "additionalProperties": False,
-          "$defs": {"X": {"type": "string"}}}, "$ref with sibling keywords"),
-        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}, "required": ["a"], "additionalProperties": False}, "does not name an entry"),
-        ({"type": "object", "properties": {"a": {"anyOf": [
-            {"type": "object", "properties": {"n": {"type": "string"}, "x": {"type": "integer"}}, "required": ["n", "x"], "additionalProperties": False},
-            {"type": "object", "properties": {"n": {"type": "string"}, "y": {"type": "integer"}}, "required": ["n", "y"], "additionalProperties": False},
-        ]}}, "required": ["a"], "additionalProperties": False}, "identical first key"),
-        ({"type": "object", "properties": {"a": {"type": "string", "enum": [f"v{i}" for i in range(1001)]}}, "required": ["a"], "additionalProperties": False}, "1001 enum values"),
-        ({"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(5001)}, "required": [f"p{i}" for i in range(5001)],
-          "additionalProperties": False}, "5001 object properties"),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "array"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "needs an items schema",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/X", "description": "d"}},
+                "required": ["a"],
+                "additionalProperties": False,
+                "$defs": {"X": {"type": "string"}},
+            },
+            "$ref with sibling keywords",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/Missing"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "does not name an entry",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "a": {
+                        "anyOf": [
+                            {
+                                "type": "object",
+                                "properties": {"n": {"type": "string"}, "x": {"type": "integer"}},
+                                "required": ["n", "x"],
+                                "additionalProperties": False,
+                            },
+                            {
+                                "type": "object",
+                                "properties": {"n": {"type": "string"}, "y": {"type": "integer"}},
+                                "required": ["n", "y"],
+                                "additionalProperties": False,
+                            },
+                        ]
+                    }
+                },
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "identical first key",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string", "enum": [f"v{i}" for i in range(1001)]}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "1001 enum values",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {f"p{i}": {"type": "integer"} for i in range(5001)},
+                "required": [f"p{i}" for i in range(5001)],
+                "additionalProperties": False,
+            },
+            "5001 object properties",
+        ),
     ],
 )
 def test_checker_reports_each_documented_rule(schema, fragment):

@@ -49,9 +49,17 @@ async def standin(knows: str, version: str | None, chats: list[dict]):
         body = await request.json()
         chats.append(body)
         content = '{"label": "ok"}' if constrained(body, knows) else "Sure! The label is probably ok."
-        return web.json_response({"id": "x", "object": "chat.completion", "model": "m", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+            }
+        )
 
     async def models(request):
         return web.json_response({"data": [{"id": "m", "object": "model"}]})
@@ -72,11 +80,18 @@ def run_against(knows: str, version: str | None, **engine):
 
     async def go():
         runner, port = await standin(knows, version, chats)
-        register_engine(name="vv", backend="vllm_api", model="m", endpoint=f"http://127.0.0.1:{port}/v1",
-                        max_retries=0, **engine)
+        register_engine(
+            name="vv", backend="vllm_api", model="m", endpoint=f"http://127.0.0.1:{port}/v1", max_retries=0, **engine
+        )
         try:
-            step = Step("label", input_model=In, output_model=Out, engine_name="vv",
-                        sampling=SamplingParams(temperature=0, max_tokens=32), user_prompt="{{ text }}")
+            step = Step(
+                "label",
+                input_model=In,
+                output_model=Out,
+                engine_name="vv",
+                sampling=SamplingParams(temperature=0, max_tokens=32),
+                user_prompt="{{ text }}",
+            )
             return await Chain("vv", steps=[step]).run_async(ROWS, error_guard=None)
         finally:
             unregister_engine("vv")
@@ -85,8 +100,9 @@ def run_against(knows: str, version: str | None, **engine):
     return asyncio.run(go()), chats
 
 
-@pytest.mark.parametrize("knows, version", [("guided_json", "0.6.3"), ("structured_outputs", "0.12.0"),
-                                            ("response_format", None)])
+@pytest.mark.parametrize(
+    "knows, version", [("guided_json", "0.6.3"), ("structured_outputs", "0.12.0"), ("response_format", None)]
+)
 def test_constraint_reaches_every_version_without_configuration(knows, version):
     result, chats = run_against(knows, version)
     assert result.failed_rows == 0 and len(result["label"]) == len(ROWS)

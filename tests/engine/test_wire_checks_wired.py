@@ -29,8 +29,12 @@ def openai_engine(monkeypatch):
 
 
 def test_unsupported_sampling_field_is_a_validation_error(openai_engine):
-    chain = Chain("c", steps=[Step("s", input_model=In, output_model=Scores, engine_name=openai_engine,
-                                   sampling=SamplingParams(top_k=5))])
+    chain = Chain(
+        "c",
+        steps=[
+            Step("s", input_model=In, output_model=Scores, engine_name=openai_engine, sampling=SamplingParams(top_k=5))
+        ],
+    )
     with pytest.raises(ChainValidationError) as info:
         chain.validate()
     assert "top_k" in str(info.value) and "wired" in str(info.value)

@@ -31,11 +31,26 @@ openai_params = pytest.importorskip("openai.types.chat.completion_create_params"
 OPENAI_REQUEST = openai_params.CompletionCreateParamsNonStreaming
 
 ALL_SAMPLING = SamplingParams(
-    temperature=0.3, top_p=0.9, max_tokens=64, stop=["\n\n"], seed=7, top_k=40, min_p=0.05,
-    repetition_penalty=1.1, frequency_penalty=0.2, presence_penalty=-0.1, logit_bias={"50256": -100},
+    temperature=0.3,
+    top_p=0.9,
+    max_tokens=64,
+    stop=["\n\n"],
+    seed=7,
+    top_k=40,
+    min_p=0.05,
+    repetition_penalty=1.1,
+    frequency_penalty=0.2,
+    presence_penalty=-0.1,
+    logit_bias={"50256": -100},
 )
 OPENAI_SAMPLING = ALL_SAMPLING.model_copy(update={"top_k": None, "min_p": None, "repetition_penalty": None})
-VLLM_EXTRAS = {"structured_outputs", "guided_json", "top_k", "min_p", "repetition_penalty"}  # vLLM's documented extra body fields
+VLLM_EXTRAS = {
+    "structured_outputs",
+    "guided_json",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+}  # vLLM's documented extra body fields
 LLAMACPP_EXTRAS = {"top_k", "min_p", "repeat_penalty"}  # llama.cpp server's own sampling fields
 
 
@@ -47,7 +62,10 @@ class Sentiment(BaseModel):
 def req(model: type[BaseModel] = Sentiment, sampling: SamplingParams = SamplingParams(), **kw) -> CompletionRequest:
     return CompletionRequest(
         messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
-        json_schema=model.model_json_schema(), schema_name=model.__name__, sampling=sampling, **kw,
+        json_schema=model.model_json_schema(),
+        schema_name=model.__name__,
+        sampling=sampling,
+        **kw,
     )
 
 
@@ -82,7 +100,9 @@ def test_openai_bodies_fit_the_published_request_type(endpoint, model):
 
 def test_the_type_check_catches_renamed_or_mistyped_fields():
     body = body_of(openai_cfg(), req(Sentiment, OPENAI_SAMPLING))
-    assert conform({**body, "max_token": 5}, OPENAI_REQUEST) == ["body.max_token: not a field of CompletionCreateParamsNonStreaming"]
+    assert conform({**body, "max_token": 5}, OPENAI_REQUEST) == [
+        "body.max_token: not a field of CompletionCreateParamsNonStreaming"
+    ]
     assert conform({**body, "seed": "7"}, OPENAI_REQUEST)
     bad = json.loads(json.dumps(body))
     bad["response_format"]["json_schema"]["strict_mode"] = True
@@ -93,7 +113,9 @@ def test_the_type_check_catches_renamed_or_mistyped_fields():
 def test_ollama_bodies_fit_the_published_request_types(reasoning):
     ollama_types = pytest.importorskip("ollama._types")
     cfg = EngineConfig(name="o", backend="ollama_api", model="qwen3", **reasoning)
-    sampling = ALL_SAMPLING.model_copy(update={"logit_bias": None, "extra": {"keep_alive": "5m", "options": {"num_ctx": 8192}}})
+    sampling = ALL_SAMPLING.model_copy(
+        update={"logit_bias": None, "extra": {"keep_alive": "5m", "options": {"num_ctx": 8192}}}
+    )
     body = body_of(cfg, req(Sentiment, sampling), "http://h:11434")
     assert conform(body, ollama_types.ChatRequest) == []
     # options is typed Mapping[str, Any] | Options; check it against Options too. min_p is an
@@ -115,23 +137,53 @@ def test_openai_compatible_servers_fit_openai_types_plus_their_documented_extras
 # -- sampling pass-through ------------------------------------------------------------------
 def test_sampling_mapping_per_backend():
     vllm = body_of(EngineConfig(name="v", backend="vllm_api", model="m"), req(Sentiment, ALL_SAMPLING))
-    assert {k: vllm[k] for k in ("top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias")} == {
-        "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "frequency_penalty": 0.2, "presence_penalty": -0.1,
-        "logit_bias": {"50256": -100}}
+    assert {
+        k: vllm[k]
+        for k in ("top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias")
+    } == {
+        "top_k": 40,
+        "min_p": 0.05,
+        "repetition_penalty": 1.1,
+        "frequency_penalty": 0.2,
+        "presence_penalty": -0.1,
+        "logit_bias": {"50256": -100},
+    }
     local = body_of(EngineConfig(name="l", backend="local", model="m"), req(Sentiment, ALL_SAMPLING))
     assert local["repeat_penalty"] == 1.1 and "repetition_penalty" not in local and local["top_k"] == 40
-    ollama = body_of(EngineConfig(name="o", backend="ollama_api", model="m"),
-                     req(Sentiment, ALL_SAMPLING.model_copy(update={"logit_bias": None})), "http://h:11434")
-    assert ollama["options"] == {"temperature": 0.3, "top_p": 0.9, "num_predict": 64, "stop": ["\n\n"], "seed": 7,
-                                 "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1, "frequency_penalty": 0.2,
-                                 "presence_penalty": -0.1}
+    ollama = body_of(
+        EngineConfig(name="o", backend="ollama_api", model="m"),
+        req(Sentiment, ALL_SAMPLING.model_copy(update={"logit_bias": None})),
+        "http://h:11434",
+    )
+    assert ollama["options"] == {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "num_predict": 64,
+        "stop": ["\n\n"],
+        "seed": 7,
+        "top_k": 40,
+        "min_p": 0.05,
+        "repeat_penalty": 1.1,
+        "frequency_penalty": 0.2,
+        "presence_penalty": -0.1,
+    }
     gpt = body_of(openai_cfg(), req(Sentiment, OPENAI_SAMPLING))
-    assert (gpt["frequency_penalty"], gpt["presence_penalty"], gpt["logit_bias"], gpt["max_tokens"]) == (0.2, -0.1, {"50256": -100}, 64)
+    assert (gpt["frequency_penalty"], gpt["presence_penalty"], gpt["logit_bias"], gpt["max_tokens"]) == (
+        0.2,
+        -0.1,
+        {"50256": -100},
+        64,
+    )
 
 
 @pytest.mark.parametrize(
     ("backend", "fields"),
-    [("openai", {"top_k", "min_p", "repetition_penalty"}), ("ollama_api", {"logit_bias"}), ("vllm_api", set()), ("local", set())],
+    [
+        ("openai", {"top_k", "min_p", "repetition_penalty"}),
+        ("ollama_api", {"logit_bias"}),
+        ("vllm_api", set()),
+        ("local", set()),
+    ],
 )
 def test_a_field_the_backend_cannot_honour_is_a_validation_error(backend, fields):
     cfg = EngineConfig(name="e", backend=backend, model="m", endpoint="http://h:1")
@@ -233,7 +285,9 @@ def test_strict_schema_always_refuses_and_never_sends_non_strict():
 
 
 def test_chain_level_warnings_name_step_and_model():
-    chain = Chain("c", [Step("a", output_model=Sentiment, engine_name="gpt"), Step("b", output_model=Counts, engine_name="gpt")])
+    chain = Chain(
+        "c", [Step("a", output_model=Sentiment, engine_name="gpt"), Step("b", output_model=Counts, engine_name="gpt")]
+    )
     warnings = wire_warnings(chain, {"gpt": openai_cfg()})
     assert [w.where for w in warnings] == ["b"] and "Counts.counts" in warnings[0].message
     assert wire_warnings(chain, {"gpt": EngineConfig(name="gpt", backend="vllm_api", model="m")}) == []
@@ -271,8 +325,12 @@ def test_reasoning_effort_per_backend():
 # -- Ollama: think and endpoints ----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fields", "think"),
-    [({}, False), ({"enable_reasoning": True}, True), ({"reasoning_effort": "medium"}, "medium"),
-     ({"enable_reasoning": True, "reasoning_effort": "none"}, False)],
+    [
+        ({}, False),
+        ({"enable_reasoning": True}, True),
+        ({"reasoning_effort": "medium"}, "medium"),
+        ({"enable_reasoning": True, "reasoning_effort": "none"}, False),
+    ],
 )
 def test_ollama_think_is_always_explicit(fields, think):
     body = body_of(EngineConfig(name="o", backend="ollama_api", model="qwen3", **fields), req(), "http://h:11434")

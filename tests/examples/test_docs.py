@@ -61,8 +61,9 @@ def fake_default(tmp_path, monkeypatch):
     unregister_engine("default")  # back to the built-in local engine
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "concepts.md", "run-directory.md", "migrating.md",
-                                  "extending.md", "debugging.md"])
+@pytest.mark.parametrize(
+    "page", ["quickstart.md", "concepts.md", "run-directory.md", "migrating.md", "extending.md", "debugging.md"]
+)
 def test_doc_code_blocks_run(page, fake_default, capsys):
     blocks = _blocks(page)
     assert blocks, f"{page} has no python blocks"
@@ -92,8 +93,16 @@ def test_doc_code_blocks_run(page, fake_default, capsys):
 
 
 def test_docs_link_to_existing_pages():
-    for page in ("index.md", "quickstart.md", "concepts.md", "run-directory.md", "migrating.md", "extending.md",
-                 "debugging.md", "yaml.md"):
+    for page in (
+        "index.md",
+        "quickstart.md",
+        "concepts.md",
+        "run-directory.md",
+        "migrating.md",
+        "extending.md",
+        "debugging.md",
+        "yaml.md",
+    ):
         text = (DOCS / page).read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
             if target.startswith("http"):

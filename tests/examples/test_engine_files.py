@@ -49,8 +49,20 @@ def _standin_fill():
 @pytest.fixture(scope="module")
 def vllm_standin():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(STANDIN), "serve", "Qwen/Qwen2.5-1.5B-Instruct", "--host",
-                             "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(STANDIN),
+            "serve",
+            "Qwen/Qwen2.5-1.5B-Instruct",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -76,9 +88,16 @@ def ollama_standin():
             assert self.path == "/api/chat" and body["stream"] is False
             schema = body.get("format") or {}
             content = json.dumps(fill(schema, schema.get("$defs", {})))
-            reply = json.dumps({"model": body["model"], "message": {"role": "assistant", "content": content},
-                                "done": True, "done_reason": "stop", "prompt_eval_count": 10,
-                                "eval_count": 5}).encode()
+            reply = json.dumps(
+                {
+                    "model": body["model"],
+                    "message": {"role": "assistant", "content": content},
+                    "done": True,
+                    "done_reason": "stop",
+                    "prompt_eval_count": 10,
+                    "eval_count": 5,
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
@@ -102,8 +121,12 @@ def _engines_file(tmp_path: Path, name: str, **overrides) -> Path:
 @pytest.mark.parametrize("backend", ["openai", "vllm", "ollama"])
 @pytest.mark.parametrize("example", ["flagship", "chatbot"])
 def test_example_runs_on_each_engines_file(backend, example, tmp_path, vllm_standin, ollama_standin):
-    env = {**os.environ, "CHAINETTE_CACHE_DIR": str(tmp_path / "cache"),
-           "CHAINETTE_STATE_DIR": str(tmp_path / "state"), "OPENAI_API_KEY": DUMMY_KEY}
+    env = {
+        **os.environ,
+        "CHAINETTE_CACHE_DIR": str(tmp_path / "cache"),
+        "CHAINETTE_STATE_DIR": str(tmp_path / "state"),
+        "OPENAI_API_KEY": DUMMY_KEY,
+    }
     if backend == "openai":
         engines = ENGINES / "engines.openai.yml"  # unchanged: the endpoint comes from OPENAI_BASE_URL
         env["OPENAI_BASE_URL"] = f"{vllm_standin}/v1"
@@ -115,9 +138,27 @@ def test_example_runs_on_each_engines_file(backend, example, tmp_path, vllm_stan
     target = str(folder / "chain.yml") if example == "chatbot" else f"{folder / 'chain.py'}:chain"
     command = "run-yaml" if example == "chatbot" else "run"
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "chainette", command, target, "-i", str(folder / "inputs.jsonl"),
-                           "-o", str(out), "--engines", str(engines), "--quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chainette",
+            command,
+            target,
+            "-i",
+            str(folder / "inputs.jsonl"),
+            "-o",
+            str(out),
+            "--engines",
+            str(engines),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["status"] == "completed" and meta["errors"] == 0

@@ -68,10 +68,15 @@ CASES = [
     Example("financial_metrics", rows=2),
     Example("translate_summarise", rows=2),
     Example("branch_math", rows=3, counts={"add": 3, "multiply": 3, "audit": 3}),
-    Example("apply_python", rows=4, filtered={"1"},
-            counts={"clean": 4, "keep_long": 3, "split_sentences": 7, "stats": 7}),
-    Example("streaming_large", rows=60, filtered={str(i) for i in range(60)} - STREAMING_URGENT,
-            counts={"parse": 60, "keep_urgent": 3}),
+    Example(
+        "apply_python", rows=4, filtered={"1"}, counts={"clean": 4, "keep_long": 3, "split_sentences": 7, "stats": 7}
+    ),
+    Example(
+        "streaming_large",
+        rows=60,
+        filtered={str(i) for i in range(60)} - STREAMING_URGENT,
+        counts={"parse": 60, "keep_urgent": 3},
+    ),
     Example("rag", rows=2, counts={"retrieve": 2}),
     Example("chatbot", rows=2),
     Example("clinical_qa", rows=2, counts={"screen": 2}),
@@ -85,8 +90,9 @@ BY_NAME = {c.name: c for c in CASES}
 
 # -- running ------------------------------------------------------------------------------------
 def _chainette(*args: str, env: dict[str, str], timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chainette", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "chainette", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _small_input(ex: Example, dest: Path) -> Path:
@@ -109,8 +115,14 @@ class Outcome:
 def runs(tmp_path_factory) -> dict[str, Outcome]:
     """Warm one local server, run every example concurrently, stop the server."""
     base = tmp_path_factory.mktemp("examples")
-    env = {**os.environ, "CHAINETTE_CACHE_DIR": str(base / "cache"), "CHAINETTE_STATE_DIR": str(base / "state"),
-           "PYTHONHASHSEED": "0", "NO_COLOR": "1", "COLUMNS": "160"}
+    env = {
+        **os.environ,
+        "CHAINETTE_CACHE_DIR": str(base / "cache"),
+        "CHAINETTE_STATE_DIR": str(base / "state"),
+        "PYTHONHASHSEED": "0",
+        "NO_COLOR": "1",
+        "COLUMNS": "160",
+    }
     warm = _chainette("warmup", "-e", "default", env=env, timeout=180)
     assert warm.returncode == 0, f"warmup failed:\n{warm.stdout}\n{warm.stderr}"
 
@@ -167,10 +179,15 @@ def test_engines_files_register_default():
         (cfg,) = load_engines_file(path, register=False)
         assert cfg.name == "default" and cfg.api_key is None
         backends[path.name] = cfg.backend
-    assert backends == {"engines.ollama.yml": "ollama_api", "engines.openai.yml": "openai",
-                        "engines.vllm.yml": "vllm_api"}
-    assert load_engines_file(EXAMPLES / "engines" / "engines.openai.yml", register=False)[0].api_key_env \
+    assert backends == {
+        "engines.ollama.yml": "ollama_api",
+        "engines.openai.yml": "openai",
+        "engines.vllm.yml": "vllm_api",
+    }
+    assert (
+        load_engines_file(EXAMPLES / "engines" / "engines.openai.yml", register=False)[0].api_key_env
         == "OPENAI_API_KEY"
+    )
 
 
 @pytest.mark.parametrize("name", [c.name for c in CASES])
@@ -246,8 +263,13 @@ def test_example_runs(runs: dict[str, Outcome], name: str):
 
 def test_eval_loop_report(runs: dict[str, Outcome]):
     o = runs["eval_loop"]
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "eval_loop" / "report.py"), str(o.out_dir)],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "eval_loop" / "report.py"), str(o.out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["rows"] + report["errors"] >= 1
@@ -262,7 +284,13 @@ def test_streaming_generator_is_deterministic(tmp_path):
 
     rows = [json.loads(line) for line in gzip.open(out, "rt")]
     assert len(rows) == 2000 and sum("urgent" in r["text"].lower() for r in rows) == 4
-    small = subprocess.run([sys.executable, str(script), "--rows", "60", "--urgent-every", "20"],
-                           capture_output=True, text=True, check=True, timeout=60).stdout
-    assert small == (EXAMPLES / "streaming_large" / "inputs.jsonl").read_text(), \
+    small = subprocess.run(
+        [sys.executable, str(script), "--rows", "60", "--urgent-every", "20"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert small == (EXAMPLES / "streaming_large" / "inputs.jsonl").read_text(), (
         "inputs.jsonl must be what generate_inputs.py --rows 60 --urgent-every 20 writes"
+    )

@@ -30,7 +30,7 @@ MOCK_JS = REPO / "benchmarks" / "mock_server.js"
 NODE = os.environ.get("NODE", "node")
 SECRET = "sk-test-CHAINETTE-SECRET-123"
 
-CHAIN_PY = '''
+CHAIN_PY = """
 from pydantic import BaseModel
 from chainette import Chain, SamplingParams, Step
 
@@ -56,7 +56,7 @@ summary = Step("summary", input_model=Label, output_model=Summary, engine_name="
                user_prompt=SUMMARY_PROMPT)
 chain = Chain(name="reliability", steps=[label, summary])
 single = Chain(name="reliability-one", steps=[label])
-'''
+"""
 LABEL_PROMPT = "Classify: {{ text }}"
 SUMMARY_PROMPT = "Summarise {{ chain_input.text }} labelled {{ label.label }}"
 
@@ -75,8 +75,15 @@ def write_inputs(path: Path, n: int, *, start: int = 0) -> Path:
 
 
 def write_engines(path: Path, port: int, **extra: Any) -> Path:
-    fields = {"name": "mock", "backend": "vllm_api", "endpoint": f"http://127.0.0.1:{port}/v1", "model": "mock",
-              "max_retries": 3, "timeout": 2, **extra}
+    fields = {
+        "name": "mock",
+        "backend": "vllm_api",
+        "endpoint": f"http://127.0.0.1:{port}/v1",
+        "model": "mock",
+        "max_retries": 3,
+        "timeout": 2,
+        **extra,
+    }
     lines = ["engines:"]
     first = True
     for k, v in fields.items():
@@ -104,8 +111,17 @@ class MockServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 10.0) -> MockServer:
-        argv = [NODE, str(MOCK_JS), "--port", str(self.port), "--host", "127.0.0.1",
-                "--request-log", str(self.log), *self.flags]
+        argv = [
+            NODE,
+            str(MOCK_JS),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--request-log",
+            str(self.log),
+            *self.flags,
+        ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -187,15 +203,35 @@ class Workspace:
     env: dict[str, str] = field(default_factory=dict)
 
     def argv(self, out: Path | str, *extra: str, target: str = "chain") -> list[str]:
-        return [sys.executable, "-m", "chainette", "run", f"{self.chain}:{target}", "-i", str(self.inputs),
-                "-o", str(out), "--engines", str(self.engines), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "chainette",
+            "run",
+            f"{self.chain}:{target}",
+            "-i",
+            str(self.inputs),
+            "-o",
+            str(out),
+            "--engines",
+            str(self.engines),
+            *extra,
+        ]
 
-    def run(self, out: Path | str, *extra: str, timeout: float = 60, target: str = "chain") -> subprocess.CompletedProcess:
+    def run(
+        self, out: Path | str, *extra: str, timeout: float = 60, target: str = "chain"
+    ) -> subprocess.CompletedProcess:
         return run_bounded(self.argv(out, *extra, target=target), cwd=self.dir, timeout=timeout, env=self.env)
 
     def popen(self, out: Path | str, *extra: str, target: str = "chain") -> subprocess.Popen:
-        return subprocess.Popen(self.argv(out, *extra, target=target), cwd=self.dir, env=child_env(self.env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        return subprocess.Popen(
+            self.argv(out, *extra, target=target),
+            cwd=self.dir,
+            env=child_env(self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -205,10 +241,19 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_bounded(argv: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_bounded(
+    argv: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``argv`` in its own process group; on timeout kill the group and fail the test."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=child_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

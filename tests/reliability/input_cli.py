@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 if sys.version_info < (3, 11):  # anyio installs the backport there
     from exceptiongroup import BaseExceptionGroup
 
-CHAIN = '''
+CHAIN = """
 from pydantic import BaseModel, ConfigDict
 from chainette import Chain, Step
 
@@ -33,7 +33,7 @@ class Label(BaseModel):
 chain = Chain(name="inputs", steps=[
     Step("label", input_model=Item, output_model=Label, engine_name="fk", user_prompt="Label: {{ text }}"),
 ])
-'''
+"""
 
 ENGINES = "engines:\n  - {name: fk, backend: fake, model: fake-model}\n"
 
@@ -64,8 +64,19 @@ class InputProject:
         return path
 
     def run(self, input_name: str | Path, out: str = "out", *extra: str) -> Outcome:
-        args = ["run", "inchain.py:chain", "-i", str(input_name), "-o", out, "--engines", "engines.yml",
-                "--no-cache", "--quiet", *extra]
+        args = [
+            "run",
+            "inchain.py:chain",
+            "-i",
+            str(input_name),
+            "-o",
+            out,
+            "--engines",
+            "engines.yml",
+            "--no-cache",
+            "--quiet",
+            *extra,
+        ]
         result = _runner.invoke(_app(), args, catch_exceptions=True)
         return Outcome(result.exit_code, result.output, result.exception, self.dir / out)
 
@@ -95,8 +106,13 @@ def input_project(tmp_path, monkeypatch) -> InputProject:
     home.mkdir()
     (project / "inchain.py").write_text(textwrap.dedent(CHAIN))
     (project / "engines.yml").write_text(ENGINES)
-    for var, sub in (("HOME", ""), ("XDG_CACHE_HOME", "cache"), ("CHAINETTE_CACHE_DIR", "chainette-cache"),
-                     ("CHAINETTE_STATE_DIR", "state"), ("CHAINETTE_MODELS_DIR", "models")):
+    for var, sub in (
+        ("HOME", ""),
+        ("XDG_CACHE_HOME", "cache"),
+        ("CHAINETTE_CACHE_DIR", "chainette-cache"),
+        ("CHAINETTE_STATE_DIR", "state"),
+        ("CHAINETTE_MODELS_DIR", "models"),
+    ):
         monkeypatch.setenv(var, str(home / sub) if sub else str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("COLUMNS", "200")
@@ -155,8 +171,9 @@ def account(out: Path) -> Accounting:
             skipped[rec["row_id"]] = rec
     assert len(_records(out / "flattened")) == len(outputs), "a row was written twice"
     places = [set(outputs), set(errors), set(skipped)]
-    assert not (places[0] & places[1]) and not (places[0] & places[2]) and not (places[1] & places[2]), \
+    assert not (places[0] & places[1]) and not (places[0] & places[2]) and not (places[1] & places[2]), (
         "a row is in two places"
+    )
     acc = Accounting(outputs, errors, skipped, problems)
     assert set().union(*places) == {str(i) for i in range(acc.rows)}, "row ids have a gap"
     return acc
@@ -164,8 +181,11 @@ def account(out: Path) -> Accounting:
 
 def tree(root: Path, *, skip: Path | None = None) -> dict[str, bytes]:
     """Every file under ``root`` (except under ``skip``) with its content."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and (skip is None or skip not in p.parents)}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and (skip is None or skip not in p.parents)
+    }
 
 
 def assert_clean_failure(outcome: Outcome) -> str:

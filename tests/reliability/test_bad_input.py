@@ -23,8 +23,11 @@ if sys.version_info < (3, 11):  # anyio installs the backport there
 
 
 def _snapshot(out: Path) -> dict[str, str]:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -124,7 +127,7 @@ def test_resume_with_changed_chain_or_input_is_refused_unless_forced(ws):
     assert "chain changed" in msg and "--force" in msg
     assert _snapshot(out) == before
     ws.chain.write_text(ws.chain.read_text().replace("'Classify now: {{ text }}'", "'Classify: {{ text }}'"))
-    ws.inputs.write_text(ws.inputs.read_text().replace("item number 3\"", "item number three\""))
+    ws.inputs.write_text(ws.inputs.read_text().replace('item number 3"', 'item number three"'))
     msg = _err(ws.run(out, "--quiet", "--resume"))
     assert "inputs changed" in msg
     assert _snapshot(out) == before
@@ -151,18 +154,37 @@ def _fake_chain():
     class Summary(BaseModel):
         summary: str
 
-    a = Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt="L {{ text }}",
-             sampling=SamplingParams(temperature=0))
-    b = Step("summary", input_model=Label, output_model=Summary, engine_name="fake",
-             user_prompt="S {{ label.label }} {{ chain_input.text }}", sampling=SamplingParams(temperature=0))
+    a = Step(
+        "label",
+        input_model=Item,
+        output_model=Label,
+        engine_name="fake",
+        user_prompt="L {{ text }}",
+        sampling=SamplingParams(temperature=0),
+    )
+    b = Step(
+        "summary",
+        input_model=Label,
+        output_model=Summary,
+        engine_name="fake",
+        user_prompt="S {{ label.label }} {{ chain_input.text }}",
+        sampling=SamplingParams(temperature=0),
+    )
     return Chain(name="disk", steps=[a, b]), Item
 
 
 def _run(chain, inputs, out, **kw):
     async def go():
         with anyio.fail_after(30):
-            return await chain.run_async(inputs, out, engines={"fake": FakeEngine("fake", latency=0.002)},
-                                         cache=False, batch_size=10, window=10, **kw)
+            return await chain.run_async(
+                inputs,
+                out,
+                engines={"fake": FakeEngine("fake", latency=0.002)},
+                cache=False,
+                batch_size=10,
+                window=10,
+                **kw,
+            )
 
     return anyio.run(go)
 

@@ -76,17 +76,20 @@ def test_the_default_line_limit_is_16_mib():
     assert DEFAULT_LIMITS.max_line_bytes == 16 * 1024 * 1024  # the value docs/cli.md documents
 
 
-@pytest.mark.parametrize(("line", "needle"), [
-    ('{"text": "unterminated', "malformed JSON: Unterminated string"),
-    ('{"text": "a",}', "malformed JSON"),
-    ("[1, 2]", "expected a JSON object, got an array"),
-    ('"just a string"', "expected a JSON object, got a string"),
-    ("null", "expected a JSON object, got null"),
-    ('{"text": "\\ud800"}', "lone UTF-16 surrogate"),
-    ('{"text": "a", "text": "b"}', "repeats the key 'text'"),
-    ('{"text": "a", "deep": ' + "[" * 150 + "]" * 150 + "}", "nested more than 100 levels"),
-    ('{"text": "a", "n": 1' + "0" * 5000 + "}", "more digits than Python converts"),
-])
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('{"text": "unterminated', "malformed JSON: Unterminated string"),
+        ('{"text": "a",}', "malformed JSON"),
+        ("[1, 2]", "expected a JSON object, got an array"),
+        ('"just a string"', "expected a JSON object, got a string"),
+        ("null", "expected a JSON object, got null"),
+        ('{"text": "\\ud800"}', "lone UTF-16 surrogate"),
+        ('{"text": "a", "text": "b"}', "repeats the key 'text'"),
+        ('{"text": "a", "deep": ' + "[" * 150 + "]" * 150 + "}", "nested more than 100 levels"),
+        ('{"text": "a", "n": 1' + "0" * 5000 + "}", "more digits than Python converts"),
+    ],
+)
 def test_a_jsonl_line_that_is_not_a_usable_object(input_project, line, needle):
     input_project.write("in.jsonl", '{"text": "a"}\n' + line + '\n{"text": "b"}\n')
     _fails(input_project, "in.jsonl", "in.jsonl:2:", needle)
@@ -203,8 +206,14 @@ def test_a_truncated_parquet_file(input_project):
 def test_a_corrupt_parquet_page_keeps_the_rows_before_it(input_project):
     import pyarrow.parquet as pq
 
-    path = _parquet(input_project.dir / "in.parquet", 300, row_group_size=100, write_page_checksum=True,
-                    use_dictionary=False, compression="none")
+    path = _parquet(
+        input_project.dir / "in.parquet",
+        300,
+        row_group_size=100,
+        write_page_checksum=True,
+        use_dictionary=False,
+        compression="none",
+    )
     chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)
     data = bytearray(path.read_bytes())
     data[chunk.data_page_offset + chunk.total_compressed_size // 2] ^= 0x01
@@ -230,14 +239,17 @@ def test_a_parquet_file_with_the_wrong_columns(input_project):
 
 
 # -- empty inputs ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "data", "needle"), [
-    ("in.jsonl", b"", "the file is empty"),
-    ("in.jsonl", b"\n \n", "the file is empty"),
-    ("in.json", b"[]", "holds no rows"),
-    ("in.json", b"", "holds no rows"),
-    ("in.csv", b"", "not even a header line"),
-    ("in.csv", b"text\n", "a header line but no rows"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "needle"),
+    [
+        ("in.jsonl", b"", "the file is empty"),
+        ("in.jsonl", b"\n \n", "the file is empty"),
+        ("in.json", b"[]", "holds no rows"),
+        ("in.json", b"", "holds no rows"),
+        ("in.csv", b"", "not even a header line"),
+        ("in.csv", b"text\n", "a header line but no rows"),
+    ],
+)
 def test_an_empty_input_is_reported(input_project, name, data, needle):
     input_project.write(name, data)
     _fails(input_project, name, needle, "--on-bad-input skip")
@@ -282,7 +294,8 @@ def test_hub_offline_reads_the_local_hub_cache(monkeypatch, tmp_path):
     data.mkdir(parents=True)
     (data / "test.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
     before = dict(os.environ)
-    ds = hf.load_hub_dataset("someone/tiny", "test", offline=True, hub_cache=tmp_path / "hub",
-                             datasets_cache=str(tmp_path / "ds-cache"))
+    ds = hf.load_hub_dataset(
+        "someone/tiny", "test", offline=True, hub_cache=tmp_path / "hub", datasets_cache=str(tmp_path / "ds-cache")
+    )
     assert ds["text"] == ["a", "b"]
     assert dict(os.environ) == before

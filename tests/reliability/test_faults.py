@@ -40,9 +40,14 @@ def reference(tmp_path_factory):
     base = tmp_path_factory.mktemp("fault-ref")
     srv = MockServer((), base / "requests.log").start()
     try:
-        ws = Workspace(dir=base, chain=write_chain(base / "rel_chain.py"), inputs=write_inputs(base / "in.jsonl", ROWS),
-                       engines=write_engines(base / "engines.yml", srv.port), server=srv,
-                       env={"CHAINETTE_STATE_DIR": str(base / "state"), "CHAINETTE_CACHE_DIR": str(base / "cache")})
+        ws = Workspace(
+            dir=base,
+            chain=write_chain(base / "rel_chain.py"),
+            inputs=write_inputs(base / "in.jsonl", ROWS),
+            engines=write_engines(base / "engines.yml", srv.port),
+            server=srv,
+            env={"CHAINETTE_STATE_DIR": str(base / "state"), "CHAINETTE_CACHE_DIR": str(base / "cache")},
+        )
         res = ws.run(base / "out", "--quiet", "--no-cache")
         assert res.returncode == 0, res.stderr
         yield run_records(base / "out")
@@ -59,9 +64,21 @@ def _run(ws, *extra: str, timeout: float = 90, code: int = 0):
 
 @pytest.mark.parametrize("kind", SAME_REQUEST + REASKED)
 def test_recoverable_fault_heals(workspace, reference, kind):
-    mode = ("--error-mode", "random", "--seed", "7", "--error-rate", "0.1") if kind in REASKED else ("--error-rate", "0.25")
-    ws = workspace(*mode, "--error-kinds", kind, "--retry-after-s", "1", rows=ROWS,
-                   timeout=1 if kind == "timeout" else 5, max_in_flight=1 if kind in REASKED else 64)
+    mode = (
+        ("--error-mode", "random", "--seed", "7", "--error-rate", "0.1")
+        if kind in REASKED
+        else ("--error-rate", "0.25")
+    )
+    ws = workspace(
+        *mode,
+        "--error-kinds",
+        kind,
+        "--retry-after-s",
+        "1",
+        rows=ROWS,
+        timeout=1 if kind == "timeout" else 5,
+        max_in_flight=1 if kind in REASKED else 64,
+    )
     _run(ws)
     recs = assert_accounted(ws.dir / "out", ROWS)
     assert "errors" not in recs, recs.get("errors")
@@ -75,7 +92,7 @@ def test_recoverable_fault_heals(workspace, reference, kind):
 @pytest.mark.parametrize(
     "kind, rate, error_type, attempts",
     [
-        ("500", "0.3", "EngineHTTPError", 4),           # permanent: the same request always fails
+        ("500", "0.3", "EngineHTTPError", 4),  # permanent: the same request always fails
         ("reset", "0.3", "EngineConnectionError", 4),
         ("timeout", "0.15", "EngineTimeoutError", 2),
         ("schema-invalid", "1", "OutputValidationError", 3),  # re-asked twice, then recorded
@@ -83,10 +100,20 @@ def test_recoverable_fault_heals(workspace, reference, kind):
         ("invalid-json", "0.3", "TruncatedCompletionError", 1),  # finish_reason length: one attempt
     ],
 )
-def test_unrecoverable_fault_gives_error_records_and_the_rest_completes(workspace, reference, kind, rate,
-                                                                        error_type, attempts):
-    ws = workspace("--error-mode", "hash", "--error-rate", rate, "--error-kinds", kind, rows=ROWS,
-                   timeout=1, max_retries=1 if kind == "timeout" else 3)
+def test_unrecoverable_fault_gives_error_records_and_the_rest_completes(
+    workspace, reference, kind, rate, error_type, attempts
+):
+    ws = workspace(
+        "--error-mode",
+        "hash",
+        "--error-rate",
+        rate,
+        "--error-kinds",
+        kind,
+        rows=ROWS,
+        timeout=1,
+        max_retries=1 if kind == "timeout" else 3,
+    )
     _run(ws, code=3 if rate == "1" else 0)  # a run in which every row failed never exits 0
     recs = assert_accounted(ws.dir / "out", ROWS)
     errors = recs.get("errors", [])

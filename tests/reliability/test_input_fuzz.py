@@ -33,29 +33,38 @@ from hypothesis import strategies as st  # noqa: E402
 from .input_cli import account, assert_clean_failure, tree  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CHAINETTE_FUZZ_EXAMPLES", "25"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("CHAINETTE_FUZZ_EXAMPLES"),
-                phases=(Phase.explicit, Phase.reuse, Phase.generate) if os.environ.get("CHAINETTE_FUZZ_NOSHRINK") else tuple(Phase),
-                database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not os.environ.get("CHAINETTE_FUZZ_EXAMPLES"),
+    phases=(Phase.explicit, Phase.reuse, Phase.generate) if os.environ.get("CHAINETTE_FUZZ_NOSHRINK") else tuple(Phase),
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 _runs = count()
 
 # -- strategies ------------------------------------------------------------------------------------
 _texts = st.text(st.characters(codec="utf-8"), max_size=30)
 _json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _texts
-_json = st.recursive(_json_leaf, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(_texts, kids, max_size=4),
-                     max_leaves=12)
-_good_row = st.builds(lambda t, extra: json.dumps({"text": t, **extra}), _texts,
-                      st.dictionaries(st.sampled_from(["n", "meta", "tags"]), _json, max_size=2))
+_json = st.recursive(
+    _json_leaf, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(_texts, kids, max_size=4), max_leaves=12
+)
+_good_row = st.builds(
+    lambda t, extra: json.dumps({"text": t, **extra}),
+    _texts,
+    st.dictionaries(st.sampled_from(["n", "meta", "tags"]), _json, max_size=2),
+)
 _odd_line = st.one_of(
-    _json.map(json.dumps),                                              # JSON, maybe not an object
-    st.binary(max_size=40),                                             # any bytes, bad UTF-8 included
-    _good_row.map(lambda s: s[: len(s) // 2]),                          # a line cut in the middle
-    st.just('{"text": "\\ud800"}'),                                     # a lone surrogate
-    st.just('{"text": "a", "text": "b"}'),                              # a repeated key
+    _json.map(json.dumps),  # JSON, maybe not an object
+    st.binary(max_size=40),  # any bytes, bad UTF-8 included
+    _good_row.map(lambda s: s[: len(s) // 2]),  # a line cut in the middle
+    st.just('{"text": "\\ud800"}'),  # a lone surrogate
+    st.just('{"text": "a", "text": "b"}'),  # a repeated key
     st.integers(90, 130).map(lambda n: '{"text": "x", "d": ' + "[" * n + "]" * n + "}"),  # deep nesting
-    st.just('{"text": "x", "n": 1' + "0" * 4400 + "}"),                 # too many digits for int()
-    st.just("   \t"), st.just(""),                                     # blank lines
-    st.just('{"text": "' + "y" * 3000 + '"}'),                          # over the test's line limit
+    st.just('{"text": "x", "n": 1' + "0" * 4400 + "}"),  # too many digits for int()
+    st.just("   \t"),
+    st.just(""),  # blank lines
+    st.just('{"text": "' + "y" * 3000 + '"}'),  # over the test's line limit
 )
 _line = st.one_of(_good_row.map(str.encode), _odd_line.map(lambda x: x if isinstance(x, bytes) else x.encode()))
 
@@ -64,13 +73,18 @@ def _mutate(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     """Apply (position, how many bytes to drop, bytes to insert) edits, positions taken modulo the size."""
     for pos, drop, insert in edits:
         at = pos % (len(data) + 1)
-        data = data[:at] + insert + data[at + drop:]
+        data = data[:at] + insert + data[at + drop :]
     return data
 
 
-_edits = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3),
-                            st.sampled_from([b"", b'"', b"\n", b"\r", b",", b"\xff", b"\x00", b"\xc3", b"{", b"]"])),
-                  max_size=4)
+_edits = st.lists(
+    st.tuples(
+        st.integers(0, 10**6),
+        st.integers(0, 3),
+        st.sampled_from([b"", b'"', b"\n", b"\r", b",", b"\xff", b"\x00", b"\xc3", b"{", b"]"]),
+    ),
+    max_size=4,
+)
 
 
 # -- running and checking ------------------------------------------------------------------------
@@ -183,8 +197,12 @@ def _check_rows(fail, acc, expected: list[str | None]) -> None:
 
 # -- the properties --------------------------------------------------------------------------------
 @FUZZ
-@given(lines=st.lists(_line, max_size=8), sep=st.sampled_from([b"\n", b"\r\n"]), bom=st.booleans(),
-       final_newline=st.booleans())
+@given(
+    lines=st.lists(_line, max_size=8),
+    sep=st.sampled_from([b"\n", b"\r\n"]),
+    bom=st.booleans(),
+    final_newline=st.booleans(),
+)
 def test_jsonl_files(fuzz_project, lines, sep, bom, final_newline):
     data = (b"\xef\xbb\xbf" if bom else b"") + sep.join(lines) + (sep if final_newline and lines else b"")
     fail, acc = _run_both(fuzz_project, "in.jsonl", data)
@@ -192,8 +210,7 @@ def test_jsonl_files(fuzz_project, lines, sep, bom, final_newline):
 
 
 @FUZZ
-@given(lines=st.lists(_good_row.map(str.encode), min_size=1, max_size=30), cut=st.floats(0, 1),
-       edits=_edits)
+@given(lines=st.lists(_good_row.map(str.encode), min_size=1, max_size=30), cut=st.floats(0, 1), edits=_edits)
 def test_gzipped_jsonl_cut_or_corrupted(fuzz_project, lines, cut, edits):
     packed = gzip.compress(b"\n".join(lines) + b"\n")
     data = _mutate(packed[: max(1, int(len(packed) * cut))], edits)
@@ -210,9 +227,14 @@ def test_gzipped_jsonl_cut_or_corrupted(fuzz_project, lines, cut, edits):
 
 
 @FUZZ
-@given(value=st.one_of(st.lists(_json | _good_row.map(json.loads), max_size=6), _json,
-                       st.dictionaries(st.just("data"), st.lists(_good_row.map(json.loads), max_size=4), max_size=1)),
-       edits=_edits)
+@given(
+    value=st.one_of(
+        st.lists(_json | _good_row.map(json.loads), max_size=6),
+        _json,
+        st.dictionaries(st.just("data"), st.lists(_good_row.map(json.loads), max_size=4), max_size=1),
+    ),
+    edits=_edits,
+)
 def test_json_files(fuzz_project, value, edits):
     data = _mutate(json.dumps(value, indent=None if edits else 1).encode(), edits)
     fail, acc = _run_both(fuzz_project, "in.json", data)
@@ -232,7 +254,8 @@ def test_json_files(fuzz_project, value, edits):
 
 
 _cell = st.text(st.characters(codec="utf-8", exclude_characters="\r"), max_size=12) | st.sampled_from(
-    ['"', '""', 'a"b', "x,y", "line\nbreak", " ", ""])
+    ['"', '""', 'a"b', "x,y", "line\nbreak", " ", ""]
+)
 
 
 @FUZZ
@@ -271,16 +294,21 @@ def test_csv_files(fuzz_project, rows, edits):
 
 
 @FUZZ
-@given(texts=st.lists(st.none() | _texts, min_size=1, max_size=40), group=st.integers(1, 16),
-       cut=st.none() | st.floats(0, 1), edits=_edits,
-       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3))
+@given(
+    texts=st.lists(st.none() | _texts, min_size=1, max_size=40),
+    group=st.integers(1, 16),
+    cut=st.none() | st.floats(0, 1),
+    edits=_edits,
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3),
+)
 def test_parquet_bytes(fuzz_project, texts, group, cut, edits, flips):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     buf = io.BytesIO()
-    pq.write_table(pa.table({"text": pa.array(texts, pa.string())}), buf, row_group_size=group,
-                   write_page_checksum=True)
+    pq.write_table(
+        pa.table({"text": pa.array(texts, pa.string())}), buf, row_group_size=group, write_page_checksum=True
+    )
     original = buf.getvalue()
     data = bytearray(original[: max(1, int(len(original) * cut))] if cut is not None else original)
     for pos, xor in flips:

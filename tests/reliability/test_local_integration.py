@@ -45,8 +45,23 @@ def _workspace(tmp_path, endpoint: str, max_retries: int = 2):
     def argv(out, *extra):
         import sys
 
-        return [sys.executable, "-m", "chainette", "run", f"{chain}:chain", "-i", str(inputs), "-o", str(out),
-                "--engines", str(engines), "--batch-size", "2", "--no-cache", *extra]
+        return [
+            sys.executable,
+            "-m",
+            "chainette",
+            "run",
+            f"{chain}:chain",
+            "-i",
+            str(inputs),
+            "-o",
+            str(out),
+            "--engines",
+            str(engines),
+            "--batch-size",
+            "2",
+            "--no-cache",
+            *extra,
+        ]
 
     return argv
 
@@ -63,8 +78,14 @@ def test_sigkill_and_resume_against_the_real_server(local_server, tmp_path):
 
     argv = _workspace(tmp_path, local_server.endpoint)
     out = tmp_path / "out"
-    proc = subprocess.Popen(argv(out, "--quiet"), cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        argv(out, "--quiet"),
+        cwd=tmp_path,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         assert wait_for(lambda: len(committed_rows(journal(out))) >= 2 or proc.poll() is not None, 120)
         kill_group(proc, signal.SIGKILL)
@@ -94,8 +115,11 @@ def test_server_killed_mid_run_gives_error_records_not_a_hang(tmp_path):
         argv = _workspace(tmp_path, sp.endpoint, max_retries=1)
         out = tmp_path / "out"
         killer = threading.Thread(
-            target=lambda: wait_for(lambda: len(committed_rows(journal(out))) >= 2, 120)
-            and pm.stop_server(sp, grace=0.1, announce=False))
+            target=lambda: (
+                wait_for(lambda: len(committed_rows(journal(out))) >= 2, 120)
+                and pm.stop_server(sp, grace=0.1, announce=False)
+            )
+        )
         killer.start()
         res = run_bounded(argv(out, "--quiet"), cwd=tmp_path, timeout=240)
         killer.join(timeout=130)
@@ -108,6 +132,10 @@ def test_server_killed_mid_run_gives_error_records_not_a_hang(tmp_path):
     recs = assert_accounted(out, ROWS)
     errors = recs.get("errors", [])
     # connection errors after the kill (a 135M model may also emit invalid JSON: re-asked, then recorded)
-    assert errors and {e["error_type"] for e in errors} <= {"EngineConnectionError", "EngineTimeoutError",
-                                                            "MalformedResponseError", "OutputValidationError",
-                                                            "TruncatedCompletionError"}
+    assert errors and {e["error_type"] for e in errors} <= {
+        "EngineConnectionError",
+        "EngineTimeoutError",
+        "MalformedResponseError",
+        "OutputValidationError",
+        "TruncatedCompletionError",
+    }

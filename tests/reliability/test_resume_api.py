@@ -32,10 +32,22 @@ class Summary(BaseModel):
 
 
 def _chain(prompt: str = "L {{ text }}") -> Chain:
-    a = Step("label", input_model=Item, output_model=Label, engine_name="fake", user_prompt=prompt,
-             sampling=SamplingParams(temperature=0))
-    b = Step("summary", input_model=Label, output_model=Summary, engine_name="fake",
-             user_prompt="S {{ label.label }}", sampling=SamplingParams(temperature=0))
+    a = Step(
+        "label",
+        input_model=Item,
+        output_model=Label,
+        engine_name="fake",
+        user_prompt=prompt,
+        sampling=SamplingParams(temperature=0),
+    )
+    b = Step(
+        "summary",
+        input_model=Label,
+        output_model=Summary,
+        engine_name="fake",
+        user_prompt="S {{ label.label }}",
+        sampling=SamplingParams(temperature=0),
+    )
     return Chain(name="api", steps=[a, b])
 
 

@@ -63,9 +63,14 @@ def resume_ws(tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
     srv = MockServer(("--latency-ms", "20"), base / "requests.log").start()
     try:
-        ws = Workspace(dir=base, chain=write_chain(base / "rel_chain.py"), inputs=write_inputs(base / "inputs.jsonl", ROWS),
-                       engines=write_engines(base / "engines.yml", srv.port, max_in_flight=16), server=srv,
-                       env={"CHAINETTE_STATE_DIR": str(base / "state"), "CHAINETTE_CACHE_DIR": str(base / "cache")})
+        ws = Workspace(
+            dir=base,
+            chain=write_chain(base / "rel_chain.py"),
+            inputs=write_inputs(base / "inputs.jsonl", ROWS),
+            engines=write_engines(base / "engines.yml", srv.port, max_in_flight=16),
+            server=srv,
+            env={"CHAINETTE_STATE_DIR": str(base / "state"), "CHAINETTE_CACHE_DIR": str(base / "cache")},
+        )
         ref = base / "reference"
         done = ws.run(ref, "--batch-size", "16", "--no-cache", "--quiet", timeout=60)
         assert done.returncode == 0, done.stderr

@@ -73,8 +73,12 @@ def test_key_never_leaks_on_failing_runs(secret_ws, tmp_path, ui):
 def test_engines_command_never_prints_the_key(secret_ws, tmp_path):
     ws = secret_ws()
     for extra in ((), ("--json",)):
-        res = run_bounded([*ws.argv(ws.dir / "x")[:3], "engines", "--engines", str(ws.engines), *extra],
-                          cwd=ws.dir, timeout=60, env=ws.env)
+        res = run_bounded(
+            [*ws.argv(ws.dir / "x")[:3], "engines", "--engines", str(ws.engines), *extra],
+            cwd=ws.dir,
+            timeout=60,
+            env=ws.env,
+        )
         assert res.returncode == 0, res.stderr
         _scan({"stdout": res.stdout, "stderr": res.stderr})
 

@@ -20,23 +20,38 @@ def find_chromium() -> str | None:
 
 
 def _argv(binary: str, profile: Path) -> list[str]:
-    return [binary, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions",
-            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000"]
+    return [
+        binary,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+    ]
 
 
 def dump_dom(binary: str, url: str, profile: Path, timeout: float = 90) -> str:
     """The DOM after the page's scripts ran (``--dump-dom``)."""
-    done = subprocess.run([*_argv(binary, profile), "--dump-dom", url], capture_output=True, timeout=timeout,
-                          check=False)
+    done = subprocess.run(
+        [*_argv(binary, profile), "--dump-dom", url], capture_output=True, timeout=timeout, check=False
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     return done.stdout.decode("utf-8")
 
 
-def screenshot(binary: str, url: str, target: Path, profile: Path, size: str = "1280,2000",
-               timeout: float = 90) -> Path:
-    done = subprocess.run([*_argv(binary, profile), f"--screenshot={target}", f"--window-size={size}", url],
-                          capture_output=True, timeout=timeout, check=False)
+def screenshot(
+    binary: str, url: str, target: Path, profile: Path, size: str = "1280,2000", timeout: float = 90
+) -> Path:
+    done = subprocess.run(
+        [*_argv(binary, profile), f"--screenshot={target}", f"--window-size={size}", url],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0 and target.is_file(), done.stderr.decode(errors="replace")[-2000:]
     return target
 
@@ -49,8 +64,8 @@ def read_png(path: Path) -> tuple[int, int, list[bytes]]:
     pos, idat = 8, b""
     width = height = channels = 0
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
@@ -66,7 +81,7 @@ def read_png(path: Path) -> tuple[int, int, list[bytes]]:
     prev = bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for i in range(stride):
             a = line[i - channels] if i >= channels else 0
             b = prev[i]
@@ -94,7 +109,7 @@ def colour_stats(path: Path, step: int = 3) -> tuple[int, float]:
     counts: dict[bytes, int] = {}
     for row in rows[::step]:
         for x in range(0, width, step):
-            px = row[3 * x:3 * x + 3]
+            px = row[3 * x : 3 * x + 3]
             counts[px] = counts.get(px, 0) + 1
     total = sum(counts.values())
     background = max(counts.values())

@@ -43,16 +43,19 @@ def check(item: Answer) -> list[Answer]:
 
 
 def build_chain() -> Chain:
-    extract = Step("extract", input_model=Question, output_model=Answer, engine_name="fk",
-                   user_prompt="{{text}}")
+    extract = Step("extract", input_model=Question, output_model=Answer, engine_name="fk", user_prompt="{{text}}")
     judge = Step("judge", output_model=Answer, engine_name="fk", user_prompt="judge {{extract.answer}}")
     translate = Step("translate", output_model=Answer, engine_name="fk", user_prompt="tr {{extract.answer}}")
     summary = Step("summary", output_model=Answer, engine_name="fk", user_prompt="{{j.answer}} {{t.answer}}")
-    return Chain(name="Report demo", steps=[
-        extract, apply(check, id="check"),
-        [Branch("b_judge", [judge]).join("j"), Branch("b_translate", [translate]).join("t")],
-        summary,
-    ])
+    return Chain(
+        name="Report demo",
+        steps=[
+            extract,
+            apply(check, id="check"),
+            [Branch("b_judge", [judge]).join("j"), Branch("b_translate", [translate]).join("t")],
+            summary,
+        ],
+    )
 
 
 def inputs(n: int, start: int = 0) -> list[dict]:

@@ -83,8 +83,22 @@ class Page(HTMLParser):
             self._cell.append(data)
 
 
-COLUMNS = ["step", "type", "rows in", "rows out", "errors", "cached", "requests", "tokens in", "tokens out",
-           "cost", "p50", "p95", "p99", "out tokens p50"]
+COLUMNS = [
+    "step",
+    "type",
+    "rows in",
+    "rows out",
+    "errors",
+    "cached",
+    "requests",
+    "tokens in",
+    "tokens out",
+    "cost",
+    "p50",
+    "p95",
+    "p99",
+    "out tokens p50",
+]
 
 
 def table(page: Page) -> dict[str, dict[str, str]]:
@@ -119,8 +133,18 @@ def test_every_run_writes_metrics_and_a_self_contained_report(tmp_path):
     page = Page(html)
     assert page.external == []  # nothing to fetch: it opens offline
     assert all("src" not in s for s in page.scripts) and len(page.scripts) == 2
-    assert {"fig-dag", "steps-table", "fig-throughput", "fig-latency", "fig-tokens", "fig-errors",
-            "fig-latency-hist", "samples", "row-search", "run-status"} <= page.ids
+    assert {
+        "fig-dag",
+        "steps-table",
+        "fig-throughput",
+        "fig-latency",
+        "fig-tokens",
+        "fig-errors",
+        "fig-latency-hist",
+        "samples",
+        "row-search",
+        "run-status",
+    } <= page.ids
     assert set(page.dag_nodes) >= {"__inputs__", *STEPS, "b_judge", "b_translate"}
     rows = table(page)
     assert list(rows) == STEPS
@@ -188,8 +212,9 @@ def test_hostile_values_cannot_break_out_of_the_page(tmp_path):
     def echo(request):
         return {"answer": evil + request.messages[-1]["content"][-5:], "score": 1}
 
-    build_chain().run([{"text": evil}], output_dir=out, engines={"fk": FakeEngine(name="fk", handler=echo)},
-                      cache=False)
+    build_chain().run(
+        [{"text": evil}], output_dir=out, engines={"fk": FakeEngine(name="fk", handler=echo)}, cache=False
+    )
     html = (out / "report.html").read_text()
     page = Page(html)
     assert len(page.scripts) == 2 and page.external == []
@@ -237,9 +262,14 @@ def test_interrupted_then_resumed_run_covers_every_session(tmp_path):
         assert rows[sid]["errors"] == ref_rows[sid]["errors"]
     spent = json.loads((out / ".chainette/progress.json").read_text())["spent"]
     shown = sum(as_int(r["tokens in"]) + as_int(r["tokens out"]) for sid, r in rows.items() if sid != "check")
-    assert shown == spent["tokens"] == (sum(s.prompt_tokens + s.completion_tokens for s in first.step_stats.values())
-                                        + sum(s.prompt_tokens + s.completion_tokens
-                                              for s in second.step_stats.values()))
+    assert (
+        shown
+        == spent["tokens"]
+        == (
+            sum(s.prompt_tokens + s.completion_tokens for s in first.step_stats.values())
+            + sum(s.prompt_tokens + s.completion_tokens for s in second.step_stats.values())
+        )
+    )
 
 
 KILLED_SCRIPT = textwrap.dedent("""
@@ -306,10 +336,16 @@ def test_report_of_a_million_row_run_stays_small(tmp_path):
             f.writelines(b'{"row_id":"%d","answer":"a%d","score":%d}\n' % (i, i, i % 100) for i in range(n))
     (out / "errors").mkdir()
     with open(out / "errors" / "000.jsonl", "wb") as f:
-        f.writelines(b'{"row_id":"%d","step_id":"check","error_type":"ValueError%d","message":"m","attempts":1}\n'
-                     % (i * 10, i % 4) for i in range(n_err))
-    counts = {"extract": {"outputs": n, "errors": 0}, "check": {"outputs": n - n_err, "errors": n_err},
-              "summary": {"outputs": n, "errors": 0}}
+        f.writelines(
+            b'{"row_id":"%d","step_id":"check","error_type":"ValueError%d","message":"m","attempts":1}\n'
+            % (i * 10, i % 4)
+            for i in range(n_err)
+        )
+    counts = {
+        "extract": {"outputs": n, "errors": 0},
+        "check": {"outputs": n - n_err, "errors": n_err},
+        "summary": {"outputs": n, "errors": 0},
+    }
     (out / ".chainette").mkdir()
     (out / ".chainette/progress.json").write_text(json.dumps({"completed": True, "counts": counts, "rows_seen": n}))
     (out / "metadata.json").write_text(json.dumps({"chain_name": "big", "status": "completed", "rows_in": n}))
@@ -394,11 +430,13 @@ def test_cli_run_summary_names_the_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "chain_def.py").write_text(
         f"import sys\nsys.path.insert(0, {str(HERE.parent)!r})\nfrom report.chains import build_chain\n"
-        "chain = build_chain()\n")
+        "chain = build_chain()\n"
+    )
     (tmp_path / "engines.yml").write_text("engines:\n  - {name: fk, backend: fake}\n")
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in inputs(10)))
-    result = CliRunner().invoke(_app(), ["run", "chain_def.py:chain", "-i", "in.jsonl", "-o", "out",
-                                         "-f", "engines.yml", "--no-cache"])
+    result = CliRunner().invoke(
+        _app(), ["run", "chain_def.py:chain", "-i", "in.jsonl", "-o", "out", "-f", "engines.yml", "--no-cache"]
+    )
     assert result.exit_code == 0, result.output
     assert "report: " in result.output and os.path.isfile(tmp_path / "out" / "report.html")
 

@@ -70,8 +70,9 @@ class Dom(Page):
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "run"
-    result = build_chain().run(inputs(120), output_dir=out, engines={"fk": TimedFake(name="fk", sleep=False)},
-                               cache=False)
+    result = build_chain().run(
+        inputs(120), output_dir=out, engines={"fk": TimedFake(name="fk", sleep=False)}, cache=False
+    )
     return out, result
 
 
@@ -104,8 +105,12 @@ def test_a_row_id_in_the_address_opens_that_row(report_run, tmp_path):
 def test_hostile_values_stay_text_in_the_browser(tmp_path):
     out = tmp_path / "run"
     evil = "</script><script>document.body.setAttribute('data-pwned','1')</script><img src=x onerror=alert(1)>"
-    build_chain().run([{"text": evil}], output_dir=out, cache=False,
-                      engines={"fk": FakeEngine(name="fk", handler=lambda r: {"answer": evil, "score": 1})})
+    build_chain().run(
+        [{"text": evil}],
+        output_dir=out,
+        cache=False,
+        engines={"fk": FakeEngine(name="fk", handler=lambda r: {"answer": evil, "score": 1})},
+    )
     dom_text = dump_dom(CHROMIUM, (out / "report.html").as_uri(), tmp_path / "profile")
     assert "data-pwned" not in dom_text.split("<body", 1)[1].split(">", 1)[0]
     assert "<img" not in dom_text

@@ -114,8 +114,7 @@ class BaseHTTPClient:
         base = self.normalize_endpoint((endpoint or cfg.resolved_endpoint() or "").strip())
         if not base:
             raise ConfigError(
-                f"engine '{cfg.name}' has no endpoint: set `endpoint:` or let "
-                "EngineBroker.start(cfg) start its server",
+                f"engine '{cfg.name}' has no endpoint: set `endpoint:` or let EngineBroker.start(cfg) start its server",
                 engine=cfg.name,
             )
         self.endpoint = base
@@ -192,20 +191,27 @@ class BaseHTTPClient:
 
     def sampling_problems(self, sampling: SamplingParams) -> list[str]:
         """One message per set sampling field this wire cannot honour (checked at validation)."""
-        return [self._unsupported(name) for name in sampling.set_fields()
-                if name != "max_tokens" and self.sampling_names.get(name) is None]
+        return [
+            self._unsupported(name)
+            for name in sampling.set_fields()
+            if name != "max_tokens" and self.sampling_names.get(name) is None
+        ]
 
     def _unsupported(self, name: str) -> str:
-        return (f"engine '{self.name}' (backend {self.backend}) cannot honour sampling field "
-                f"'{name}'{self.unsupported_hint.format(field=name)}")
+        return (
+            f"engine '{self.name}' (backend {self.backend}) cannot honour sampling field "
+            f"'{name}'{self.unsupported_hint.format(field=name)}"
+        )
 
     def config_problems(self) -> list[str]:
         """Problems of the engine's own settings for this wire (checked at validation)."""
         effort = getattr(self.cfg, "reasoning_effort", None)
         if effort is not None and effort not in self.reasoning_efforts:
             accepted = ", ".join(sorted(self.reasoning_efforts)) or "none: remove it"
-            return [f"engine '{self.name}' (backend {self.backend}): reasoning_effort '{effort}' "
-                    f"is not accepted by this server (accepted: {accepted})"]
+            return [
+                f"engine '{self.name}' (backend {self.backend}): reasoning_effort '{effort}' "
+                f"is not accepted by this server (accepted: {accepted})"
+            ]
         return []
 
     def schema_warnings(self, schema: dict[str, Any] | None, model_name: str = "output") -> list[str]:
@@ -256,7 +262,9 @@ class BaseHTTPClient:
             connector = (
                 self._connector_factory()
                 if self._connector_factory
-                else aiohttp.TCPConnector(limit=self.max_in_flight, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
+                else aiohttp.TCPConnector(
+                    limit=self.max_in_flight, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+                )
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, headers=self._headers, trust_env=False
@@ -310,8 +318,15 @@ class BaseHTTPClient:
         wait = parse_retry_after(retry_after)
         cls = RateLimitError if status == 429 else EngineHTTPError
         flag = None if should_retry is None else should_retry.strip().lower() == "true"
-        raise cls(msg, status=status, retry_after=wait, engine=self.name, code=code if isinstance(code, str) else None,
-                  param=param if isinstance(param, str) else None, should_retry=flag)
+        raise cls(
+            msg,
+            status=status,
+            retry_after=wait,
+            engine=self.name,
+            code=code if isinstance(code, str) else None,
+            param=param if isinstance(param, str) else None,
+            should_retry=flag,
+        )
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
@@ -374,7 +389,9 @@ class BaseHTTPClient:
                 delay = self.policy.delay(attempt, exc)
                 self.retries += 1
                 if self.events:
-                    self.events.publish(EngineRetry(engine=self.name, error_type=type(exc).__name__, attempt=attempt, delay_s=delay))
+                    self.events.publish(
+                        EngineRetry(engine=self.name, error_type=type(exc).__name__, attempt=attempt, delay_s=delay)
+                    )
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
@@ -442,14 +459,18 @@ def truncated(exc: TruncatedCompletionError, request: CompletionRequest, engine:
     """The truncation error for a row: names the step, the engine and ``max_tokens``; never retried."""
     limit = request.sampling.max_tokens
     budget = f"max_tokens={limit}" if limit else "the server's default max_tokens"
-    cause = (" The model spent the whole budget reasoning before answering (a reasoning model):"
-             " raise max_tokens well above its usual thinking length, or lower its reasoning effort."
-             if getattr(exc, "thinking_only", False) else
-             " Raise max_tokens in the step's SamplingParams, or ask for a shorter answer.")
+    cause = (
+        " The model spent the whole budget reasoning before answering (a reasoning model):"
+        " raise max_tokens well above its usual thinking length, or lower its reasoning effort."
+        if getattr(exc, "thinking_only", False)
+        else " Raise max_tokens in the step's SamplingParams, or ask for a shorter answer."
+    )
     err = TruncatedCompletionError(
         f"step '{request.step_id or '?'}', engine '{engine}': the reply stopped at {budget} "
         f"(finish_reason 'length') before the JSON was complete; not retried, the same request stops "
-        f"at the same place.{cause}", engine=engine)
+        f"at the same place.{cause}",
+        engine=engine,
+    )
     err.row_id, err.node_id, err.attempts = request.row_id or None, request.step_id or None, 1
     return err
 
@@ -462,9 +483,7 @@ def parse_chat_completion(data: Any, engine: str) -> Completion:
         choice = data["choices"][0]
         msg = choice["message"]
     except (KeyError, IndexError, TypeError):
-        raise MalformedResponseError(
-            f"engine '{engine}': reply has no choices[0].message", engine=engine
-        ) from None
+        raise MalformedResponseError(f"engine '{engine}': reply has no choices[0].message", engine=engine) from None
     refusal = msg.get("refusal")
     if refusal:
         raise RefusalError(f"engine '{engine}': model refused: {refusal}", engine=engine)
@@ -476,16 +495,17 @@ def parse_chat_completion(data: Any, engine: str) -> Completion:
     finish = choice.get("finish_reason")
     check_finish(finish, content, reasoning, engine)
     if not content.strip():
-        raise EmptyCompletionError(
-            f"engine '{engine}': empty reply (finish_reason={finish})", engine=engine
-        )
+        raise EmptyCompletionError(f"engine '{engine}': empty reply (finish_reason={finish})", engine=engine)
     u = data.get("usage") or {}
     details = u.get("prompt_tokens_details") or {}  # OpenAI / vLLM: prompt-cache hits
     return Completion(
         text=content,
         reasoning=reasoning,
-        usage=Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0,
-                    cached_prompt_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0),
+        usage=Usage(
+            prompt_tokens=u.get("prompt_tokens") or 0,
+            completion_tokens=u.get("completion_tokens") or 0,
+            cached_prompt_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        ),
         model=data.get("model"),
         finish_reason=finish,
     )

@@ -73,14 +73,20 @@ def schema_warnings(step: Any, engine: Any) -> list[str]:
 
 def wire_problems(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     """:func:`step_wire_problems` for every step of ``chain`` (a chain check)."""
-    return [Problem(step.id, msg) for step, engine in _steps_and_engines(chain, engines)
-            for msg in step_wire_problems(step, engine)]
+    return [
+        Problem(step.id, msg)
+        for step, engine in _steps_and_engines(chain, engines)
+        for msg in step_wire_problems(step, engine)
+    ]
 
 
 def wire_warnings(chain: Chain, engines: Mapping[str, Any]) -> list[Problem]:
     """:func:`schema_warnings` for every step of ``chain`` (shown by validate/inspect/run start)."""
-    return [Problem(step.id, msg, severity="warning") for step, engine in _steps_and_engines(chain, engines)
-            for msg in schema_warnings(step, engine)]
+    return [
+        Problem(step.id, msg, severity="warning")
+        for step, engine in _steps_and_engines(chain, engines)
+        for msg in schema_warnings(step, engine)
+    ]
 
 
 def _schema(step: Any) -> dict[str, Any]:

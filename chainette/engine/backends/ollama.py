@@ -93,8 +93,12 @@ class OllamaClient(BaseHTTPClient):
         try:
             return await super().complete(request)
         except EngineHTTPError as exc:
-            if not (exc.status == 400 and self._send_think and self.think_value() is False
-                    and "does not support thinking" in str(exc)):
+            if not (
+                exc.status == 400
+                and self._send_think
+                and self.think_value() is False
+                and "does not support thinking" in str(exc)
+            ):
                 raise
         # an Ollama older than 0.12.5 refuses think: false for a model that cannot think
         self._send_think = False
@@ -118,7 +122,9 @@ class OllamaClient(BaseHTTPClient):
         return Completion(
             text=content,
             reasoning=reasoning,
-            usage=Usage(prompt_tokens=data.get("prompt_eval_count") or 0, completion_tokens=data.get("eval_count") or 0),
+            usage=Usage(
+                prompt_tokens=data.get("prompt_eval_count") or 0, completion_tokens=data.get("eval_count") or 0
+            ),
             model=data.get("model"),
             finish_reason=finish,
         )

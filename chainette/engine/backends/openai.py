@@ -40,9 +40,11 @@ class OpenAIClient(BaseHTTPClient):
     """``POST {endpoint}/chat/completions`` with a Bearer key and a JSON schema response format."""
 
     backend = "openai"
-    unsupported_hint = (": OpenAI's Chat Completions API has no such parameter. If this endpoint is an "
-                        "OpenAI-compatible server that accepts it, send it verbatim with "
-                        "SamplingParams(extra={{'{field}': ...}})")
+    unsupported_hint = (
+        ": OpenAI's Chat Completions API has no such parameter. If this endpoint is an "
+        "OpenAI-compatible server that accepts it, send it verbatim with "
+        "SamplingParams(extra={{'{field}': ...}})"
+    )
     reasoning_efforts = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -71,8 +73,10 @@ class OpenAIClient(BaseHTTPClient):
         return verdict.strict
 
     def _refusal(self, schema: dict[str, Any], problems: tuple[str, ...]) -> str:
-        return (f"engine '{self.name}' (strict_schema: always): {schema.get('title', 'the output model')} "
-                f"cannot be sent under OpenAI strict structured outputs: {'; '.join(problems)}")
+        return (
+            f"engine '{self.name}' (strict_schema: always): {schema.get('title', 'the output model')} "
+            f"cannot be sent under OpenAI strict structured outputs: {'; '.join(problems)}"
+        )
 
     def schema_warnings(self, schema: dict[str, Any] | None, model_name: str = "output") -> list[str]:
         if schema is None or self._strict_mode != "auto":
@@ -80,8 +84,10 @@ class OpenAIClient(BaseHTTPClient):
         verdict = cached_strict_verdict(schema)
         if verdict.ok:
             return []
-        return [f"{model_name} is sent to engine '{self.name}' as a non-strict JSON schema (replies are "
-                f"validated, not constrained) because strict mode cannot express it: {'; '.join(verdict.problems)}"]
+        return [
+            f"{model_name} is sent to engine '{self.name}' as a non-strict JSON schema (replies are "
+            f"validated, not constrained) because strict mode cannot express it: {'; '.join(verdict.problems)}"
+        ]
 
     def schema_problems(self, schema: dict[str, Any] | None, model_name: str = "output") -> list[str]:
         if schema is None or self._strict_mode != "always":

@@ -39,13 +39,33 @@ from typing import Any
 
 STRICT_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"})
 TYPES = frozenset({"string", "number", "boolean", "integer", "object", "array", "null"})
-ALLOWED_KEYWORDS = frozenset({
-    "type", "properties", "required", "additionalProperties", "items", "anyOf", "$ref", "$defs",
-    "enum", "const", "title", "description",
-    "pattern", "format", "minLength", "maxLength",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "minItems", "maxItems",
-})
+ALLOWED_KEYWORDS = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "anyOf",
+        "$ref",
+        "$defs",
+        "enum",
+        "const",
+        "title",
+        "description",
+        "pattern",
+        "format",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+    }
+)
 MAX_PROPERTIES = 5000
 MAX_DEPTH = 10
 MAX_ENUM_VALUES = 1000
@@ -89,7 +109,9 @@ class _Checker:
         if self.enum_values > MAX_ENUM_VALUES:
             self.out.append(f"#: {self.enum_values} enum values (strict mode allows {MAX_ENUM_VALUES})")
         if self.chars > MAX_NAME_CHARS:
-            self.out.append(f"#: {self.chars} characters of names and enum values (strict mode allows {MAX_NAME_CHARS})")
+            self.out.append(
+                f"#: {self.chars} characters of names and enum values (strict mode allows {MAX_NAME_CHARS})"
+            )
         depth = self.depth(self.root, 0, ())
         if depth > MAX_DEPTH:
             self.out.append(f"#: {depth} levels of object nesting (strict mode allows {MAX_DEPTH})")
@@ -135,7 +157,9 @@ class _Checker:
             self.out.append(f"{where}: items on a non-array schema")
         fmt = node.get("format")
         if fmt is not None and fmt not in STRICT_FORMATS:
-            self.out.append(f"{where}: format '{fmt}' is not supported (supported: {', '.join(sorted(STRICT_FORMATS))})")
+            self.out.append(
+                f"{where}: format '{fmt}' is not supported (supported: {', '.join(sorted(STRICT_FORMATS))})"
+            )
 
     def _ref(self, node: dict[str, Any], where: str) -> None:
         ref = node["$ref"]
@@ -176,7 +200,9 @@ class _Checker:
         required = node.get("required", [])
         if not isinstance(required, list) or set(required) != set(props) or len(required) != len(set(required)):
             missing = sorted(set(props) - set(required if isinstance(required, list) else []))
-            self.out.append(f"{where}: every property must be required" + (f" (missing: {', '.join(missing)})" if missing else ""))
+            self.out.append(
+                f"{where}: every property must be required" + (f" (missing: {', '.join(missing)})" if missing else "")
+            )
         self.properties += len(props)
         for name, sub in props.items():
             self.chars += len(name)
@@ -192,7 +218,9 @@ class _Checker:
             size = sum(len(v) for v in values if isinstance(v, str))
             self.chars += size
             if len(values) > LARGE_ENUM and all(isinstance(v, str) for v in values) and size > MAX_LARGE_ENUM_CHARS:
-                self.out.append(f"{where}: {len(values)} string enum values of {size} characters (at most {MAX_LARGE_ENUM_CHARS})")
+                self.out.append(
+                    f"{where}: {len(values)} string enum values of {size} characters (at most {MAX_LARGE_ENUM_CHARS})"
+                )
         if isinstance(node.get("const"), str):
             self.chars += len(node["const"])
 

@@ -48,10 +48,26 @@ from pydantic import BaseModel
 from chainette.engine.backends.strict_rules import STRICT_FORMATS, strict_mode_violations
 
 _ANNOTATIONS = frozenset({"default", "examples", "readOnly", "writeOnly", "deprecated", "$comment", "$schema", "$id"})
-_KEPT = frozenset({
-    "title", "description", "pattern", "format", "minLength", "maxLength", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "enum", "const", "type",
-})
+_KEPT = frozenset(
+    {
+        "title",
+        "description",
+        "pattern",
+        "format",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "enum",
+        "const",
+        "type",
+    }
+)
 _HARMLESS_FORMATS = frozenset({"password"})  # SecretStr: any string validates
 _EXOTIC_REGEX = re.compile(r"\(\?[=!<]|\(\?P|\\[1-9]")
 """Lookarounds, named groups, backreferences: the guide does not say its regex dialect has
@@ -208,7 +224,9 @@ class _Converter:
             root = {**(target or {}), **{k: v for k, v in root.items() if k != "$ref"}}
         out = self.node(root, name)
         for def_name, sub in self.defs.items():
-            self.out_defs[def_name] = self.node(sub, str(sub.get("title") or def_name) if isinstance(sub, dict) else def_name)
+            self.out_defs[def_name] = self.node(
+                sub, str(sub.get("title") or def_name) if isinstance(sub, dict) else def_name
+            )
         if out.get("type") != "object" or "properties" not in out:
             self._problem(name, "the output must be a JSON object with named fields")
         self._fix_first_keys()
@@ -252,7 +270,14 @@ class _Converter:
         if "anyOf" in node:
             return self._any_of(node, where)
         for key in node:
-            if key not in _KEPT and key not in ("properties", "required", "additionalProperties", "items", "prefixItems", "uniqueItems"):
+            if key not in _KEPT and key not in (
+                "properties",
+                "required",
+                "additionalProperties",
+                "items",
+                "prefixItems",
+                "uniqueItems",
+            ):
                 self._problem(where, f"keyword '{key}' has no strict-mode equivalent")
         typ = node.get("type")
         types = typ if isinstance(typ, list) else [typ]
@@ -266,27 +291,39 @@ class _Converter:
         out = {k: v for k, v in node.items() if k in _KEPT}
         pattern = out.get("pattern")
         if isinstance(pattern, str) and _EXOTIC_REGEX.search(pattern):
-            self._problem(where, f"pattern {pattern!r} uses a lookaround, named group or backreference, "
-                                 "which strict mode's regular expressions are not documented to support")
+            self._problem(
+                where,
+                f"pattern {pattern!r} uses a lookaround, named group or backreference, "
+                "which strict mode's regular expressions are not documented to support",
+            )
         fmt = out.get("format")
         if fmt is not None and fmt not in STRICT_FORMATS:
             if fmt in _HARMLESS_FORMATS:
                 out.pop("format")
             else:
-                self._problem(where, f"string format '{fmt}' is not one strict mode supports "
-                                     f"({', '.join(sorted(STRICT_FORMATS))})")
+                self._problem(
+                    where,
+                    f"string format '{fmt}' is not one strict mode supports ({', '.join(sorted(STRICT_FORMATS))})",
+                )
         return out
 
     def _object(self, node: dict[str, Any], where: str) -> dict[str, Any]:
         props = node.get("properties")
         extra = node.get("additionalProperties")
         if not isinstance(props, dict):
-            what = "a dict with free-form keys" if extra not in (None, False) or "properties" not in node else "an object"
-            self._problem(where, f"{what} (e.g. dict[str, ...]) cannot be expressed: strict mode needs a fixed set of keys")
+            what = (
+                "a dict with free-form keys" if extra not in (None, False) or "properties" not in node else "an object"
+            )
+            self._problem(
+                where, f"{what} (e.g. dict[str, ...]) cannot be expressed: strict mode needs a fixed set of keys"
+            )
             return {}
         if not props and extra not in (None, False):
-            self._problem(where, "a dict with free-form keys (e.g. dict[str, ...]) cannot be expressed: "
-                                 "strict mode needs a fixed set of keys")
+            self._problem(
+                where,
+                "a dict with free-form keys (e.g. dict[str, ...]) cannot be expressed: "
+                "strict mode needs a fixed set of keys",
+            )
             return {}
         required = set(node.get("required", ()))
         out: dict[str, Any] = {k: v for k, v in node.items() if k in ("title", "description")}
@@ -313,8 +350,16 @@ class _Converter:
             items = [self.node(p, f"{where}[{i}]") for i, p in enumerate(prefix)] if isinstance(prefix, list) else []
             texts = {json.dumps(i, sort_keys=True) for i in items}
             tail = node.get("items")
-            if not items or len(texts) > 1 or (tail not in (None, False) and json.dumps(self.node(tail, f"{where}[]"), sort_keys=True) not in texts):
-                self._problem(where, "a tuple with different item types (prefixItems) cannot be expressed in strict mode")
+            if (
+                not items
+                or len(texts) > 1
+                or (
+                    tail not in (None, False) and json.dumps(self.node(tail, f"{where}[]"), sort_keys=True) not in texts
+                )
+            ):
+                self._problem(
+                    where, "a tuple with different item types (prefixItems) cannot be expressed in strict mode"
+                )
                 return {}
             out["items"] = items[0]
             if tail in (None, False):
@@ -355,8 +400,11 @@ class _Converter:
         if prop is None:
             prop = _common_discriminator(targets)
         if prop is None or not _disjoint_on(targets, prop):
-            self._problem(where, "a oneOf union whose variants are not told apart by a literal field "
-                                 "cannot be expressed (strict mode has only anyOf)")
+            self._problem(
+                where,
+                "a oneOf union whose variants are not told apart by a literal field "
+                "cannot be expressed (strict mode has only anyOf)",
+            )
             return {}
         rest = {k: v for k, v in node.items() if k in ("title", "description")}
         out = self._any_of({"anyOf": variants, **rest}, where)
@@ -397,8 +445,9 @@ class _Converter:
     # -- anyOf objects must not share an identical first key ------------------------------
     def _fix_first_keys(self) -> None:
         for variants, where, disc in self.first_keys:
-            objects = [o for o in (self._resolve_out(v) for v in variants)
-                       if isinstance(o, dict) and o.get("properties")]
+            objects = [
+                o for o in (self._resolve_out(v) for v in variants) if isinstance(o, dict) and o.get("properties")
+            ]
             if len(objects) < 2 or not _first_key_clash(objects):
                 continue
             prop = disc or _common_discriminator(objects)
@@ -408,8 +457,11 @@ class _Converter:
             else:
                 picks = _unique_keys(objects)
                 if picks is None:
-                    self._problem(where, "union members share their first field and no field tells them apart "
-                                         "(strict mode rejects anyOf objects with an identical first key)")
+                    self._problem(
+                        where,
+                        "union members share their first field and no field tells them apart "
+                        "(strict mode rejects anyOf objects with an identical first key)",
+                    )
                     continue
                 for obj, key in zip(objects, picks, strict=True):
                     _move_first(obj, key)
@@ -428,9 +480,21 @@ def _json_type_fits(value: Any, node: Any) -> bool:
         return value == node["const"]
     typ = node.get("type")
     types = typ if isinstance(typ, list) else [typ]
-    kind = ("object" if isinstance(value, dict) else "array" if isinstance(value, list)
-            else "string" if isinstance(value, str) else "boolean" if isinstance(value, bool)
-            else "integer" if isinstance(value, int) else "number" if isinstance(value, float) else "null")
+    kind = (
+        "object"
+        if isinstance(value, dict)
+        else "array"
+        if isinstance(value, list)
+        else "string"
+        if isinstance(value, str)
+        else "boolean"
+        if isinstance(value, bool)
+        else "integer"
+        if isinstance(value, int)
+        else "number"
+        if isinstance(value, float)
+        else "null"
+    )
     return kind in types or (kind == "integer" and "number" in types)
 
 
@@ -489,4 +553,3 @@ def _move_first(obj: dict[str, Any], key: str) -> None:
     props = obj["properties"]
     obj["properties"] = {key: props[key], **{k: v for k, v in props.items() if k != key}}
     obj["required"] = list(obj["properties"])
-

@@ -73,9 +73,18 @@ class BatchEngine:
     online re-asks); ``transport`` the provider (:class:`.openai_api.OpenAIBatchAPI` or
     :class:`.vllm_offline.VLLMRunBatch`); ``store`` the run's journal."""
 
-    def __init__(self, cfg: EngineConfig, online: Any, transport: Any, store: BatchStore, *,
-                 settings: BatchSettings | None = None, publish: Callable[[Any], None] | None = None,
-                 url: str = CHAT_URL, reask_online: bool | None = None) -> None:
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        online: Any,
+        transport: Any,
+        store: BatchStore,
+        *,
+        settings: BatchSettings | None = None,
+        publish: Callable[[Any], None] | None = None,
+        url: str = CHAT_URL,
+        reask_online: bool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.max_in_flight = cfg.max_in_flight
@@ -156,7 +165,9 @@ class BatchEngine:
                     continue
                 error = EngineTimeoutError(
                     f"engine '{self.name}': the request was not run by its batch ({outcome.reason}), "
-                    f"{tries} batch(es) tried", engine=self.name)
+                    f"{tries} batch(es) tried",
+                    engine=self.name,
+                )
             assert error is not None
             if error.stop is not None:
                 raise error
@@ -232,9 +243,17 @@ class BatchEngine:
             return fut
         s = self.settings
         if len(line) > s.max_bytes:
-            self._resolve(cid, Outcome("error", error=EngineError(
-                f"engine '{self.name}': one request is {len(line):,} bytes, more than a batch file may hold "
-                f"(batch.max_bytes {s.max_bytes:,})", engine=self.name)))
+            self._resolve(
+                cid,
+                Outcome(
+                    "error",
+                    error=EngineError(
+                        f"engine '{self.name}': one request is {len(line):,} bytes, more than a batch file may hold "
+                        f"(batch.max_bytes {s.max_bytes:,})",
+                        engine=self.name,
+                    ),
+                ),
+            )
             return fut
         if self._buffer and self._buffer_bytes + len(line) > s.max_bytes:
             self._flush()
@@ -253,8 +272,13 @@ class BatchEngine:
         items, self._buffer, self._buffer_bytes = self._buffer, [], 0
         if not items:
             return
-        rec = BatchRecord(key=self.store.new_key(self.name), engine=self.name, kind=self.transport.kind,
-                          requests=len(items), bytes=sum(len(line) for _, line in items))
+        rec = BatchRecord(
+            key=self.store.new_key(self.name),
+            engine=self.name,
+            kind=self.transport.kind,
+            requests=len(items),
+            bytes=sum(len(line) for _, line in items),
+        )
         self._records[rec.key] = rec
         self.requests += len(items)
         self._spawn(self._new_batch(rec, items))
@@ -290,8 +314,9 @@ class BatchEngine:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an unexpected reply: stop resumable, never lose rows
-            self._stop(f"engine '{self.name}': batch {rec.key} could not be handled: "
-                       f"{type(exc).__name__}: {exc}", "batch")
+            self._stop(
+                f"engine '{self.name}': batch {rec.key} could not be handled: {type(exc).__name__}: {exc}", "batch"
+            )
 
     async def _submit_poll(self, rec: BatchRecord, resumed: bool) -> None:
         if rec.batch_id is None and rec.state not in TERMINAL_STATES:
@@ -332,8 +357,11 @@ class BatchEngine:
             except EngineError as exc:
                 failures += 1
                 if failures >= POLL_FAILURES:
-                    self._stop(f"engine '{self.name}': cannot poll batch {rec.batch_id} ({exc}); it goes on at "
-                               "the provider: rerun with --resume to re-attach", "unreachable")
+                    self._stop(
+                        f"engine '{self.name}': cannot poll batch {rec.batch_id} ({exc}); it goes on at "
+                        "the provider: rerun with --resume to re-attach",
+                        "unreachable",
+                    )
                     raise _Stopped() from exc
                 self._transport_error(rec, exc, "polling", retry=True)
                 continue
@@ -348,8 +376,11 @@ class BatchEngine:
             self._stop(f"engine '{self.name}' stopped while {doing} batch {rec.key}: {exc}; {hint}", kind)
             raise _Stopped() from exc
         if exc.retryable and not retry:  # the transport's retries are spent
-            self._stop(f"engine '{self.name}': the Batch API failed while {doing} batch {rec.key}: {exc}; "
-                       "rerun with --resume to continue", "unreachable")
+            self._stop(
+                f"engine '{self.name}': the Batch API failed while {doing} batch {rec.key}: {exc}; "
+                "rerun with --resume to continue",
+                "unreachable",
+            )
             raise _Stopped() from exc
 
     def _apply(self, rec: BatchRecord, obj: Any, *, force_save: bool = False) -> None:
@@ -377,7 +408,8 @@ class BatchEngine:
     async def _collect(self, rec: BatchRecord, cids: list[str], resumed: bool) -> None:
         """Download the result files, hand each waiting request its outcome, journal ``collected``."""
         on_purpose = rec.state in ("cancelled", "cancelling") and (
-            rec.cancel_requested or bool({rec.batch_id, rec.key} & self.store.cancel_requested()))
+            rec.cancel_requested or bool({rec.batch_id, rec.key} & self.store.cancel_requested())
+        )
         results: list[tuple[str | None, Outcome, str, int]] = []
         if rec.state == "failed":
             missing = f"batch {rec.batch_id or rec.key} failed: {rec.errors or 'no reason given'}"
@@ -396,9 +428,12 @@ class BatchEngine:
             missing = f"batch {rec.batch_id or rec.key} ended {rec.state} without a result for it"
         if on_purpose:
             rec.cancel_requested = True
-            self._stopped = (f"engine '{self.name}': batch {rec.batch_id} was cancelled (chainette batches "
-                             "--cancel); its unfinished rows are not committed: rerun with --resume to send "
-                             "them again", "cancelled")
+            self._stopped = (
+                f"engine '{self.name}': batch {rec.batch_id} was cancelled (chainette batches "
+                "--cancel); its unfinished rows are not committed: rerun with --resume to send "
+                "them again",
+                "cancelled",
+            )
         seen: set[str] = set()
         for cid, outcome, path, offset in results:
             if cid is None:
@@ -447,9 +482,18 @@ class BatchEngine:
 
     def _event(self, rec: BatchRecord) -> None:
         c = rec.request_counts
-        self.publish(BatchProgress(engine=self.name, key=rec.key, batch_id=rec.batch_id, status=rec.state,
-                                   requests=rec.requests, completed=int(c.get("completed", 0)),
-                                   failed=int(c.get("failed", 0)), collected=rec.collected))
+        self.publish(
+            BatchProgress(
+                engine=self.name,
+                key=rec.key,
+                batch_id=rec.batch_id,
+                status=rec.state,
+                requests=rec.requests,
+                completed=int(c.get("completed", 0)),
+                failed=int(c.get("failed", 0)),
+                collected=rec.collected,
+            )
+        )
 
 
 class _Stopped(Exception):

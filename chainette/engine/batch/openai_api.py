@@ -41,8 +41,15 @@ class OpenAIBatchAPI:
 
     kind = "openai"
 
-    def __init__(self, client: BaseHTTPClient, *, run_key: str, completion_window: str = "24h",
-                 policy: RetryPolicy | None = None, connector_factory: Any = None) -> None:
+    def __init__(
+        self,
+        client: BaseHTTPClient,
+        *,
+        run_key: str,
+        completion_window: str = "24h",
+        policy: RetryPolicy | None = None,
+        connector_factory: Any = None,
+    ) -> None:
         self.client = client
         self.name = client.name
         self.base = client.endpoint
@@ -63,12 +70,14 @@ class OpenAIBatchAPI:
             self._loop = loop
             timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=max(self.client.cfg.timeout, 60))
             connector = self._connector_factory() if self._connector_factory else None
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=timeout, connector=connector,
-                                                  trust_env=False)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=timeout, connector=connector, trust_env=False
+            )
         return self._session
 
-    async def _call(self, method: str, path: str, *, json: Any = None, form: Any = None,
-                    dest: Path | None = None) -> Any:
+    async def _call(
+        self, method: str, path: str, *, json: Any = None, form: Any = None, dest: Path | None = None
+    ) -> Any:
         """One API call with retries; the decoded JSON reply (or ``None`` when streamed to ``dest``)."""
         attempt = 0
         while True:
@@ -98,8 +107,9 @@ class OpenAIBatchAPI:
                 status = resp.status
                 if status >= 300:
                     raw = await resp.read()
-                    self.client._raise_status(status, raw, resp.headers.get("Retry-After"),
-                                              resp.headers.get("x-should-retry"))
+                    self.client._raise_status(
+                        status, raw, resp.headers.get("Retry-After"), resp.headers.get("x-should-retry")
+                    )
                 if dest is not None:
                     tmp = dest.with_name(dest.name + ".part")
                     with open(tmp, "wb") as f:
@@ -115,7 +125,8 @@ class OpenAIBatchAPI:
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineConnectionError(
                 f"engine '{self.name}': cannot reach {url}: {self.client._redact(str(exc)) or type(exc).__name__}",
-                engine=self.name) from exc
+                engine=self.name,
+            ) from exc
         finally:
             if opened is not None:
                 opened.close()
@@ -124,7 +135,9 @@ class OpenAIBatchAPI:
         except ValueError:
             raise MalformedResponseError(
                 f"engine '{self.name}': {method} {path} did not answer JSON: "
-                f"{self.client._redact(raw[:200].decode('utf-8', 'replace'))}", engine=self.name) from None
+                f"{self.client._redact(raw[:200].decode('utf-8', 'replace'))}",
+                engine=self.name,
+            ) from None
 
     # -- the protocol ------------------------------------------------------------------
     async def upload(self, path: Path, record: BatchRecord) -> str:
@@ -147,9 +160,16 @@ class OpenAIBatchAPI:
         return {"chainette_run": self.run_key, "chainette_batch": record.key}
 
     async def create(self, file_id: str, record: BatchRecord) -> dict[str, Any]:
-        return await self._call("POST", "/batches", json={
-            "input_file_id": file_id, "endpoint": CHAT_URL, "completion_window": self.completion_window,
-            "metadata": self.metadata(record)})
+        return await self._call(
+            "POST",
+            "/batches",
+            json={
+                "input_file_id": file_id,
+                "endpoint": CHAT_URL,
+                "completion_window": self.completion_window,
+                "metadata": self.metadata(record),
+            },
+        )
 
     async def retrieve(self, record: BatchRecord) -> dict[str, Any]:
         return await self._call("GET", f"/batches/{record.batch_id}")

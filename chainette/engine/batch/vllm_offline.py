@@ -54,7 +54,9 @@ def run_batch_argv(cfg: EngineConfig, requests: Path, output: Path) -> list[str]
         raise ServerStartError(
             f"engine '{cfg.name}' (mode: batch): the `vllm` executable is not on PATH, and offline batches run "
             "through `vllm run-batch`. Install vLLM (`pip install vllm`, on a machine with a GPU), or give the "
-            "engine an `endpoint:` and mode: online.", engine=cfg.name)
+            "engine an `endpoint:` and mode: online.",
+            engine=cfg.name,
+        )
     argv = [exe, "run-batch", "-i", str(requests), "-o", str(output), "--model", cfg.model]
     if cfg.dtype:
         argv += ["--dtype", cfg.dtype]
@@ -145,8 +147,13 @@ class VLLMRunBatch:
         async with _gpu_lock():
             with open(self.store.log_path(record.key), "ab") as log:
                 job.process = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    env=self._env, start_new_session=True)
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=self._env,
+                    start_new_session=True,
+                )
             job.state = "in_progress"
             record.pid = job.process.pid
             self.store.save(record)
@@ -159,9 +166,14 @@ class VLLMRunBatch:
     def _status(self, record: BatchRecord) -> dict[str, Any]:
         out = self._output(record)
         job = self._jobs.get(record.key)
-        batch: dict[str, Any] = {"id": record.batch_id or f"vllm-{record.key}", "object": "batch",
-                                 "input_file_id": record.input_file_id, "output_file_id": None,
-                                 "error_file_id": None, "errors": None}
+        batch: dict[str, Any] = {
+            "id": record.batch_id or f"vllm-{record.key}",
+            "object": "batch",
+            "input_file_id": record.input_file_id,
+            "output_file_id": None,
+            "error_file_id": None,
+            "errors": None,
+        }
         done_lines = _count_lines(out)
         if job is None:  # a batch of an earlier driver
             marker = str(self.store.request_path(record.key))
@@ -179,13 +191,14 @@ class VLLMRunBatch:
         else:
             status = "failed"
             tail = _tail(self.store.log_path(record.key))
-            batch["errors"] = {"object": "list", "data": [
-                {"code": "vllm_run_batch_failed", "message": f"vllm run-batch exited with {job.rc}: {tail}"}]}
+            batch["errors"] = {
+                "object": "list",
+                "data": [{"code": "vllm_run_batch_failed", "message": f"vllm run-batch exited with {job.rc}: {tail}"}],
+            }
         if status == "completed":
             batch["output_file_id"] = str(out)
         batch["status"] = status
-        batch["request_counts"] = {"total": record.requests, "completed": min(done_lines, record.requests),
-                                   "failed": 0}
+        batch["request_counts"] = {"total": record.requests, "completed": min(done_lines, record.requests), "failed": 0}
         return batch
 
     async def retrieve(self, record: BatchRecord) -> dict[str, Any]:
@@ -201,8 +214,11 @@ class VLLMRunBatch:
                 pass
         if job is not None and job.task is not None and job.process is None:
             job.task.cancel()  # still queued
-        return {"id": record.batch_id, "status": "cancelled",
-                "request_counts": {"total": record.requests, "completed": 0, "failed": 0}}
+        return {
+            "id": record.batch_id,
+            "status": "cancelled",
+            "request_counts": {"total": record.requests, "completed": 0, "failed": 0},
+        }
 
     async def find(self, record: BatchRecord) -> dict[str, Any] | None:
         return None  # a local process is journaled (pid) before it can produce anything

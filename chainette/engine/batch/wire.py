@@ -74,8 +74,8 @@ def line_custom_id(line: bytes) -> str | None:
     """The ``custom_id`` of a request line we wrote (fast path), or of any JSON line."""
     if line.startswith(_PREFIX):
         end = line.find(b'"', len(_PREFIX))
-        if end > 0 and b"\\" not in line[len(_PREFIX):end]:
-            return line[len(_PREFIX):end].decode()
+        if end > 0 and b"\\" not in line[len(_PREFIX) : end]:
+            return line[len(_PREFIX) : end].decode()
     try:
         value = loads(line).get("custom_id")
     except (ValueError, AttributeError):
@@ -100,8 +100,9 @@ class Outcome:
 def read_result(obj: Any, engine: str) -> tuple[str | None, Outcome]:
     """``(custom_id, outcome)`` of one output- or error-file line (decoded)."""
     if not isinstance(obj, dict):
-        return None, Outcome("error", error=EngineError(f"engine '{engine}': batch result line is not an object",
-                                                         engine=engine))
+        return None, Outcome(
+            "error", error=EngineError(f"engine '{engine}': batch result line is not an object", engine=engine)
+        )
     cid = obj.get("custom_id")
     cid = cid if isinstance(cid, str) else None
     response = obj.get("response")
@@ -116,11 +117,16 @@ def read_result(obj: Any, engine: str) -> tuple[str | None, Outcome]:
     if isinstance(status, int) and not 200 <= status < 300:
         err: EngineError = EngineHTTPError(
             f"engine '{engine}': HTTP {status} for this request in the batch: {message or 'no message'}",
-            status=status, engine=engine, code=code)
+            status=status,
+            engine=engine,
+            code=code,
+        )
         return cid, Outcome("error", error=err)
     what = f"{code}: {message}" if code and message else (message or code or "no response and no error")
-    return cid, Outcome("error", error=EngineError(f"engine '{engine}': the batch returned an error for this "
-                                                   f"request: {what}", engine=engine))
+    return cid, Outcome(
+        "error",
+        error=EngineError(f"engine '{engine}': the batch returned an error for this request: {what}", engine=engine),
+    )
 
 
 def _error_fields(error: Any, body: Any) -> tuple[str | None, str]:

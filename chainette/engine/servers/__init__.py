@@ -35,6 +35,9 @@ def managed_server(cfg: EngineConfig) -> ManagedServer:
     if server is None:
         raise ConfigError(f"engine '{cfg.name}': backend '{cfg.backend}' has no managed server", engine=cfg.name)
     if not isinstance(server, ManagedServer):
-        raise ConfigError(f"engine '{cfg.name}': backend '{cfg.backend}' registers {server!r} as its server, "
-                          "which is not a chainette.engine.servers.ManagedServer", engine=cfg.name)
+        raise ConfigError(
+            f"engine '{cfg.name}': backend '{cfg.backend}' registers {server!r} as its server, "
+            "which is not a chainette.engine.servers.ManagedServer",
+            engine=cfg.name,
+        )
     return server

@@ -66,5 +66,7 @@ class ManagedServer(ABC):
 
     def unauthorized_hint(self, cfg: EngineConfig) -> str:
         """What to tell the user when the server answers 401/403 to the readiness probe."""
-        return (f"the {self.kind} server demands credentials that engine '{cfg.name}' does not "
-                "give it; check the environment it inherits and `extra_env`")
+        return (
+            f"the {self.kind} server demands credentials that engine '{cfg.name}' does not "
+            "give it; check the environment it inherits and `extra_env`"
+        )

@@ -40,10 +40,23 @@ class LlamaCppServer(ManagedServer):
             raise ConfigError(f"engine '{cfg.name}': {exc}", engine=cfg.name) from None
         threads, n_parallel, n_ctx = local_server_settings(cfg.threads, cfg.n_parallel, cfg.n_ctx)
         return [
-            sys.executable, "-m", SERVER_MODULE,
-            "--model", str(path), "--host", cfg.host, "--port", str(port),
-            "--alias", self.served_model_name(cfg),
-            "--n-parallel", str(n_parallel), "--threads", str(threads), "--ctx", str(n_ctx),
+            sys.executable,
+            "-m",
+            SERVER_MODULE,
+            "--model",
+            str(path),
+            "--host",
+            cfg.host,
+            "--port",
+            str(port),
+            "--alias",
+            self.served_model_name(cfg),
+            "--n-parallel",
+            str(n_parallel),
+            "--threads",
+            str(threads),
+            "--ctx",
+            str(n_ctx),
         ] + (["--parent-pid", str(parent_pid)] if parent_pid else [])
 
     def env(self, cfg: EngineConfig) -> dict[str, str]:

@@ -52,8 +52,7 @@ class ServerPool:
         with self._lock:
             return self._name_locks.setdefault(name, threading.Lock())
 
-    def start(self, cfg: EngineConfig, *, log_dir: str | Path | None = None,
-              events: EventBus | None = None) -> str:
+    def start(self, cfg: EngineConfig, *, log_dir: str | Path | None = None, events: EventBus | None = None) -> str:
         """Ensure ``cfg``'s server runs; count a reference; return its base URL (``.../v1``).
 
         A server it starts reports on ``events`` (the run's bus; default: the process-wide one)."""
@@ -123,8 +122,9 @@ class ServerPool:
         """Stop lazy servers idle for at least ``idle_timeout``; returns their names."""
         now = time.monotonic() if now is None else now
         return self._stop_where(
-            lambda e: e.refs == 0 and e.cfg.lazy and e.idle_since is not None
-            and now - e.idle_since >= self.idle_timeout
+            lambda e: (
+                e.refs == 0 and e.cfg.lazy and e.idle_since is not None and now - e.idle_since >= self.idle_timeout
+            )
         )
 
     def flush(self, force: bool = False, *, all_refs: bool = False) -> list[str]:

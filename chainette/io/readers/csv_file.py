@@ -78,18 +78,26 @@ def _explain(exc: csv.Error, first: int, last: int) -> str:
     msg = str(exc)
     span = f" (the quoted field runs from line {first} to line {last})" if last > first else ""
     if "unexpected end of data" in msg:
-        return (f"unbalanced quotes: a quoted field that starts on this line is never closed (no closing quote up "
-                f"to the end of the file, line {last}); close the quote, or double a quote that is part of the "
-                "text (\"\")")
+        return (
+            f"unbalanced quotes: a quoted field that starts on this line is never closed (no closing quote up "
+            f"to the end of the file, line {last}); close the quote, or double a quote that is part of the "
+            'text ("")'
+        )
     if "expected after" in msg:
-        return (f"a closing quote is followed by more text ({msg}){span}; a quote inside a quoted field must be "
-                "doubled (\"\")")
+        return (
+            f"a closing quote is followed by more text ({msg}){span}; a quote inside a quoted field must be "
+            'doubled ("")'
+        )
     if "new-line character seen in unquoted field" in msg:
-        return ("a bare carriage return (\\r) inside an unquoted field: the file may use old Mac line endings; "
-                "convert them to \\n, or quote the field")
+        return (
+            "a bare carriage return (\\r) inside an unquoted field: the file may use old Mac line endings; "
+            "convert them to \\n, or quote the field"
+        )
     if "field larger than field limit" in msg:
-        return (f"a field is longer than {csv.field_size_limit()} characters (the limit of Python's csv module); "
-                "use JSON Lines for longer values")
+        return (
+            f"a field is longer than {csv.field_size_limit()} characters (the limit of Python's csv module); "
+            "use JSON Lines for longer values"
+        )
     return f"malformed CSV: {msg}{span}"
 
 
@@ -122,11 +130,15 @@ class CsvSource(InputSource):
                     reader = csv.reader(feed, delimiter=self.delimiter, strict=True)
                     yield None, bad.line.error, first, first, False
                     continue
-                error = f"line {bad.line.number}, inside a quoted field that starts here, cannot be read: {bad.line.error}"
+                error = (
+                    f"line {bad.line.number}, inside a quoted field that starts here, cannot be read: {bad.line.error}"
+                )
             except _TooLong:
                 first = feed.record[0].number
-                error = (f"a record longer than {self.limits.max_line_bytes} bytes (ReadLimits.max_line_bytes) "
-                         f"starts here (read up to line {feed.record[-1].number}); is a quote never closed?")
+                error = (
+                    f"a record longer than {self.limits.max_line_bytes} bytes (ReadLimits.max_line_bytes) "
+                    f"starts here (read up to line {feed.record[-1].number}); is a quote never closed?"
+                )
             except csv.Error as exc:
                 first = feed.record[0].number if feed.record else 0
                 error = _explain(exc, first, feed.record[-1].number if feed.record else first)
@@ -158,8 +170,11 @@ class CsvSource(InputSource):
                         return
                     dupes = sorted({c for c in fields if fields.count(c) > 1})
                     if dupes:
-                        yield file_problem(f"the header repeats column name(s) {', '.join(map(repr, dupes))}; "
-                                           "their values would be merged: rename them", first)
+                        yield file_problem(
+                            f"the header repeats column name(s) {', '.join(map(repr, dupes))}; "
+                            "their values would be merged: rename them",
+                            first,
+                        )
                         return
                     header = fields
                     self.file_columns = list(header)
@@ -169,8 +184,13 @@ class CsvSource(InputSource):
                     yield RawRow(first, None, error, end_line=end)
                 elif len(fields) != len(header):
                     more = "more" if len(fields) > len(header) else "fewer"
-                    yield RawRow(first, None, f"{len(fields)} value{'s' if len(fields) != 1 else ''}, {more} than the {len(header)} header columns "
-                                              f"({', '.join(header)})", end_line=end)
+                    yield RawRow(
+                        first,
+                        None,
+                        f"{len(fields)} value{'s' if len(fields) != 1 else ''}, {more} than the {len(header)} header columns "
+                        f"({', '.join(header)})",
+                        end_line=end,
+                    )
                 else:
                     yield self._select(dict(zip(header, fields, strict=True)), first, end_line=end)
 

@@ -23,8 +23,10 @@ from chainette.io.readers.source import InputSource, RawRow
 __all__ = ["HFDatasetSource", "hub_reachable", "load_hub_dataset", "load_saved_dataset", "offline_requested"]
 
 _TRUE = ("1", "true", "yes", "on")
-_OFFLINE_HINT = ("download the dataset on a connected machine (load_dataset caches it), or pass the directory "
-                 "written by dataset.save_to_disk(DIR), or a JSONL/Parquet export")
+_OFFLINE_HINT = (
+    "download the dataset on a connected machine (load_dataset caches it), or pass the directory "
+    "written by dataset.save_to_disk(DIR), or a JSONL/Parquet export"
+)
 
 
 class HFDatasetSource(InputSource):
@@ -69,8 +71,9 @@ def _import_datasets(where: str) -> Any:
     try:
         import datasets
     except ImportError:
-        raise InputError("reading a Hugging Face dataset needs the 'datasets' package: "
-                         "pip install 'chainette[datasets]'", path=where) from None
+        raise InputError(
+            "reading a Hugging Face dataset needs the 'datasets' package: pip install 'chainette[datasets]'", path=where
+        ) from None
     return datasets
 
 
@@ -119,8 +122,11 @@ def cached_snapshot(name: str, hub_cache: str | Path | None = None) -> str | Non
         return None
     for revision in (None, "refs/convert/parquet"):  # the repository, then the Hub's Parquet export
         try:
-            return str(snapshot_download(name, repo_type="dataset", revision=revision, cache_dir=hub_cache,
-                                         local_files_only=True))
+            return str(
+                snapshot_download(
+                    name, repo_type="dataset", revision=revision, cache_dir=hub_cache, local_files_only=True
+                )
+            )
         except Exception:  # not cached (LocalEntryNotFoundError), or a malformed name
             continue
     return None
@@ -131,8 +137,14 @@ def _reason(exc: BaseException) -> str:
     return reason[:300] + ("..." if len(reason) > 300 else "")
 
 
-def load_hub_dataset(name: str, split: str, *, offline: bool | None = None, hub_cache: str | Path | None = None,
-                     datasets_cache: str | None = None) -> Any:
+def load_hub_dataset(
+    name: str,
+    split: str,
+    *,
+    offline: bool | None = None,
+    hub_cache: str | Path | None = None,
+    datasets_cache: str | None = None,
+) -> Any:
     """Load split ``split`` of Hub dataset ``name``; offline (``None``: decide now), from the local cache."""
     where = f"{name}/{split}"
     datasets = _import_datasets(where)
@@ -156,8 +168,11 @@ def load_hub_dataset(name: str, split: str, *, offline: bool | None = None, hub_
         return datasets.load_dataset(source, **kwargs)
     except Exception as exc:
         reason = _reason(exc)
-        hint = (f"the Hub is not reachable (offline mode); {_OFFLINE_HINT}"
-                if offline or any(w in reason.lower() for w in ("connect", "offline", "resolve", "reach"))
-                else "check the dataset name and split (the form is NAME/SPLIT, e.g. imdb/test), or pass a local file")
-        raise InputError(f"could not load Hugging Face dataset '{name}' split '{split}': {reason}. Fix: {hint}",
-                         path=where) from None
+        hint = (
+            f"the Hub is not reachable (offline mode); {_OFFLINE_HINT}"
+            if offline or any(w in reason.lower() for w in ("connect", "offline", "resolve", "reach"))
+            else "check the dataset name and split (the form is NAME/SPLIT, e.g. imdb/test), or pass a local file"
+        )
+        raise InputError(
+            f"could not load Hugging Face dataset '{name}' split '{split}': {reason}. Fix: {hint}", path=where
+        ) from None

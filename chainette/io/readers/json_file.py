@@ -78,13 +78,16 @@ class JsonSource(InputSource):
             self._problem = file_problem(
                 f"the file is larger than {self.limits.max_json_bytes} bytes (ReadLimits.max_json_bytes) and a "
                 ".json file is loaded whole; convert it to JSON Lines (one object per line, .jsonl), "
-                "e.g. jq -c '.[]' in.json > in.jsonl")
+                "e.g. jq -c '.[]' in.json > in.jsonl"
+            )
             return
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line, col = _line_col(data, exc.start)
-            self._problem = file_problem(utf8_problem(data, exc, where=f"of the file (line {line}, column {col})"), line)
+            self._problem = file_problem(
+                utf8_problem(data, exc, where=f"of the file (line {line}, column {col})"), line
+            )
             return
         if not text.strip(" \t\r\n"):
             self._rows = []

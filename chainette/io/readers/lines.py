@@ -50,8 +50,10 @@ def _size(n: int) -> str:
 def utf8_problem(data: bytes, exc: UnicodeDecodeError, *, where: str = "of the line") -> str:
     """Describe an invalid UTF-8 byte and how to fix the file."""
     byte = data[exc.start] if exc.start < len(data) else 0
-    return (f"invalid UTF-8: byte 0x{byte:02x} at byte {exc.start + 1} {where} ({exc.reason}); "
-            "the file must be UTF-8: re-encode it (e.g. iconv -f latin1 -t utf-8)")
+    return (
+        f"invalid UTF-8: byte 0x{byte:02x} at byte {exc.start + 1} {where} ({exc.reason}); "
+        "the file must be UTF-8: re-encode it (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def _decode(raw: bytes, number: int) -> Line:
@@ -65,8 +67,11 @@ def _decode(raw: bytes, number: int) -> Line:
 
 
 def _broken(number: int, exc: BaseException) -> Line:
-    what = "the compressed file is cut short or corrupt" if isinstance(
-        exc, (EOFError, zlib.error, gzip.BadGzipFile)) else "the file cannot be read"
+    what = (
+        "the compressed file is cut short or corrupt"
+        if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile))
+        else "the file cannot be read"
+    )
     return Line(number, None, f"{what} at line {number}: {exc}; nothing after this point was read", fatal=True)
 
 
@@ -95,8 +100,12 @@ def read_lines(fh: BinaryIO, max_line_bytes: int) -> Iterator[Line]:
         except (OSError, EOFError, zlib.error) as exc:
             yield _broken(number, exc)
             return
-        yield Line(number, None, f"line is {_size(total)} long, over the limit of {_size(max_line_bytes)} "
-                                 "(ReadLimits.max_line_bytes); it was not read")
+        yield Line(
+            number,
+            None,
+            f"line is {_size(total)} long, over the limit of {_size(max_line_bytes)} "
+            "(ReadLimits.max_line_bytes); it was not read",
+        )
 
 
 def count_lines(path: str | Path, *, budget_s: float = 1.5) -> int | None:

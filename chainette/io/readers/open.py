@@ -53,8 +53,12 @@ def open_input(spec: str | Path, *, columns: list[str] | None = None, limits: Re
     if path.exists():
         if not os.access(path, os.R_OK):
             raise InputError("permission denied: the file is not readable", path=raw)
-        for suffixes, kind in ((_JSONL, JsonlSource), (_JSON, JsonSource), (_CSV, CsvSource),
-                               (_PARQUET, ParquetSource)):
+        for suffixes, kind in (
+            (_JSONL, JsonlSource),
+            (_JSON, JsonSource),
+            (_CSV, CsvSource),
+            (_PARQUET, ParquetSource),
+        ):
             if name.endswith(suffixes):
                 return kind(path, columns, limits)
         raise InputError(

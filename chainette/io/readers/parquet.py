@@ -34,8 +34,9 @@ def _reason(exc: BaseException) -> str:
 class ParquetSource(InputSource):
     def __init__(self, path: Path, columns: list[str] | None = None, limits: ReadLimits = DEFAULT_LIMITS) -> None:
         if importlib.util.find_spec("pyarrow") is None:
-            raise InputError("reading Parquet needs the 'pyarrow' package: pip install 'chainette[parquet]'",
-                             path=str(path))
+            raise InputError(
+                "reading Parquet needs the 'pyarrow' package: pip install 'chainette[parquet]'", path=str(path)
+            )
         super().__init__(str(path), columns)
         self.path = path
         self.limits = limits
@@ -74,8 +75,12 @@ class ParquetSource(InputSource):
                     batch = next(batches, None)
                     rows = None if batch is None else batch.to_pylist()
                 except Exception as exc:  # a corrupt page, bad UTF-8 in a string column, ...
-                    yield file_problem(f"this row and all after it (row group {group + 1} of {groups}) cannot be "
-                                       f"read: {_reason(exc)}; the rows before it were read", i + 1, unit="row")
+                    yield file_problem(
+                        f"this row and all after it (row group {group + 1} of {groups}) cannot be "
+                        f"read: {_reason(exc)}; the rows before it were read",
+                        i + 1,
+                        unit="row",
+                    )
                     return
                 if rows is None:
                     break

@@ -56,8 +56,15 @@ class SkipLog:
         self._fh = open(self.path, "w", encoding="utf-8")
         self._fh.writelines(self._buffer)
         if self._unbuffered:
-            self._fh.write(json.dumps({"error": f"{self._unbuffered} more skipped row(s) before the run started "
-                                                "were not recorded (buffer full)"}) + "\n")
+            self._fh.write(
+                json.dumps(
+                    {
+                        "error": f"{self._unbuffered} more skipped row(s) before the run started "
+                        "were not recorded (buffer full)"
+                    }
+                )
+                + "\n"
+            )
         self._fh.flush()
         self._buffer = []
 

@@ -22,12 +22,18 @@ __all__ = ["OnBad", "validate_rows"]
 
 OnBad = Literal["fail", "skip"]
 
-_ROW_HINT = (". Fix the input, or pass --on-bad-input skip to skip bad rows "
-             "(they are listed in <output_dir>/skipped_inputs.jsonl)")
-_FILE_HINT = (". Fix the input, or pass --on-bad-input skip to go on without what cannot be read "
-              "(it is recorded in <output_dir>/skipped_inputs.jsonl)")
-_EMPTY_HINT = (". Check the -i path and the file, or pass --on-bad-input skip to run on no rows anyway "
-               "(recorded in <output_dir>/skipped_inputs.jsonl)")
+_ROW_HINT = (
+    ". Fix the input, or pass --on-bad-input skip to skip bad rows "
+    "(they are listed in <output_dir>/skipped_inputs.jsonl)"
+)
+_FILE_HINT = (
+    ". Fix the input, or pass --on-bad-input skip to go on without what cannot be read "
+    "(it is recorded in <output_dir>/skipped_inputs.jsonl)"
+)
+_EMPTY_HINT = (
+    ". Check the -i path and the file, or pass --on-bad-input skip to run on no rows anyway "
+    "(recorded in <output_dir>/skipped_inputs.jsonl)"
+)
 
 
 def _describe_validation(exc: Any) -> tuple[str | None, str]:
@@ -65,10 +71,12 @@ def _missing_columns(source: InputSource, model: Any) -> str | None:
     missing = [names[0] for names in _required_keys(model) if not have & set(names)]
     if not missing:
         return None
-    return (f"column(s) {', '.join(missing)} required by {model.__name__} are not in the input "
-            f"(it has {', '.join(source.file_columns) or 'no columns'}"
-            f"{'; --columns keeps ' + ', '.join(source.columns) if source.columns else ''}); "
-            f"rename the column(s), or make the field(s) optional in {model.__name__}")
+    return (
+        f"column(s) {', '.join(missing)} required by {model.__name__} are not in the input "
+        f"(it has {', '.join(source.file_columns) or 'no columns'}"
+        f"{'; --columns keeps ' + ', '.join(source.columns) if source.columns else ''}); "
+        f"rename the column(s), or make the field(s) optional in {model.__name__}"
+    )
 
 
 def _error(source: InputSource, raw: RawRow, message: str, fld: str | None, hint: str | None = None) -> InputError:
@@ -132,8 +140,14 @@ def validate_rows(
                 continue
         if on_bad == "fail":
             raise _error(source, raw, message, fld)
-        record: dict[str, Any] = {"source": source.display, "line": raw.line, "unit": raw.unit or source.unit,
-                                  "row_id": str(position) if raw.positions else None, "field": fld, "error": message}
+        record: dict[str, Any] = {
+            "source": source.display,
+            "line": raw.line,
+            "unit": raw.unit or source.unit,
+            "row_id": str(position) if raw.positions else None,
+            "field": fld,
+            "error": message,
+        }
         if raw.end_line:
             record["end_line"] = raw.end_line
         if skip_log is not None:
@@ -146,5 +160,13 @@ def validate_rows(
         if on_bad == "fail":
             raise _error(source, raw, source.empty_detail, None, _EMPTY_HINT)
         if skip_log is not None:
-            skip_log.add({"source": source.display, "line": None, "unit": source.unit, "row_id": None,
-                          "field": None, "error": source.empty_detail})
+            skip_log.add(
+                {
+                    "source": source.display,
+                    "line": None,
+                    "unit": source.unit,
+                    "row_id": None,
+                    "field": None,
+                    "error": source.empty_detail,
+                }
+            )

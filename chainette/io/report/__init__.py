@@ -30,11 +30,14 @@ def build_report(run_dir: str | Path) -> str:
     """The report of ``run_dir`` as one HTML document."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} not found: pass the directory given to -o/--output-dir "
-                          "(output_dir=) of a run")
+        raise ConfigError(
+            f"run directory {run_dir} not found: pass the directory given to -o/--output-dir (output_dir=) of a run"
+        )
     if not (run_dir / "graph.json").is_file() and not (run_dir / "metadata.json").is_file():
-        raise ConfigError(f"{run_dir} is not a Chainette run directory (it has no graph.json or metadata.json): "
-                          "pass the directory given to -o/--output-dir (output_dir=) of a run")
+        raise ConfigError(
+            f"{run_dir} is not a Chainette run directory (it has no graph.json or metadata.json): "
+            "pass the directory given to -o/--output-dir (output_dir=) of a run"
+        )
     return render(load_report_data(run_dir))
 
 

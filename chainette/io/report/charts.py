@@ -8,8 +8,20 @@ from html import escape
 
 from chainette.utils.histogram import latency_bounds
 
-PALETTE = ["#2f6fd0", "#e07b00", "#2e9b4f", "#c62828", "#8a3fb8", "#0097a7", "#8d6e63", "#d81b60",
-           "#5c6bc0", "#7cb342", "#f9a825", "#546e7a"]
+PALETTE = [
+    "#2f6fd0",
+    "#e07b00",
+    "#2e9b4f",
+    "#c62828",
+    "#8a3fb8",
+    "#0097a7",
+    "#8d6e63",
+    "#d81b60",
+    "#5c6bc0",
+    "#7cb342",
+    "#f9a825",
+    "#546e7a",
+]
 
 Point = tuple[float, float]
 
@@ -86,30 +98,40 @@ def line_chart(
     def py(y: float) -> float:
         return top + ph - ph * y / y_max
 
-    out.append(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
-               f'role="img" aria-label="{escape(title)}">')
+    out.append(
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" aria-label="{escape(title)}">'
+    )
     for t in y_ticks:
         y = py(t)
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
-                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#616e7c">'
-                   f'{fmt_tick(t)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#616e7c">'
+            f"{fmt_tick(t)}</text>"
+        )
     for t in x_ticks:
         if t > x_max * 1.001:
             continue
         x = px(t)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#9aa5b1"/>'
-                   f'<text x="{x:.1f}" y="{top + ph + 17}" text-anchor="middle" font-size="11" fill="#616e7c">'
-                   f'{fmt_duration(t)}</text>')
-    out.append(f'<line x1="{left}" x2="{width - right}" y1="{top + ph}" y2="{top + ph}" stroke="#9aa5b1"/>'
-               f'<text x="{left + pw / 2:.0f}" y="{height - 6}" text-anchor="middle" font-size="11" '
-               f'fill="#616e7c">time since the run started (sessions back to back)</text>'
-               f'<text x="12" y="{top + ph / 2:.0f}" transform="rotate(-90 12 {top + ph / 2:.0f})" '
-               f'text-anchor="middle" font-size="11" fill="#616e7c">{escape(y_label)}</text>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#9aa5b1"/>'
+            f'<text x="{x:.1f}" y="{top + ph + 17}" text-anchor="middle" font-size="11" fill="#616e7c">'
+            f"{fmt_duration(t)}</text>"
+        )
+    out.append(
+        f'<line x1="{left}" x2="{width - right}" y1="{top + ph}" y2="{top + ph}" stroke="#9aa5b1"/>'
+        f'<text x="{left + pw / 2:.0f}" y="{height - 6}" text-anchor="middle" font-size="11" '
+        f'fill="#616e7c">time since the run started (sessions back to back)</text>'
+        f'<text x="12" y="{top + ph / 2:.0f}" transform="rotate(-90 12 {top + ph / 2:.0f})" '
+        f'text-anchor="middle" font-size="11" fill="#616e7c">{escape(y_label)}</text>'
+    )
     for x_val, label in markers:
         x = px(x_val)
-        out.append(f'<line class="session-marker" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" '
-                   f'stroke="#9aa5b1" stroke-dasharray="4 3"/><text x="{x + 4:.1f}" y="{top + 11}" '
-                   f'font-size="11" fill="#616e7c">{escape(label)}</text>')
+        out.append(
+            f'<line class="session-marker" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" '
+            f'stroke="#9aa5b1" stroke-dasharray="4 3"/><text x="{x + 4:.1f}" y="{top + 11}" '
+            f'font-size="11" fill="#616e7c">{escape(label)}</text>'
+        )
     for k, (label, segments) in enumerate(series):
         c = colour(k)
         for seg in segments:
@@ -117,22 +139,31 @@ def line_chart(
                 continue
             if len(seg) == 1:
                 x, y = seg[0]
-                out.append(f'<circle class="series" data-series="{escape(label)}" cx="{px(x):.1f}" '
-                           f'cy="{py(y):.1f}" r="2.5" fill="{c}"/>')
+                out.append(
+                    f'<circle class="series" data-series="{escape(label)}" cx="{px(x):.1f}" '
+                    f'cy="{py(y):.1f}" r="2.5" fill="{c}"/>'
+                )
                 continue
             pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in seg)
-            out.append(f'<polyline class="series" data-series="{escape(label)}" points="{pts}" fill="none" '
-                       f'stroke="{c}" stroke-width="1.8" stroke-linejoin="round"><title>{escape(label)}</title>'
-                       '</polyline>')
+            out.append(
+                f'<polyline class="series" data-series="{escape(label)}" points="{pts}" fill="none" '
+                f'stroke="{c}" stroke-width="1.8" stroke-linejoin="round"><title>{escape(label)}</title>'
+                "</polyline>"
+            )
     out.append("</svg>")
-    out.append('<div class="legend">' + "".join(
-        f'<span><i style="background:{colour(k)}"></i>{escape(label)}</span>' for k, (label, _) in enumerate(series)
-    ) + "</div></figure>")
+    out.append(
+        '<div class="legend">'
+        + "".join(
+            f'<span><i style="background:{colour(k)}"></i>{escape(label)}</span>' for k, (label, _) in enumerate(series)
+        )
+        + "</div></figure>"
+    )
     return "".join(out)
 
 
-def latency_histogram(step_id: str, counts: Sequence[int], pcts: Sequence[float | None], k: int,
-                      width: int = 360, height: int = 120) -> str:
+def latency_histogram(
+    step_id: str, counts: Sequence[int], pcts: Sequence[float | None], k: int, width: int = 360, height: int = 120
+) -> str:
     """A small bar chart of one step's latency histogram (log-scale x), p50/p95/p99 marked."""
     used = [i for i, c in enumerate(counts) if c]
     out = [f'<figure class="hist" data-step="{escape(step_id)}"><figcaption>{escape(step_id)}</figcaption>']
@@ -144,30 +175,38 @@ def latency_histogram(step_id: str, counts: Sequence[int], pcts: Sequence[float 
     pw, ph = width - left - right, height - top - bottom
     n = hi - lo + 1
     bw = pw / n
-    peak = max(counts[lo:hi + 1])
+    peak = max(counts[lo : hi + 1])
     c = colour(k)
-    out.append(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-               f'height="{height}" role="img" aria-label="latency distribution of {escape(step_id)}">')
+    out.append(
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="latency distribution of {escape(step_id)}">'
+    )
     for j, i in enumerate(range(lo, hi + 1)):
         if not counts[i]:
             continue
         h = max(1.0, ph * counts[i] / peak)
         low, high = latency_bounds(i)
-        out.append(f'<rect x="{left + j * bw:.1f}" y="{top + ph - h:.1f}" width="{max(bw - 1, 1):.1f}" '
-                   f'height="{h:.1f}" fill="{c}" opacity="0.8"><title>{fmt_latency(low)}–{fmt_latency(high)}: '
-                   f'{counts[i]:,} requests</title></rect>')
+        out.append(
+            f'<rect x="{left + j * bw:.1f}" y="{top + ph - h:.1f}" width="{max(bw - 1, 1):.1f}" '
+            f'height="{h:.1f}" fill="{c}" opacity="0.8"><title>{fmt_latency(low)}–{fmt_latency(high)}: '
+            f"{counts[i]:,} requests</title></rect>"
+        )
     for q, v in zip(("p50", "p95", "p99"), pcts, strict=False):
         if v is None:
             continue
         pos = _bucket_position(v, lo, n, pw) + left
-        out.append(f'<line x1="{pos:.1f}" x2="{pos:.1f}" y1="{top}" y2="{top + ph}" stroke="#1f2933" '
-                   f'stroke-dasharray="3 2"/><text x="{pos:.1f}" y="{top + ph + 12}" text-anchor="middle" '
-                   f'font-size="10" fill="#1f2933">{q}</text>')
+        out.append(
+            f'<line x1="{pos:.1f}" x2="{pos:.1f}" y1="{top}" y2="{top + ph}" stroke="#1f2933" '
+            f'stroke-dasharray="3 2"/><text x="{pos:.1f}" y="{top + ph + 12}" text-anchor="middle" '
+            f'font-size="10" fill="#1f2933">{q}</text>'
+        )
     low, _ = latency_bounds(lo)
     _, high = latency_bounds(hi)
-    out.append(f'<text x="{left}" y="{height - 3}" font-size="10" fill="#616e7c">{fmt_latency(low)}</text>'
-               f'<text x="{width - right}" y="{height - 3}" text-anchor="end" font-size="10" fill="#616e7c">'
-               f'{fmt_latency(high)}</text></svg></figure>')
+    out.append(
+        f'<text x="{left}" y="{height - 3}" font-size="10" fill="#616e7c">{fmt_latency(low)}</text>'
+        f'<text x="{width - right}" y="{height - 3}" text-anchor="end" font-size="10" fill="#616e7c">'
+        f"{fmt_latency(high)}</text></svg></figure>"
+    )
     return "".join(out)
 
 

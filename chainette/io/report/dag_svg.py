@@ -42,8 +42,9 @@ class _Node:
     y: float = 0.0
 
 
-def dag_svg(graph: Mapping[str, Any], stats: Mapping[str, Mapping[str, Any]] | None = None,
-            *, rows_in: int | None = None) -> str:
+def dag_svg(
+    graph: Mapping[str, Any], stats: Mapping[str, Mapping[str, Any]] | None = None, *, rows_in: int | None = None
+) -> str:
     """SVG of the chain's DAG; ``stats`` (step id -> ``{"rows_out", "errors", "engine"}``)
     annotates the nodes."""
     stats = stats or {}
@@ -107,8 +108,9 @@ def _assign_layers(nodes: dict[str, _Node], edges: list[tuple[str, str, str]]) -
         nodes[nid].layer = depth(nid)
 
 
-def _add_waypoints(nodes: dict[str, _Node], edges: list[tuple[str, str, str]]
-                   ) -> tuple[list[list[str]], dict[int, list[str]]]:
+def _add_waypoints(
+    nodes: dict[str, _Node], edges: list[tuple[str, str, str]]
+) -> tuple[list[list[str]], dict[int, list[str]]]:
     """Layers of node ids, with a hidden waypoint per layer crossed by a long edge;
     ``chains[k]`` is edge ``k``'s path of ids from source to target."""
     chains: dict[int, list[str]] = {}
@@ -127,8 +129,13 @@ def _add_waypoints(nodes: dict[str, _Node], edges: list[tuple[str, str, str]]
     return layers, chains
 
 
-def _order_layers(layers: list[list[str]], nodes: dict[str, _Node], edges: list[tuple[str, str, str]],
-                  chains: dict[int, list[str]], order: Mapping[str, int]) -> None:
+def _order_layers(
+    layers: list[list[str]],
+    nodes: dict[str, _Node],
+    edges: list[tuple[str, str, str]],
+    chains: dict[int, list[str]],
+    order: Mapping[str, int],
+) -> None:
     ups: dict[str, list[str]] = {n: [] for n in nodes}
     for path in chains.values():
         for a, b in zip(path, path[1:], strict=False):
@@ -176,12 +183,19 @@ def _place(layers: list[list[str]], nodes: dict[str, _Node]) -> tuple[float, flo
     return total_w, total_h
 
 
-def _draw(nodes: dict[str, _Node], edges: list[tuple[str, str, str]], chains: dict[int, list[str]],
-          width: float, height: float) -> str:
-    out = [f'<svg class="dag" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-           f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="the chain as a graph">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#7a8494"/></marker></defs>']
+def _draw(
+    nodes: dict[str, _Node],
+    edges: list[tuple[str, str, str]],
+    chains: dict[int, list[str]],
+    width: float,
+    height: float,
+) -> str:
+    out = [
+        f'<svg class="dag" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="the chain as a graph">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#7a8494"/></marker></defs>',
+    ]
     for k, (s, t, label) in enumerate(edges):
         pts = []
         for nid in chains[k]:
@@ -199,13 +213,17 @@ def _draw(nodes: dict[str, _Node], edges: list[tuple[str, str, str]], chains: di
             my = (y0 + y1) / 2
             d += f" C{x0:.1f},{my:.1f} {x1:.1f},{my:.1f} {x1:.1f},{y1:.1f}"
         dashed = ' stroke-dasharray="5 4"' if label else ""
-        out.append(f'<path class="edge" d="{d}" fill="none" stroke="#7a8494" stroke-width="1.6"{dashed} '
-                   f'marker-end="url(#arrow)"><title>{escape(s)} → {escape(t)}{escape(" (" + label + ")" if label else "")}'
-                   '</title></path>')
+        out.append(
+            f'<path class="edge" d="{d}" fill="none" stroke="#7a8494" stroke-width="1.6"{dashed} '
+            f'marker-end="url(#arrow)"><title>{escape(s)} → {escape(t)}{escape(" (" + label + ")" if label else "")}'
+            "</title></path>"
+        )
         if label:  # beside the edge's start: two joins into one node keep their labels apart
             x, y = pts[0]
-            out.append(f'<text class="edge-label" x="{x + 6:.1f}" y="{y + 14:.1f}" font-size="11" '
-                       f'fill="#5b6575">{escape(label)}</text>')
+            out.append(
+                f'<text class="edge-label" x="{x + 6:.1f}" y="{y + 14:.1f}" font-size="11" '
+                f'fill="#5b6575">{escape(label)}</text>'
+            )
     for n in nodes.values():
         if n.dummy:
             continue
@@ -214,15 +232,19 @@ def _draw(nodes: dict[str, _Node], edges: list[tuple[str, str, str]], chains: di
             stroke = "#c62828"
         dash = ' stroke-dasharray="6 3"' if n.kind in ("branch", "join_branch") else ""
         cx = n.x + n.width / 2
-        out.append(f'<g class="dag-node" data-node="{escape(n.id)}" data-kind="{escape(n.kind)}">'
-                   f'<rect x="{n.x:.1f}" y="{n.y:.1f}" width="{n.width:.1f}" height="{NODE_H}" rx="9" '
-                   f'fill="{fill}" stroke="{stroke}" stroke-width="1.8"{dash}/>'
-                   f'<text x="{cx:.1f}" y="{n.y + 19:.1f}" text-anchor="middle" font-size="14" '
-                   f'font-weight="600" fill="#1f2933">{escape(n.label)}</text>')
+        out.append(
+            f'<g class="dag-node" data-node="{escape(n.id)}" data-kind="{escape(n.kind)}">'
+            f'<rect x="{n.x:.1f}" y="{n.y:.1f}" width="{n.width:.1f}" height="{NODE_H}" rx="9" '
+            f'fill="{fill}" stroke="{stroke}" stroke-width="1.8"{dash}/>'
+            f'<text x="{cx:.1f}" y="{n.y + 19:.1f}" text-anchor="middle" font-size="14" '
+            f'font-weight="600" fill="#1f2933">{escape(n.label)}</text>'
+        )
         for j, line in enumerate(n.lines[:2]):
             colour = "#c62828" if (n.error and j == 1) else "#52606d"
-            out.append(f'<text x="{cx:.1f}" y="{n.y + 35 + 14 * j:.1f}" text-anchor="middle" font-size="11" '
-                       f'fill="{colour}">{escape(line)}</text>')
+            out.append(
+                f'<text x="{cx:.1f}" y="{n.y + 35 + 14 * j:.1f}" text-anchor="middle" font-size="11" '
+                f'fill="{colour}">{escape(line)}</text>'
+            )
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)

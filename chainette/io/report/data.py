@@ -141,8 +141,7 @@ def load_report_data(run_dir: str | Path) -> ReportData:
     groups, scanned, truncated, row_errors, extra = _scan_errors(run_dir, limits, set(candidates))
     sample_ids = candidates + [r for r in extra if r not in set(candidates)][:EXTRA_ERROR_ROWS]
     sample = _sample(run_dir, folders, limits, sample_ids, row_errors)
-    return ReportData(run_dir, metadata, graph, journal, metrics, steps, sessions, groups, scanned,
-                      truncated, sample)
+    return ReportData(run_dir, metadata, graph, journal, metrics, steps, sessions, groups, scanned, truncated, sample)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -160,8 +159,9 @@ def data_nodes(graph: dict[str, Any]) -> list[dict[str, Any]]:
     return [nodes[i] for i in order if nodes[i].get("type") in DATA_KINDS]
 
 
-def _step_rows(metadata: dict[str, Any], graph: dict[str, Any], journal: dict[str, Any] | None,
-               sessions: list[dict[str, Any]]) -> list[StepRow]:
+def _step_rows(
+    metadata: dict[str, Any], graph: dict[str, Any], journal: dict[str, Any] | None, sessions: list[dict[str, Any]]
+) -> list[StepRow]:
     counts = (journal or {}).get("counts") or {}
     meta_steps = metadata.get("steps") or {}
     cost = metadata.get("cost") or {}
@@ -193,8 +193,11 @@ def _step_rows(metadata: dict[str, Any], graph: dict[str, Any], journal: dict[st
             costs = [t.get("cost") for t in totals if "cost" in t]
             if costs:
                 known = [float(x) for x in costs if x is not None]
-                unknown = any(x is None for t, x in zip(totals, costs, strict=False)
-                              if int(t.get("prompt_tokens", 0)) + int(t.get("completion_tokens", 0)))
+                unknown = any(
+                    x is None
+                    for t, x in zip(totals, costs, strict=False)
+                    if int(t.get("prompt_tokens", 0)) + int(t.get("completion_tokens", 0))
+                )
                 row.cost = None if unknown else sum(known)
                 row.priced = not unknown
             elif sid in cost_steps:
@@ -331,8 +334,9 @@ def _first_error_ids(run_dir: Path, limits: dict[str, tuple[int, int]]) -> list[
     return list(seen)
 
 
-def _scan_errors(run_dir: Path, limits: dict[str, tuple[int, int]], wanted: set[str]
-                 ) -> tuple[list[ErrorGroup], int, bool, dict[str, list[dict[str, Any]]], list[str]]:
+def _scan_errors(
+    run_dir: Path, limits: dict[str, tuple[int, int]], wanted: set[str]
+) -> tuple[list[ErrorGroup], int, bool, dict[str, list[dict[str, Any]]], list[str]]:
     """Group error records by (step, error type) with a few examples each; collect the
     errors of the ``wanted`` rows; return also the example rows not in ``wanted``."""
     groups: dict[tuple[str, str], ErrorGroup] = {}
@@ -390,8 +394,13 @@ def _parse(line: bytes | dict[str, Any]) -> dict[str, Any] | None:
 
 
 # -- the sample browser's data ----------------------------------------------------------------
-def _sample(run_dir: Path, folders: list[str], limits: dict[str, tuple[int, int]], ids: list[str],
-            row_errors: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _sample(
+    run_dir: Path,
+    folders: list[str],
+    limits: dict[str, tuple[int, int]],
+    ids: list[str],
+    row_errors: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
     """``{"steps": [...], "rows": [{"id", "input", "values": {step: [records]}, "errors": [...]}]}``
     for the sampled rows, values clipped, the whole kept under ``SAMPLE_BYTES``."""
     wanted = set(ids)
@@ -413,7 +422,7 @@ def _sample(run_dir: Path, folders: list[str], limits: dict[str, tuple[int, int]
                 rec = _parse(raw)
                 if rec is not None:
                     prefix = INPUT_STEP + "."
-                    inputs[tid] = {k2[len(prefix):]: _clip(v) for k2, v in rec.items() if k2.startswith(prefix)}
+                    inputs[tid] = {k2[len(prefix) :]: _clip(v) for k2, v in rec.items() if k2.startswith(prefix)}
                 continue
             kept = values[tid].setdefault(name, [])
             if len(kept) < MAX_CHILDREN:

@@ -40,10 +40,10 @@ def render(data: ReportData) -> str:
     body.append(_section("samples", "Sample rows", _samples(data)))
     body.append(_footer(data))
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(chain)} · Chainette run report</title><style>{CSS}</style></head>"
-        f'<body><main>{"".join(body)}</main>'
+        f"<body><main>{''.join(body)}</main>"
         f'<script type="application/json" id="sample-data">{_json_for_script(data.sample)}</script>'
         f"<script>{JS}</script></body></html>\n"
     )
@@ -127,21 +127,32 @@ def _header(data: ReportData, chain: str) -> str:
     if cost is None:
         cost_text = "price unknown"
     rate = f"{rows_in / seconds:,.1f} rows/s" if seconds and rows_in else "–"
-    cards = [("Rows in", _num(rows_in)), ("Rows out (last step)", _num(final)),
-             ("Errors", _num(errors)), ("Tokens", _num(tokens)), ("Cost", cost_text),
-             ("Time", _duration(seconds)), ("Throughput", rate), ("Sessions", _num(max(1, len(data.sessions))))]
+    cards = [
+        ("Rows in", _num(rows_in)),
+        ("Rows out (last step)", _num(final)),
+        ("Errors", _num(errors)),
+        ("Tokens", _num(tokens)),
+        ("Cost", cost_text),
+        ("Time", _duration(seconds)),
+        ("Throughput", rate),
+        ("Sessions", _num(max(1, len(data.sessions)))),
+    ]
     notes = []
     if status == "interrupted":
         stopped = meta.get("stopped_by")
         why = f" (stopped by {stopped})" if stopped else ""
-        notes.append(f"This run was interrupted{why}. Everything committed is shown; rerun the same command "
-                     "with <code>--resume</code> to continue it.")
+        notes.append(
+            f"This run was interrupted{why}. Everything committed is shown; rerun the same command "
+            "with <code>--resume</code> to continue it."
+        )
     elif status == "running":
         last = data.sessions[-1].get("ended_at") if data.sessions else None
         when = f" as of {_utc(last)}" if last else ""
-        notes.append(f"This run had not finished when this report was built{escape(when)}: it is still running "
-                     "or its process was killed. Only committed rows are shown; "
-                     "<code>chainette report RUN_DIR</code> rebuilds this page.")
+        notes.append(
+            f"This run had not finished when this report was built{escape(when)}: it is still running "
+            "or its process was killed. Only committed rows are shown; "
+            "<code>chainette report RUN_DIR</code> rebuilds this page."
+        )
     if len(data.sessions) > 1:
         notes.append(f"Resumed: {len(data.sessions)} sessions, shown back to back.")
     run_ids = [str(s.get("run_id")) for s in data.sessions if s.get("run_id")] or [str(meta.get("run_id", ""))]
@@ -149,11 +160,13 @@ def _header(data: ReportData, chain: str) -> str:
         f'<header><div class="title"><h1>{escape(chain)}</h1>'
         f'<span class="status status-{escape(status)}" id="run-status">{escape(STATUS_TEXT.get(status, status))}</span></div>'
         f'<p class="muted">run {escape(run_ids[-1])} · started {escape(str(meta.get("started_at") or "–"))} · '
-        f'{escape(str(data.run_dir))}</p>'
+        f"{escape(str(data.run_dir))}</p>"
         + "".join(f'<p class="note">{n}</p>' for n in notes)
         + '<div class="cards">'
-        + "".join(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>'
-                  for k, v in cards)
+        + "".join(
+            f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>'
+            for k, v in cards
+        )
         + "</div></header>"
     )
 
@@ -166,15 +179,19 @@ def _dag(data: ReportData) -> str:
 
 
 def _steps_table(data: ReportData) -> str:
-    head = ("<tr><th>step</th><th>type</th><th>rows in</th><th>rows out</th><th>errors</th><th>cached</th>"
-            "<th>requests</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>latency p50</th>"
-            "<th>p95</th><th>p99</th><th>out tokens / request p50</th></tr>")
+    head = (
+        "<tr><th>step</th><th>type</th><th>rows in</th><th>rows out</th><th>errors</th><th>cached</th>"
+        "<th>requests</th><th>tokens in</th><th>tokens out</th><th>cost</th><th>latency p50</th>"
+        "<th>p95</th><th>p99</th><th>out tokens / request p50</th></tr>"
+    )
     rows = []
     for k, s in enumerate(data.steps):
         p50, p95, p99 = s.latency_pcts
         llm = s.kind == "step"
         mean = f"mean {fmt_latency(s.latency_s / s.requests)}" if s.requests else ""
-        kind = f"LLM · {s.engine}" if llm and s.engine else ("LLM" if llm else ("python" if s.kind == "apply" else s.kind))
+        kind = (
+            f"LLM · {s.engine}" if llm and s.engine else ("LLM" if llm else ("python" if s.kind == "apply" else s.kind))
+        )
         err_cls = ' class="bad"' if s.errors else ""
         rows.append(
             f'<tr data-step="{escape(s.id)}"><td><i class="dot" style="background:{colour(k)}"></i>{escape(s.id)}</td>'
@@ -187,14 +204,18 @@ def _steps_table(data: ReportData) -> str:
             f"<td>{fmt_latency(p95) if llm else '–'}</td><td>{fmt_latency(p99) if llm else '–'}</td>"
             f"<td>{_num(s.out_tokens_p50) if llm and s.out_tokens_p50 is not None else '–'}</td></tr>"
         )
-    note = ('<p class="muted small">rows in: for an LLM step, rows committed with its output or an error; '
-            "for a python step, rows that finished it in any session (rows redone after an interruption count "
-            "again). rows out: records committed (a fan-out writes several per row, a filter none); latency: "
-            "per request answered by the engine (item-cache hits excluded), from a histogram with ~9% "
-            "wide buckets.</p>")
+    note = (
+        '<p class="muted small">rows in: for an LLM step, rows committed with its output or an error; '
+        "for a python step, rows that finished it in any session (rows redone after an interruption count "
+        "again). rows out: records committed (a fan-out writes several per row, a filter none); latency: "
+        "per request answered by the engine (item-cache hits excluded), from a histogram with ~9% "
+        "wide buckets.</p>"
+    )
     if not data.metrics:
-        note += ('<p class="muted small">This run directory has no metrics.json (made by an older '
-                 "Chainette): latency, requests and the charts are not available.</p>")
+        note += (
+            '<p class="muted small">This run directory has no metrics.json (made by an older '
+            "Chainette): latency, requests and the charts are not available.</p>"
+        )
     return f'<div class="scroll"><table id="steps-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
 
 
@@ -205,8 +226,10 @@ def _timeline(data: ReportData) -> tuple[list[tuple[float, float, dict[str, Any]
     offset = 0.0
     for k, s in enumerate(data.sessions):
         w = float(s.get("window_s") or 1.0)
-        windows = max([len(s.get("rows") or [])] + [len(v) for st in (s.get("steps") or {}).values()
-                                                      for v in st.values() if isinstance(v, list)])
+        windows = max(
+            [len(s.get("rows") or [])]
+            + [len(v) for st in (s.get("steps") or {}).values() for v in st.values() if isinstance(v, list)]
+        )
         seconds = max(_session_seconds(s), 0.0) or windows * w
         if k:
             before = data.sessions[k - 1].get("status") or "ended"
@@ -216,8 +239,14 @@ def _timeline(data: ReportData) -> tuple[list[tuple[float, float, dict[str, Any]
     return placed, markers, offset
 
 
-def _rate_points(values: list[int], offset: float, seconds: float, w: float,
-                 denominators: list[int] | None = None, scale: float = 1.0) -> list[tuple[float, float]]:
+def _rate_points(
+    values: list[int],
+    offset: float,
+    seconds: float,
+    w: float,
+    denominators: list[int] | None = None,
+    scale: float = 1.0,
+) -> list[tuple[float, float]]:
     """Per window ``value / window length`` (or ``value / denominator`` when given, skipping
     windows where it is 0) at each window's middle."""
     n = max(len(values), min(int(math.ceil(seconds / w)) if w else 0, 100_000))
@@ -256,8 +285,16 @@ def _charts(data: ReportData) -> str:
             seg_done.append(_rate_points(done, offset, seconds, w))
             seg_err.append(_rate_points(list(st.get("errors") or []), offset, seconds, w))
             seg_tok.append(_rate_points(list(st.get("tokens") or []), offset, seconds, w))
-            seg_lat.append(_rate_points(list(st.get("latency_ms") or []), offset, seconds, w,
-                                        denominators=list(st.get("requests") or []), scale=1.0))
+            seg_lat.append(
+                _rate_points(
+                    list(st.get("latency_ms") or []),
+                    offset,
+                    seconds,
+                    w,
+                    denominators=list(st.get("requests") or []),
+                    scale=1.0,
+                )
+            )
         throughput.append((sid, seg_done))
         if sid in llm:
             latency.append((sid, seg_lat))
@@ -265,22 +302,60 @@ def _charts(data: ReportData) -> str:
         if any(y for seg in seg_err for _, y in seg):
             errors.append((sid, seg_err))
     # colours: step k keeps colour k in every chart (the table's dots); the committed line is grey
-    out = ['<div class="charts">',
-           _recolour(line_chart("fig-throughput", "Throughput: rows finished per second, by step", throughput,
-                                y_label="rows / s", markers=markers, x_end=end), ["rows committed", *ids], ids),
-           _recolour(line_chart("fig-latency", "Latency: mean per request over time, by LLM step (ms)", latency,
-                                y_label="ms", markers=markers, x_end=end), llm, ids),
-           _recolour(line_chart("fig-tokens", "Tokens per second, by LLM step", tokens, y_label="tokens / s",
-                                markers=markers, x_end=end), llm, ids)]
+    out = [
+        '<div class="charts">',
+        _recolour(
+            line_chart(
+                "fig-throughput",
+                "Throughput: rows finished per second, by step",
+                throughput,
+                y_label="rows / s",
+                markers=markers,
+                x_end=end,
+            ),
+            ["rows committed", *ids],
+            ids,
+        ),
+        _recolour(
+            line_chart(
+                "fig-latency",
+                "Latency: mean per request over time, by LLM step (ms)",
+                latency,
+                y_label="ms",
+                markers=markers,
+                x_end=end,
+            ),
+            llm,
+            ids,
+        ),
+        _recolour(
+            line_chart(
+                "fig-tokens", "Tokens per second, by LLM step", tokens, y_label="tokens / s", markers=markers, x_end=end
+            ),
+            llm,
+            ids,
+        ),
+    ]
     if errors:
-        out.append(_recolour(line_chart("fig-errors", "Errors per second, by step", errors, y_label="errors / s",
-                                        markers=markers, x_end=end), [e[0] for e in errors], ids))
+        out.append(
+            _recolour(
+                line_chart(
+                    "fig-errors", "Errors per second, by step", errors, y_label="errors / s", markers=markers, x_end=end
+                ),
+                [e[0] for e in errors],
+                ids,
+            )
+        )
     out.append("</div>")
-    hists = [latency_histogram(s.id, s.latency, s.latency_pcts, ids.index(s.id)) for s in data.steps
-             if s.kind == "step"]
+    hists = [
+        latency_histogram(s.id, s.latency, s.latency_pcts, ids.index(s.id)) for s in data.steps if s.kind == "step"
+    ]
     if hists:
-        out.append('<h3>Latency distribution per LLM step</h3><div class="hists" id="fig-latency-hist">'
-                   + "".join(hists) + "</div>")
+        out.append(
+            '<h3>Latency distribution per LLM step</h3><div class="hists" id="fig-latency-hist">'
+            + "".join(hists)
+            + "</div>"
+        )
     return "".join(out)
 
 
@@ -320,12 +395,17 @@ def _sessions(data: ReportData) -> str:
     rows = []
     for k, s in enumerate(data.sessions):
         done = sum(int(x) for x in s.get("rows") or [])
-        rows.append(f"<tr><td>{k + 1}</td><td>{escape(str(s.get('run_id', '')))}</td><td>{_utc(s.get('started_at'))}</td>"
-                    f"<td>{_duration(_session_seconds(s))}</td><td>{_num(done)}</td>"
-                    f"<td>{escape(str(s.get('status', '')))}</td></tr>")
-    return ('<div class="scroll"><table id="sessions-table"><thead><tr><th>#</th><th>run id</th><th>started</th>'
-            "<th>time</th><th>rows committed</th><th>status</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table></div>")
+        rows.append(
+            f"<tr><td>{k + 1}</td><td>{escape(str(s.get('run_id', '')))}</td><td>{_utc(s.get('started_at'))}</td>"
+            f"<td>{_duration(_session_seconds(s))}</td><td>{_num(done)}</td>"
+            f"<td>{escape(str(s.get('status', '')))}</td></tr>"
+        )
+    return (
+        '<div class="scroll"><table id="sessions-table"><thead><tr><th>#</th><th>run id</th><th>started</th>'
+        "<th>time</th><th>rows committed</th><th>status</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
 def _errors(data: ReportData) -> str:
@@ -341,7 +421,7 @@ def _errors(data: ReportData) -> str:
             examples.append(
                 f'<li><a class="row-link" href="#row={escape(rid, quote=True)}">row {escape(rid)}</a>'
                 + (f' <span class="muted">after {escape(str(attempts))} attempt(s)</span>' if attempts else "")
-                + f'<pre>{escape(str(ex.get("message", "")))}</pre></li>'
+                + f"<pre>{escape(str(ex.get('message', '')))}</pre></li>"
             )
         parts.append(
             f'<div class="error-group" data-step="{escape(g.step_id)}" data-type="{escape(g.error_type)}">'
@@ -351,10 +431,14 @@ def _errors(data: ReportData) -> str:
     more = len(data.error_groups) - 50
     tail = f'<p class="muted">{more} more groups not shown.</p>' if more > 0 else ""
     if data.errors_truncated:
-        tail += (f'<p class="muted">Grouped the first {data.errors_scanned:,} error records; the step table counts '
-                 "them all.</p>")
-    return (f'<p class="muted">{total:,} error records in {len(data.error_groups)} group(s) by step and error type; '
-            "full records in <code>errors/</code>.</p>" + "".join(parts) + tail)
+        tail += (
+            f'<p class="muted">Grouped the first {data.errors_scanned:,} error records; the step table counts '
+            "them all.</p>"
+        )
+    return (
+        f'<p class="muted">{total:,} error records in {len(data.error_groups)} group(s) by step and error type; '
+        "full records in <code>errors/</code>.</p>" + "".join(parts) + tail
+    )
 
 
 def _samples(data: ReportData) -> str:
@@ -373,16 +457,23 @@ def _samples(data: ReportData) -> str:
 def _footer(data: ReportData) -> str:
     from chainette._version import __version__
 
-    return (f'<footer class="muted small">Built by Chainette {escape(str(__version__))} on '
-            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} from {escape(str(data.run_dir))} · "
-            "rebuild with <code>chainette report RUN_DIR</code></footer>")
+    return (
+        f'<footer class="muted small">Built by Chainette {escape(str(__version__))} on '
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} from {escape(str(data.run_dir))} · "
+        "rebuild with <code>chainette report RUN_DIR</code></footer>"
+    )
 
 
 def _json_for_script(value: Any) -> str:
     """JSON that is safe inside ``<script>``: no ``<``, ``>`` or ``&`` can end or confuse it."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 CSS = """

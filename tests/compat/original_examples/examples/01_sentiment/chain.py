@@ -1,4 +1,5 @@
 """01 - Sentiment classification (original: OpenAI backend)."""
+
 from pydantic import BaseModel, Field
 
 from chainette import Chain, Step, register_engine

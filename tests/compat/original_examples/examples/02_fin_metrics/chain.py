@@ -1,4 +1,5 @@
 """02 - Financial metric extractor: a pure-Python ApplyNode (no engine)."""
+
 import re
 
 from pydantic import BaseModel, Field

@@ -1,4 +1,5 @@
 """03 - Translate to FR/ES/DE in parallel (joined), then summarise."""
+
 from pydantic import BaseModel, Field
 
 from chainette import Branch, Chain, Step, register_engine

@@ -1,4 +1,5 @@
 """04 - Branching + join with pure-Python nodes."""
+
 from pydantic import BaseModel
 
 from chainette import Branch, Chain

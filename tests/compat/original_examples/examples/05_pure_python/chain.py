@@ -1,4 +1,5 @@
 """05 - A pure-Python ApplyNode."""
+
 from pydantic import BaseModel
 
 from chainette import Chain

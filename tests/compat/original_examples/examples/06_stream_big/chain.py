@@ -1,4 +1,5 @@
 """06 - The streaming-writer demo chain."""
+
 from pydantic import BaseModel
 
 from chainette import Chain

@@ -1,4 +1,5 @@
 """07 - Retrieval (ApplyNode) then an answering Step."""
+
 import pathlib
 import sys
 

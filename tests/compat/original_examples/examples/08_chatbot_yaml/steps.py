@@ -1,4 +1,5 @@
 """Steps for the YAML chatbot demo."""
+
 from pydantic import BaseModel, Field
 
 from chainette import Step, register_engine

@@ -1,4 +1,5 @@
 """09 - Clinical QA: symptoms, then diagnosis, then a follow-up question."""
+
 from pydantic import BaseModel, Field
 
 from chainette import Chain, Step, register_engine
@@ -26,21 +27,34 @@ class FollowUp(BaseModel):
 
 
 symptom_step = Step(
-    id="symptoms", name="Extract Symptoms", input_model=Note, output_model=Symptoms, engine_name="openai_nano",
-    sampling=SamplingParams(temperature=0.0), system_prompt="List the main patient symptoms mentioned in the note.",
+    id="symptoms",
+    name="Extract Symptoms",
+    input_model=Note,
+    output_model=Symptoms,
+    engine_name="openai_nano",
+    sampling=SamplingParams(temperature=0.0),
+    system_prompt="List the main patient symptoms mentioned in the note.",
     user_prompt="{{chain_input.note}}",
 )
 
 diagnosis_step = Step(
-    id="diagnosis", name="Suggest Diagnosis", input_model=Symptoms, output_model=Diagnosis,
-    engine_name="openai_mini", sampling=SamplingParams(temperature=0.0),
+    id="diagnosis",
+    name="Suggest Diagnosis",
+    input_model=Symptoms,
+    output_model=Diagnosis,
+    engine_name="openai_mini",
+    sampling=SamplingParams(temperature=0.0),
     system_prompt="Provide the most likely diagnosis based on the symptoms.",
     user_prompt="Symptoms: {{symptoms.symptoms}}",
 )
 
 follow_step = Step(
-    id="followup", name="Follow-up Question", input_model=Diagnosis, output_model=FollowUp,
-    engine_name="openai_mini", sampling=SamplingParams(temperature=0.2),
+    id="followup",
+    name="Follow-up Question",
+    input_model=Diagnosis,
+    output_model=FollowUp,
+    engine_name="openai_mini",
+    sampling=SamplingParams(temperature=0.2),
     system_prompt="Ask one concise follow-up question to clarify the diagnosis with the patient.",
     user_prompt="Diagnosis: {{diagnosis.diagnosis}}",
 )

@@ -29,8 +29,12 @@ ToolChoice.model_rebuild()
 register_engine("openai_default", backend="fake")
 
 tool_selector = Step(
-    id="choose_tool", name="Tool Selector", engine_name="openai_default", input_model=Question,
-    output_model=ToolChoice, sampling=SamplingParams(temperature=0.0),
+    id="choose_tool",
+    name="Tool Selector",
+    engine_name="openai_default",
+    input_model=Question,
+    output_model=ToolChoice,
+    sampling=SamplingParams(temperature=0.0),
     system_prompt="Pick the tool (calculator or weather) for the user question and give its arguments as JSON.",
     user_prompt="{{chain_input.question}}",
 )
@@ -49,7 +53,11 @@ def _execute_tool(choice: ToolChoice) -> list[Answer]:
 
 
 execute_tool_node: ApplyNode[ToolChoice, Answer] = ApplyNode(
-    fn=_execute_tool, id="execute_tool", name="Execute Tool", input_model=ToolChoice, output_model=Answer,
+    fn=_execute_tool,
+    id="execute_tool",
+    name="Execute Tool",
+    input_model=ToolChoice,
+    output_model=Answer,
 )
 
 tool_use_chain = Chain(name="Tool Use Demo", steps=[tool_selector, execute_tool_node])

@@ -1,4 +1,5 @@
 """12 - Flagship incident pipeline: retrieval, summary, parallel translations, grading."""
+
 from __future__ import annotations
 
 import re
@@ -49,12 +50,17 @@ def _retrieve(inc: Incident) -> list[Retrieval]:
     return [Retrieval(docs=[d for _, d in scored[:2]])]
 
 
-retrieve_node = ApplyNode(fn=_retrieve, id="retrieve", name="Retrieve Similar Incidents",
-                          input_model=Incident, output_model=Retrieval)
+retrieve_node = ApplyNode(
+    fn=_retrieve, id="retrieve", name="Retrieve Similar Incidents", input_model=Incident, output_model=Retrieval
+)
 
 summarise_step = Step(
-    id="summarise", name="Summarise & Recommend", input_model=Retrieval, output_model=Summary,
-    engine_name="openai_default", sampling=SamplingParams(temperature=0.2),
+    id="summarise",
+    name="Summarise & Recommend",
+    input_model=Retrieval,
+    output_model=Summary,
+    engine_name="openai_default",
+    sampling=SamplingParams(temperature=0.2),
     system_prompt="You are an SRE assistant. Draft a concise executive summary and 3 next steps.",
     user_prompt="Incident description:\n{{chain_input.description}}\n\nRelevant past incidents:\n{{retrieve.docs}}",
 )
@@ -62,8 +68,12 @@ summarise_step = Step(
 
 def _make_translation_step(lang_code: str, language_label: str) -> Step:
     return Step(
-        id=f"translate_{lang_code}", name=f"Translate to {language_label}", input_model=Summary,
-        output_model=Translation, engine_name="openai_default", sampling=SamplingParams(temperature=0.0),
+        id=f"translate_{lang_code}",
+        name=f"Translate to {language_label}",
+        input_model=Summary,
+        output_model=Translation,
+        engine_name="openai_default",
+        sampling=SamplingParams(temperature=0.0),
         system_prompt=f"Translate the following summary and actions into {language_label}.",
         user_prompt="{{summarise.summary}}\n\nActions:\n{{summarise.actions}}",
     )
@@ -73,8 +83,12 @@ branch_es = Branch("es", [_make_translation_step("es", "Spanish")])
 branch_fr = Branch("fr", [_make_translation_step("fr", "French")])
 
 grade_step = Step(
-    id="grade", name="Grade Summary Quality", input_model=Summary, output_model=Grade,
-    engine_name="openai_default", sampling=SamplingParams(temperature=0.0),
+    id="grade",
+    name="Grade Summary Quality",
+    input_model=Summary,
+    output_model=Grade,
+    engine_name="openai_default",
+    sampling=SamplingParams(temperature=0.0),
     system_prompt="You are a senior incident commander. Score the provided summary (1-10).",
     user_prompt="Summary:\n{{summarise.summary}}\n\nActions:\n{{summarise.actions}}",
 )

@@ -1,4 +1,5 @@
 """13 - French clinical note generator: classify, filter, reformulate, extract, locate spans, upload."""
+
 from config import setup_engines
 from nodes import filter_node, upload_node
 from steps import classify_step, extract_step, reformulate_step, span_step

@@ -1,4 +1,5 @@
 """Engine configuration for the pancreas note pipeline."""
+
 from chainette import register_engine
 
 

@@ -1,4 +1,5 @@
 """Data models of the pancreas note pipeline (the extraction models shortened)."""
+
 from __future__ import annotations
 
 from typing import Literal

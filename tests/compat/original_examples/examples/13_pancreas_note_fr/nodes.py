@@ -13,8 +13,11 @@ def _filter_relevant(case: ClassifiedCase) -> list[ClassifiedCase]:
 
 
 filter_node = ApplyNode(
-    fn=_filter_relevant, id="filter", name="Filter Other Cases",
-    input_model=ClassifiedCase, output_model=ClassifiedCase,
+    fn=_filter_relevant,
+    id="filter",
+    name="Filter Other Cases",
+    input_model=ClassifiedCase,
+    output_model=ClassifiedCase,
 )
 
 
@@ -28,8 +31,14 @@ class UploadNode(ApplyNode):
         self.input_model = SpanInfo  # for inspector
         self.output_model = SpanInfo
 
-    def execute(self, inputs: list[SpanInfo], item_histories: list[dict], writer: RunWriter | None = None,
-                debug: bool = False, batch_size: int = 0) -> tuple[list[SpanInfo], list[dict]]:
+    def execute(
+        self,
+        inputs: list[SpanInfo],
+        item_histories: list[dict],
+        writer: RunWriter | None = None,
+        debug: bool = False,
+        batch_size: int = 0,
+    ) -> tuple[list[SpanInfo], list[dict]]:
         repo_id = "rntc/clinical-reformulate"
         rows = []
         for span_rec, hist in zip(inputs, item_histories, strict=False):
@@ -40,8 +49,14 @@ class UploadNode(ApplyNode):
             variables = "\n\n".join(f"{k}: {v}" for k, v in values.items() if v is not None)
             spans = span_rec.model_dump()
             var_locs = [[f"{k}: {v}", spans.get(f"{k}_span")] for k, v in values.items() if v is not None]
-            rows.append({"clinical_case": clinical_case, "clinical_note": clinical_note,
-                         "variables": variables, "variables_locations": var_locs})
+            rows.append(
+                {
+                    "clinical_case": clinical_case,
+                    "clinical_note": clinical_note,
+                    "variables": variables,
+                    "variables_locations": var_locs,
+                }
+            )
         try:
             Dataset.from_list(rows).push_to_hub(repo_id, split="train")
         except Exception as exc:

@@ -1,4 +1,5 @@
 """01 - Sentiment classification with two Ollama models (original: ollama_api backend)."""
+
 from pydantic import BaseModel, Field
 
 from chainette import Chain, Step, register_engine

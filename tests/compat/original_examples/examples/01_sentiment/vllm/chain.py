@@ -1,4 +1,5 @@
 """01 - Sentiment classification (original: vllm_api backend)."""
+
 from pydantic import BaseModel, Field
 
 from chainette import Chain, Step, register_engine

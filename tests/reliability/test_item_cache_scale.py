@@ -1,0 +1,172 @@
+"""Issue #17 item 2: the item cache records when and by which engine each entry was written,
+migrates a cache from before those columns in place, prunes by age and by engine (library and
+`chainette cache prune`), writes batches in one statement without changing what is stored, and
+hashes messages to the same keys on its fast path."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from chainette.cli import app
+from chainette.engine.protocol import Completion, Usage
+from chainette.errors import ConfigError
+from chainette.io.item_cache import (
+    ItemCache,
+    _messages_json,
+    cache_info,
+    prune_cache,
+    write_batch,
+)
+from chainette.utils.canonical import canonical_json
+
+DAY = 86400
+
+
+def _completion(text: str = '{"a": 1}', reasoning: str | None = None) -> Completion:
+    return Completion(text=text, reasoning=reasoning, usage=Usage(7, 3), model="m")
+
+
+def _old_cache(path) -> None:
+    """A cache as versions before issue #17 wrote it (six columns, no created/engine)."""
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE items (key TEXT PRIMARY KEY, text TEXT NOT NULL, reasoning TEXT, "
+        "prompt_tokens INTEGER, completion_tokens INTEGER, model TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO items VALUES (?,?,?,?,?,?)", [(f"old{i}", f"reply {i}", None, 5, 6, "m") for i in range(3)]
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_an_old_cache_is_migrated_in_place_and_keeps_its_entries(tmp_path):
+    path = tmp_path / "items.sqlite"
+    _old_cache(path)
+    before = time.time()
+    cache = ItemCache(path)
+    try:
+        hit = cache.get("old1")
+        assert hit is not None and hit.text == "reply 1" and hit.usage.prompt_tokens == 5
+        cache.put("new", _completion(), "gpt")
+    finally:
+        cache.close()
+    conn = sqlite3.connect(path)
+    rows = dict(conn.execute("SELECT key, engine FROM items").fetchall())
+    created = [c for (c,) in conn.execute("SELECT created FROM items")]
+    conn.close()
+    assert rows == {"old0": None, "old1": None, "old2": None, "new": "gpt"}
+    assert all(before - 1 <= c <= time.time() + 1 for c in created)  # old entries: written at the migration
+    ItemCache(path).close()  # opening a migrated cache again changes nothing
+
+
+def test_prune_by_age_by_engine_and_both(tmp_path):
+    path = tmp_path / "items.sqlite"
+    cache = ItemCache(path, flush_every=0)
+    for i in range(4):
+        cache.put(f"k{i}", _completion(), "a" if i % 2 else "b")
+    cache.close()
+    now = time.time()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE items SET created = ? WHERE key IN ('k0', 'k1')", (int(now - 40 * DAY),))
+    conn.commit()
+    conn.close()
+    info = cache_info(path)
+    assert info["entries"] == 4 and info["engines"] == {"a": 2, "b": 2} and info["bytes_per_entry"] > 0
+    assert info["oldest"] < info["newest"]
+
+    assert prune_cache(path, older_than_days=100, now=now)["removed"] == 0
+    both = prune_cache(path, older_than_days=30, engine="a", now=now)
+    assert both["removed"] == 1 and both["entries"] == 3  # k1: old and engine a
+    by_age = prune_cache(path, older_than_days=30, now=now)
+    assert by_age["removed"] == 1 and by_age["entries"] == 2  # k0
+    by_engine = prune_cache(path, engine="b")
+    assert by_engine["removed"] == 1 and by_engine["engines"] == {"a": 1}
+    cache = ItemCache(path)
+    try:
+        assert cache.get("k3") is not None and cache.get("k0") is None
+    finally:
+        cache.close()
+    with pytest.raises(ConfigError, match="--older-than"):
+        prune_cache(path)
+    with pytest.raises(ConfigError, match="days >= 0"):
+        prune_cache(path, older_than_days=-1)
+    assert prune_cache(tmp_path / "absent.sqlite", engine="x")["removed"] == 0
+
+
+def test_cache_prune_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAINETTE_CACHE_DIR", str(tmp_path))
+    cache = ItemCache(flush_every=0)
+    cache.put("k1", _completion(), "gpt")
+    cache.put("k2", _completion(), "local")
+    cache.close()
+    runner = CliRunner()
+    shown = runner.invoke(app, ["cache", "info"], catch_exceptions=False)
+    assert shown.exit_code == 0 and "by engine:" in shown.output and "gpt 1" in shown.output
+    as_json = json.loads(runner.invoke(app, ["cache", "info", "--json"], catch_exceptions=False).output)
+    assert as_json["entries"] == 2 and as_json["engines"] == {"gpt": 1, "local": 1}
+    pruned = runner.invoke(app, ["cache", "prune", "--engine", "gpt"], catch_exceptions=False)
+    said = " ".join(pruned.output.split())
+    assert pruned.exit_code == 0 and "Removed 1 entries" in said and "1 left" in said
+    aged = runner.invoke(app, ["cache", "prune", "--older-than", "0.5"], catch_exceptions=False)
+    assert aged.exit_code == 0 and "Removed 0 entries" in " ".join(aged.output.split())
+    bare = runner.invoke(app, ["cache", "prune"])
+    assert bare.exit_code != 0 and "--older-than" in bare.output
+    assert "prune" in runner.invoke(app, ["cache", "--help"]).output
+
+
+@pytest.mark.parametrize("one_statement", [True, False])
+def test_a_written_batch_reads_back_exactly(tmp_path, one_statement):
+    path = tmp_path / "items.sqlite"
+    cache = ItemCache(path)
+    conn = cache._connect()
+    texts = ['{"a": "é ✓ 日本"}', "with\x00nul", 'quote " and \\ backslash', "\n\t", "x" * 5000]
+    batch = [
+        (f"k{i}", _completion(t, reasoning="why" if i % 2 else None), None if i % 2 else "e")
+        for i, t in enumerate(texts)
+    ]
+    try:
+        write_batch(conn, batch, one_statement)
+        for key, comp, _ in batch:
+            got = cache.get(key)
+            assert got is not None and (got.text, got.reasoning, got.usage.prompt_tokens, got.model) == (
+                comp.text,
+                comp.reasoning,
+                7,
+                "m",
+            )
+        engines = dict(conn.execute("SELECT key, engine FROM items"))
+        assert engines == {k: e for k, _, e in batch}
+    finally:
+        conn.close()
+        cache.close()
+
+
+def test_close_writes_everything_queued(tmp_path):
+    path = tmp_path / "items.sqlite"
+    cache = ItemCache(path, flush_every=5.0)  # close must not wait for the next flush
+    for i in range(1000):
+        cache.put(f"k{i}", _completion(), "e")
+    started = time.monotonic()
+    cache.close()
+    assert time.monotonic() - started < 4.0
+    assert cache_info(path)["entries"] == 1000
+
+
+def test_the_fast_message_encoding_is_the_canonical_one():
+    rng = random.Random(3)
+    alphabet = [chr(c) for c in range(0, 0x250)] + ["日", "✓", "\u2028", "\U0001f600", '"', "\\"]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        messages = [{"role": "system", "content": text[::-1]}, {"role": "user", "content": text}]
+        assert _messages_json(messages) == canonical_json(messages)
+    odd = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "user", "content": 1.5e16}]
+    assert _messages_json(odd) == canonical_json(odd)  # not all strings: the canonical path
+    with pytest.raises(UnicodeEncodeError):
+        _messages_json([{"role": "user", "content": "\ud800"}])  # as canonical_json does
