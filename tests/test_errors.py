@@ -39,6 +39,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ): "an unexpected tokenizer reply; ServerTokenizer.count catches it (with OSError) and tries the "
     "next tokenizer form, so it never reaches a user",
     ("chainette.engine.tokens", "_llamacpp"): "as _vllm",
+    ("chainette.engine.registry", "_check_replicas"): "as _merge_spec_env (an EngineConfig validator helper)",
+    ("chainette.engine.registry", "_merge_endpoints"): "as _merge_spec_env (an EngineConfig validator helper)",
 }
 
 

@@ -37,6 +37,7 @@ from chainette.engine.health import EngineHealth
 from chainette.engine.protocol import Completion, CompletionRequest
 from chainette.engine.retry import RetryPolicy
 from chainette.errors import (
+    DefinitionError,
     EngineConnectionError,
     EngineError,
     EngineHTTPError,
@@ -94,7 +95,7 @@ class MultiEndpointEngine:
         self, cfg: EngineConfig, clients: list[Any], *, policy: RetryPolicy | None = None, clock: Any = time.monotonic
     ) -> None:
         if not clients:
-            raise ValueError("MultiEndpointEngine needs at least one client")
+            raise DefinitionError(f"engine '{cfg.name}': a multi-endpoint engine needs at least one endpoint")
         self.cfg = cfg
         self.name = cfg.name
         self.model = getattr(clients[0], "model", cfg.model)
@@ -215,26 +216,47 @@ class MultiEndpointEngine:
         least loaded endpoint in service with a free slot (untried by this request when possible).
         Routing waits for a free slot rather than queueing behind one endpoint, so a slow endpoint
         only gets a new request when one of its own finishes; it also waits while all are out."""
+        eps = self.endpoints
+        n = len(eps)
         while True:
             self.health.check()
-            now = self._clock()
-            for ep in self.endpoints:
-                if not ep.up and not ep.probing and now >= ep.next_probe:
-                    ep.probing = True  # this request probes it; on failure it goes elsewhere
-                    return ep, True
-            up = [e for e in self.endpoints if e.up]
-            pool = [e for e in up if id(e) not in tried] or up
-            free = [e for e in pool if e.outstanding < _room(e)]
-            if free:
-                start = next(self._rr)
-                n = len(free)
-                order = [free[(start + i) % n] for i in range(n)]
-                return min(order, key=lambda e: e.outstanding / max(1, _room(e))), False
-            if up:
+            if any(not e.up for e in eps):
+                now = self._clock()
+                for ep in eps:
+                    if not ep.up and not ep.probing and now >= ep.next_probe:
+                        ep.probing = True  # this request probes it; on failure it goes elsewhere
+                        return ep, True
+            first = next(self._rr) % n
+            best = self._least_loaded(eps, n, first, tried) if tried else None
+            if best is None:
+                best = self._least_loaded(eps, n, first, None)
+            if best is not None:
+                return best, False
+            if any(e.up for e in eps):
+                if tried and not any(e.up and id(e) not in tried for e in eps):
+                    tried.clear()
                 await self._wait_change(None)  # every endpoint in service is full: the next finish
                 continue
-            wait = min((e.next_probe for e in self.endpoints if not e.probing), default=now + PROBE_AFTER[0])
+            now = self._clock()
+            wait = min((e.next_probe for e in eps if not e.probing), default=now + PROBE_AFTER[0])
             await self._wait_change(max(0.01, wait - now))
+
+    @staticmethod
+    def _least_loaded(eps: list[Endpoint], n: int, first: int, tried: set[int] | None) -> Endpoint | None:
+        """The endpoint in service with a free slot and the smallest share of its slots in use,
+        scanning from ``first`` (round robin among equals); ``tried``: only those not in it."""
+        best, best_load = None, 2.0
+        for k in range(n):
+            e = eps[(first + k) % n]
+            if not e.up or (tried is not None and id(e) in tried):
+                continue
+            room = _room(e)
+            if e.outstanding >= room:
+                continue
+            load = e.outstanding / room
+            if load < best_load:
+                best, best_load = e, load
+        return best
 
     async def _wait_change(self, seconds: float | None) -> None:
         """Wait for a free slot (``None``: woken one at a time, first come first served), or poll

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from chainette.errors import ResumeError
 from chainette.io.journal import JOURNAL_DIR, DoneSet, Journal, load_journal, save_journal, write_atomic
 from chainette.io.stream_writer import StreamWriter
 from chainette.utils.paths import confined
@@ -89,7 +90,9 @@ class BlockRunWriter(StreamWriter):
         commit it; return its per-step counts. The sub-run directory is removed afterwards."""
         journal = load_journal(sub_dir)
         if journal is None or not journal.completed:
-            raise RuntimeError(f"block {sub_dir} is not finished; it cannot be merged")  # a bug, not a user error
+            raise ResumeError(
+                f"block {sub_dir} is not finished; it cannot be merged into the run (rerun with --resume)"
+            )
         for name, state in journal.files.items():
             if name.startswith(JOURNAL_DIR):
                 continue  # a staged sub-run's spill files: internal
