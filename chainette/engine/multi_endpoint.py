@@ -218,6 +218,7 @@ class MultiEndpointEngine:
         only gets a new request when one of its own finishes; it also waits while all are out."""
         eps = self.endpoints
         n = len(eps)
+        woken = False  # a request woken from the queue keeps its place at the front of it
         while True:
             self.health.check()
             if any(not e.up for e in eps):
@@ -226,6 +227,12 @@ class MultiEndpointEngine:
                     if not ep.up and not ep.probing and now >= ep.next_probe:
                         ep.probing = True  # this request probes it; on failure it goes elsewhere
                         return ep, True
+            if self._slot_waiters and not woken:
+                # first come, first served: a newcomer does not take the slot a waiting request was
+                # woken for (a request that waited too long would hold back the run's journal)
+                await self._wait_change(None)
+                woken = True
+                continue
             first = next(self._rr) % n
             best = self._least_loaded(eps, n, first, tried) if tried else None
             if best is None:
@@ -235,7 +242,8 @@ class MultiEndpointEngine:
             if any(e.up for e in eps):
                 if tried and not any(e.up and id(e) not in tried for e in eps):
                     tried.clear()
-                await self._wait_change(None)  # every endpoint in service is full: the next finish
+                await self._wait_change(None, front=woken)  # every endpoint in service is full: the next finish
+                woken = True
                 continue
             now = self._clock()
             wait = min((e.next_probe for e in eps if not e.probing), default=now + PROBE_AFTER[0])
@@ -258,14 +266,18 @@ class MultiEndpointEngine:
                 best, best_load = e, load
         return best
 
-    async def _wait_change(self, seconds: float | None) -> None:
-        """Wait for a free slot (``None``: woken one at a time, first come first served), or poll
-        while every endpoint is out of service (``seconds``, at most 0.25 s at a time)."""
+    async def _wait_change(self, seconds: float | None, *, front: bool = False) -> None:
+        """Wait for a free slot (``None``: woken one at a time, first come first served; ``front``:
+        a woken request that found no slot waits again first in line), or poll while every endpoint
+        is out of service (``seconds``, at most 0.25 s at a time)."""
         if seconds is not None:
             await asyncio.sleep(min(seconds, 0.25))
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append(fut)
+        if front:
+            self._slot_waiters.appendleft(fut)
+        else:
+            self._slot_waiters.append(fut)
         try:
             await fut
         except BaseException:

@@ -345,3 +345,26 @@ def test_replicas_are_for_managed_servers_and_split_the_gpus_evenly():
         register_engine(name="bad-rep", backend="vllm_api", model="m", replicas=2, endpoint="http://a/v1")
     with pytest.raises(ConfigError, match="equal shares"):
         register_engine(name="bad-rep", backend="vllm_api", model="m", replicas=2, gpu_ids=[0, 1, 2])
+
+
+def test_waiting_requests_are_served_first_come_first_served():
+    """A request that waited for a slot is not overtaken again and again by newcomers: otherwise one
+    early row can wait for most of the run and hold back the run's journal (and its memory)."""
+    order: list[int] = []
+
+    async def go():
+        async with fake_api(slow(0.002)) as a, fake_api(slow(0.002)) as b:
+            engine = create_engine(cfg([a.url, b.url], max_in_flight=2))
+            feed = iter(range(400))
+
+            async def worker() -> None:  # the executor's pattern: a finished row's worker asks again at once
+                for i in feed:
+                    await engine.complete(request(i))
+                    order.append(i)
+
+            await asyncio.gather(*(worker() for _ in range(12)))
+            await engine.aclose()
+
+    asyncio.run(go())
+    lateness = max(rank - i for rank, i in enumerate(order))
+    assert sorted(order) == list(range(400)) and lateness <= 24, lateness
