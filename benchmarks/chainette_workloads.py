@@ -36,7 +36,7 @@ def keep(a: A) -> list[A]:
     return [A(answer=a.answer.upper(), score=a.score)]
 
 
-def build(workload: str, engine: str):
+def build(workload: str, engine: str, max_tokens: int = 64):
     from chainette import Branch, Chain, SamplingParams, Step, apply
 
     def step(sid: str, prompt: str, input_model=A) -> Step:
@@ -46,7 +46,7 @@ def build(workload: str, engine: str):
             output_model=A,
             engine_name=engine,
             user_prompt=prompt,
-            sampling=SamplingParams(max_tokens=64),
+            sampling=SamplingParams(max_tokens=max_tokens),
         )
 
     s1 = step("s1", "{{text}}", Q)
@@ -72,21 +72,32 @@ def main() -> None:
     ap.add_argument("--in-flight", type=int, default=256)
     ap.add_argument("--cache", action="store_true", help="default settings: on-disk item cache on")
     ap.add_argument("--keep-output", action="store_true")
+    ap.add_argument("--backend", default="vllm_api", help="the engine's backend (e.g. openai for llama.cpp)")
+    ap.add_argument("--model", default="mock", help="the engine's model name")
+    ap.add_argument("--first", type=int, default=0, help="inputs are q<first>, q<first+1>, ...")
+    ap.add_argument("--max-tokens", type=int, default=64)
     a = ap.parse_args()
 
     from chainette import FakeEngine, register_engine
 
     engines = None
     if a.url:
-        register_engine(name="mock", backend="vllm_api", endpoint=a.url, model="mock", max_in_flight=a.in_flight)
+        register_engine(
+            name="mock",
+            backend=a.backend,
+            endpoint=a.url,
+            model=a.model,
+            max_in_flight=a.in_flight,
+            **({"api_key": "sk-bench"} if a.backend == "openai" else {}),
+        )
     else:
         engines = {"mock": FakeEngine(name="mock", max_in_flight=a.in_flight)}
-    chain = build(a.workload, "mock")
+    chain = build(a.workload, "mock", a.max_tokens)
     out = tempfile.mkdtemp(prefix=f"chainette-bench-{a.workload}-")
     options = {"cache": bool(a.cache), "force": True}
     if engines:
         options["engines"] = engines
-    inputs = ({"text": f"q{i}"} for i in range(a.rows))
+    inputs = ({"text": f"q{i}"} for i in range(a.first, a.first + a.rows))
 
     rss_before = peak_rss_mb()
     cpu0, t0 = cpu_seconds(), time.perf_counter()
@@ -105,6 +116,12 @@ def main() -> None:
             "rows_in": result.rows_in,
             "errors": result.error_count,
             "requests": sum(s.done + s.errors for k, s in result.step_stats.items() if k != "keep"),
+            "requests_sent": sum(s.requests for s in result.step_stats.values()),
+            "cached": sum(s.cached for s in result.step_stats.values()),
+            "completion_tokens": sum(s.completion_tokens for s in result.step_stats.values()),
+            "completion_tokens_per_s": sum(s.completion_tokens for s in result.step_stats.values()) / wall
+            if wall
+            else 0.0,
             "wall_s": wall,
             "cpu_s": cpu,
             "rows_per_s": done / wall if wall else 0.0,

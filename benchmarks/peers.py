@@ -11,9 +11,10 @@ default; ``--setting raised`` raises its concurrency knob to ``--in-flight`` (25
 
     benchmarks/.venv-peers/bin/python benchmarks/peers.py --peer langchain --url URL --rows 2000
 
-Memory: ``peak_rss_mb`` is this process's peak; ``peak_tree_rss_mb`` is the peak of the summed
-RSS of this process and all its descendants, sampled every 50 ms (distilabel runs its steps in
-worker processes).
+Memory: ``peak_rss_mb`` is this process's peak; ``peak_tree_rss_mb`` / ``peak_tree_pss_mb`` are
+the peaks of the summed RSS / PSS of this process and all its descendants, sampled every 50 ms
+(distilabel runs its steps in worker processes; PSS splits the pages they share, RSS counts them
+in each).
 
 Notes on fairness:
 * Curator counts tokens with tiktoken's ``cl100k_base``, which it downloads on first use; this
@@ -48,6 +49,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from pydantic import BaseModel
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-peers"
@@ -136,7 +139,8 @@ class TreeRSS:
 
     def __init__(self, every: float = 0.05) -> None:
         self.every = every
-        self.peak_kb = 0
+        self.peak_kb = 0  # summed RSS (pages shared between the processes counted in each)
+        self.peak_pss_kb = 0  # summed PSS (shared pages split between the processes sharing them)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -161,26 +165,32 @@ class TreeRSS:
         return kids
 
     @staticmethod
-    def _rss_kb(pid: int) -> int:
+    def _rss_pss_kb(pid: int) -> tuple[int, int]:
+        rss = pss = 0
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
+                    if line.startswith("Rss:"):
+                        rss = int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss = int(line.split()[1])
         except OSError:
             pass
-        return 0
+        return rss, pss
 
     def _sample(self) -> None:
-        total, todo, seen = 0, [os.getpid()], set()
+        rss = pss = 0
+        todo, seen = [os.getpid()], set()
         while todo:
             pid = todo.pop()
             if pid in seen:
                 continue
             seen.add(pid)
-            total += self._rss_kb(pid)
+            r, p = self._rss_pss_kb(pid)
+            rss, pss = rss + r, pss + p
             todo.extend(self._children(pid))
-        self.peak_kb = max(self.peak_kb, total)
+        self.peak_kb = max(self.peak_kb, rss)
+        self.peak_pss_kb = max(self.peak_pss_kb, pss)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
@@ -313,6 +323,13 @@ def run_data_designer(url: str, rows: int, in_flight: int | None) -> dict:
     return {"ok": ok, "errors": rows - ok}
 
 
+class A(BaseModel):
+    """The output model at module level, for distilabel (it pickles the schema into its workers)."""
+
+    answer: str
+    score: float
+
+
 def run_distilabel(url: str, rows: int, in_flight: int | None) -> dict:
     os.environ.setdefault("DISTILABEL_CACHE_DIR", tempfile.mkdtemp(prefix="distilabel-bench-"))
     import instructor
@@ -320,12 +337,15 @@ def run_distilabel(url: str, rows: int, in_flight: int | None) -> dict:
     from distilabel.pipeline import Pipeline
     from distilabel.steps import LoadDataFromDicts
     from distilabel.steps.tasks import TextGeneration
-    from pydantic import BaseModel
+    from distilabel.steps.tasks.structured_outputs import instructor as dl_instructor
 
-    class A(BaseModel):
-        answer: str
-        score: float
-
+    # distilabel ships the step to a worker process as its serialised form, which turns the
+    # instructor.Mode into a plain str, and prepare_instructor then calls mode.value: give it
+    # the Mode back (workers are forked, so they inherit this shim)
+    prepare = dl_instructor.prepare_instructor
+    dl_instructor.prepare_instructor = lambda client, mode=None, framework="openai": prepare(
+        client, mode=instructor.Mode(mode) if isinstance(mode, str) else mode, framework=framework
+    )
     batch = {"input_batch_size": in_flight} if in_flight else {}
     with Pipeline(name="chainette-bench") as pipeline:
         load = LoadDataFromDicts(
@@ -394,6 +414,7 @@ def main() -> None:
             "cpu_us_per_row": cpu / rows * 1e6 if rows else None,
             "peak_rss_mb": peak_rss_mb(),
             "peak_tree_rss_mb": tree.peak_kb / 1024.0,
+            "peak_tree_pss_mb": tree.peak_pss_kb / 1024.0,
         }
     )
 

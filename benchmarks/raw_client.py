@@ -23,9 +23,9 @@ import aiohttp
 from common import ANSWER_SCHEMA, SYSTEM_PROMPT, cpu_seconds, emit, peak_rss_mb
 
 
-def make_body(i: int, max_tokens: int = 64) -> dict:
+def make_body(i: int, max_tokens: int = 64, model: str = "mock") -> dict:
     return {
-        "model": "mock",
+        "model": model,
         "messages": [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": f"q{i}"},
@@ -38,22 +38,32 @@ def make_body(i: int, max_tokens: int = 64) -> dict:
     }
 
 
-async def run(url: str, requests: int, in_flight: int, max_seconds: float) -> dict:
+async def run(
+    url: str,
+    requests: int,
+    in_flight: int,
+    max_seconds: float,
+    model: str = "mock",
+    first: int = 0,
+    max_tokens: int = 64,
+) -> dict:
     chat_url = url.rstrip("/") + "/chat/completions"
     sem = asyncio.Semaphore(in_flight)
     ok = 0
     errors = 0
+    completion_tokens = 0
 
     async def one(session: aiohttp.ClientSession, i: int) -> None:
-        nonlocal ok, errors
+        nonlocal ok, errors, completion_tokens
         try:
-            async with session.post(chat_url, json=make_body(i)) as resp:
+            async with session.post(chat_url, json=make_body(first + i, max_tokens, model)) as resp:
                 data = await resp.json()
                 if resp.status != 200:
                     errors += 1
                     return
                 json.loads(data["choices"][0]["message"]["content"])
                 ok += 1
+                completion_tokens += (data.get("usage") or {}).get("completion_tokens") or 0
         except Exception:  # noqa: BLE001 - a baseline counts failures, it does not retry
             errors += 1
         finally:
@@ -79,7 +89,14 @@ async def run(url: str, requests: int, in_flight: int, max_seconds: float) -> di
             await asyncio.gather(*tasks)
         wall = time.perf_counter() - t0
         cpu = cpu_seconds() - cpu0
-    return {"requests": sent, "ok": ok, "errors": errors, "wall_s": wall, "cpu_s": cpu}
+    return {
+        "requests": sent,
+        "ok": ok,
+        "errors": errors,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "completion_tokens": completion_tokens,
+    }
 
 
 def main() -> None:
@@ -89,8 +106,11 @@ def main() -> None:
     ap.add_argument("--in-flight", type=int, default=256)
     ap.add_argument("--requests-per-row", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, default=600.0)
+    ap.add_argument("--model", default="mock", help="the body's model name")
+    ap.add_argument("--first", type=int, default=0, help="user prompts are q<first>, q<first+1>, ...")
+    ap.add_argument("--max-tokens", type=int, default=64)
     a = ap.parse_args()
-    r = asyncio.run(run(a.url, a.rows * a.requests_per_row, a.in_flight, a.max_seconds))
+    r = asyncio.run(run(a.url, a.rows * a.requests_per_row, a.in_flight, a.max_seconds, a.model, a.first, a.max_tokens))
     rows = r["ok"] / a.requests_per_row
     emit(
         {
@@ -103,6 +123,8 @@ def main() -> None:
             "rows_per_s": rows / r["wall_s"] if r["wall_s"] else 0.0,
             "cpu_us_per_row": r["cpu_s"] / rows * 1e6 if rows else None,
             "cpu_us_per_request": r["cpu_s"] / r["ok"] * 1e6 if r["ok"] else None,
+            "completion_tokens": r["completion_tokens"],
+            "completion_tokens_per_s": r["completion_tokens"] / r["wall_s"] if r["wall_s"] else 0.0,
             "peak_rss_mb": peak_rss_mb(),
         }
     )

@@ -3,6 +3,7 @@
 The full suite (``python benchmarks/run_all.py``) is the measurement; this only proves it works.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -27,4 +28,15 @@ def test_benchmark_smoke_runs_every_section(tmp_path):
     assert "## Targets" in out and "PASS" in out
     for workload in ("step-20ms", "step-0ms", "chain3", "lognormal"):
         assert workload in out
-    assert (tmp_path / "smoke.json").is_file()
+    # issue #17: default settings as the headline (cache off beside it), the warm cache, the
+    # cache at scale, the real llama.cpp server and every peer (skipped where not installed)
+    assert "step-0ms-cache-off" in out and "default settings: CPU per row vs raw" in out
+    assert "Warm item cache" in out and "step-20ms-warm-cache" in out
+    assert "## Item cache at scale" in out and "Item cache insert cost per entry" in out
+    assert "Real llama.cpp server at its slot count" in out
+    for peer in ("curator", "langchain", "data-designer", "distilabel"):
+        assert f"Chainette vs {peer}" in out
+    report = json.loads((tmp_path / "smoke.json").read_text())
+    assert len(report["cache_scale"]) == 3 and not report["crashes"]
+    warm = next(t for t in report["targets"] if t["target"].startswith("Warm item cache") and t["op"])
+    assert warm["measured"] == 0  # a warm cache sends no request

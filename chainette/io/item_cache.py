@@ -15,6 +15,10 @@ happen inline (a primary-key lookup); writes are appended to a list and committe
 batches by a background thread (one SQL statement per batch where SQLite has JSON functions,
 so the thread releases the GIL once per batch, not once per row) and never block the loop.
 
+Lookups first ask a Bloom filter of the stored keys (:class:`KeyFilter`, built when the cache
+is opened: about a second per million entries), so a cold cache answers "absent" without a
+SQLite call on the event loop.
+
 Each entry records when it was written (``created``, Unix seconds) and the engine that
 answered (``engine``, the engine's name), so ``chainette cache prune --older-than DAYS
 --engine NAME`` can remove entries (:func:`prune_cache`). A cache written before those
@@ -72,6 +76,9 @@ def _messages_json(messages: Any) -> bytes:
 
 
 CACHE_VERSION = "chainette-item-v2"
+WRITER_CACHE_KB = 32768
+"""SQLite page cache of the writer thread's connection (KiB, used as the cache grows): inserts
+into a cache of a million entries find the key index in memory instead of re-reading it."""
 
 
 def default_cache_path() -> Path:
@@ -262,6 +269,35 @@ def _header(request: CompletionRequest, scope: dict[str, Any]) -> dict[str, Any]
     }
 
 
+class KeyFilter:
+    """A Bloom filter of the keys a cache holds, built when the cache is opened and fed by every
+    ``put``: a lookup of a key it never saw answers "absent" without touching SQLite (what a
+    cold cache does for every row). 16 bits per key, two positions from the key's hash: about
+    1.4% of absent keys still go to SQLite. Process-local (Python's ``hash``), so it is never
+    stored. Entries another process adds while this one runs are not in it (a miss here: the
+    request is sent again)."""
+
+    def __init__(self, capacity: int) -> None:
+        nbits = 1 << 23
+        while nbits < 16 * capacity:
+            nbits <<= 1
+        self.mask = nbits - 1
+        self.bits = bytearray(nbits >> 3)
+
+    def add(self, key: str) -> None:
+        h = hash(key)
+        for p in (h & self.mask, (h >> 32) & self.mask):
+            self.bits[p >> 3] |= 1 << (p & 7)
+
+    def __contains__(self, key: str) -> bool:
+        h = hash(key)
+        p = h & self.mask
+        if not self.bits[p >> 3] & (1 << (p & 7)):
+            return False
+        p = (h >> 32) & self.mask
+        return bool(self.bits[p >> 3] & (1 << (p & 7)))
+
+
 class ItemCache:
     """SQLite-backed reply cache. Use as ``cache.get(key)`` / ``cache.put(key, completion)``."""
 
@@ -277,6 +313,10 @@ class ItemCache:
         for f in _files(self.path):  # an existing cache, and the WAL/SHM files SQLite made
             _make_private(f, 0o600)
         _migrate(self._read)
+        entries = self._read.execute("SELECT count(*) FROM items").fetchone()[0]
+        self._filter = KeyFilter(2 * entries + (1 << 16))  # room for this run's new keys
+        for (k,) in self._read.execute("SELECT key FROM items"):
+            self._filter.add(k)
         self._pending: list[tuple[str, Completion, str | None]] = []  # appended by put (atomic under the GIL)
         self._wake = threading.Event()  # set by close
         self._closing = False
@@ -287,10 +327,12 @@ class ItemCache:
         self.misses = 0
         self._prefixes: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, writer: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        if writer:  # a large cache's index pages stay in memory
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
         return conn
 
     def key(self, request: CompletionRequest, scope: dict[str, Any]) -> str:
@@ -310,6 +352,9 @@ class ItemCache:
         return digest.hexdigest()
 
     def get(self, key: str) -> Completion | None:
+        if key not in self._filter:  # never stored: no SQLite call
+            self.misses += 1
+            return None
         row = self._read.execute(
             "SELECT text, reasoning, prompt_tokens, completion_tokens, model FROM items WHERE key=?", (key,)
         ).fetchone()
@@ -322,13 +367,14 @@ class ItemCache:
 
     def put(self, key: str, completion: Completion, engine: str | None = None) -> None:
         """Queue a reply for the writer thread (``engine``: the name of the engine that answered)."""
+        self._filter.add(key)
         self._pending.append((key, completion, engine))
         if self._flush_every <= 0:  # write at once
             self._wake.set()
 
     def _write_loop(self) -> None:
         """Write queued replies in one transaction per ``flush_every`` seconds (not one per reply)."""
-        conn = self._connect()
+        conn = self._connect(writer=True)
         one_statement = _has_json(conn)
         try:
             while True:

@@ -133,6 +133,8 @@ def test_a_written_batch_reads_back_exactly(tmp_path, one_statement):
     ]
     try:
         write_batch(conn, batch, one_statement)
+        cache.close()
+        cache = ItemCache(path)  # written behind its back: a new cache object knows the keys
         for key, comp, _ in batch:
             got = cache.get(key)
             assert got is not None and (got.text, got.reasoning, got.usage.prompt_tokens, got.model) == (
@@ -157,6 +159,25 @@ def test_close_writes_everything_queued(tmp_path):
     cache.close()
     assert time.monotonic() - started < 4.0
     assert cache_info(path)["entries"] == 1000
+
+
+def test_the_key_filter_answers_absent_keys_without_sqlite(tmp_path):
+    path = tmp_path / "items.sqlite"
+    cache = ItemCache(path, flush_every=0)
+    cache.put("stored", _completion(), "e")
+    cache.close()
+    cache = ItemCache(path)
+    try:
+        assert "stored" in cache._filter and cache.get("stored") is not None
+        cache._read.close()  # any SQLite call would now fail: absent keys must not make one
+        absent = [f"absent{i}" for i in range(2000)]
+        assert sum(k in cache._filter for k in absent) < 100  # ~1.4% false positives
+        assert all(cache.get(k) is None for k in absent if k not in cache._filter)
+        cache.put("new", _completion(), "e")
+        assert "new" in cache._filter  # a key put in this run is looked up (a duplicate row)
+    finally:
+        cache._read = sqlite3.connect(path)
+        cache.close()
 
 
 def test_the_fast_message_encoding_is_the_canonical_one():
