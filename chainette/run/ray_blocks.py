@@ -4,7 +4,8 @@
 
 * a ``ray.data.Dataset`` you built with any Ray Data reader (``read_json``, ``read_csv``,
   ``read_parquet``, ``from_huggingface``...), read in order;
-* a path: ``.jsonl`` (``read_json(lines=True)``), ``.csv`` (``read_csv``), ``.parquet`` or a
+* a path or URL (``s3://...``; a URL ending in ``/`` is a directory): ``.jsonl``
+  (``read_json(lines=True)``), ``.csv`` (``read_csv``), ``.parquet`` or a
   directory of Parquet files (``read_parquet``), read by Ray Data on the cluster; ``hf://NAME``
   or ``hf://NAME/SPLIT`` loads a Hugging Face dataset (``from_huggingface``);
 * any other iterable of rows, as a local run takes them (what ``chainette run`` passes: rows
@@ -60,19 +61,22 @@ def read_dataset(path: str | Path) -> Any:
         datasets = require("datasets", extra="datasets", feature="reading a Hugging Face dataset")
         name, _, split = raw[len("hf://") :].strip("/").partition("/")
         return ray.data.from_huggingface(datasets.load_dataset(name, split=split or "train"))
+    remote = "://" in raw  # s3://, gs://, abfs://...: Ray Data (pyarrow) opens it on the cluster
     p = Path(raw).expanduser()
-    name = p.name.lower()
-    if not p.exists():
+    name = raw.rstrip("/").rsplit("/", 1)[-1].lower()
+    if not remote and not p.exists():
         raise ConfigError(
             f"input {raw} not found (runner='ray' reads a .jsonl/.csv/.parquet file, a "
             "directory of Parquet files, or hf://NAME/SPLIT)"
         )
-    if p.is_dir() or name.endswith(_PARQUET):
-        return ray.data.read_parquet(str(p), num_cpus=READ_CPUS)
+    where = raw if remote else str(p)
+    is_dir = raw.endswith("/") if remote else p.is_dir()
+    if is_dir or name.endswith(_PARQUET):
+        return ray.data.read_parquet(where, num_cpus=READ_CPUS)
     if name.endswith(_JSONL):
-        return ray.data.read_json(str(p), lines=True, file_extensions=None, num_cpus=READ_CPUS)
+        return ray.data.read_json(where, lines=True, file_extensions=None, num_cpus=READ_CPUS)
     if name.endswith(_CSV):
-        return ray.data.read_csv(str(p), num_cpus=READ_CPUS)
+        return ray.data.read_csv(where, num_cpus=READ_CPUS)
     raise ConfigError(
         f"runner='ray' cannot read {raw}: use .jsonl, .csv, .parquet, a directory of "
         "Parquet files, hf://NAME/SPLIT, a ray.data.Dataset or any iterable of rows"
