@@ -487,3 +487,11 @@ def test_resume_with_retry_errors_runs_only_the_failed_rows_again(ray_cluster, m
     assert len(healthy.chats()) == len(failed)  # only the failed rows were sent again
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(200))
     assert records(out, "errors") == []
+
+
+def test_without_ray_installed_the_runner_names_the_extra(monkeypatch, tmp_path):
+    from chainette.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'chainette\[ray\]'"):
+        label_chain("nope").run(rows(3), tmp_path / "run", runner="ray")
