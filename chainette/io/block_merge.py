@@ -68,6 +68,26 @@ def seed_block(sub_dir: Path, done_local: list[int]) -> None:
     save_journal(sub_dir, Journal(done=done))
 
 
+def retry_block_errors(sub_dir: Path, offset: int) -> int:
+    """``--retry-errors`` inside a block started in an earlier session: drop its failed rows'
+    records and mark them not done. Its records carry global row ids and its journal local
+    indices, so the indices are mapped here, in the same journal write that names the rewrite
+    (a crash at any point leaves the rows either failed or to do, never lost)."""
+    from chainette.io.retry_errors import failed_inputs, finish_pending_rewrite, remove_failed_rows
+
+    journal = load_journal(sub_dir)
+    if journal is None:
+        return 0
+    finish_pending_rewrite(sub_dir, journal, durable=True)
+    failed = failed_inputs(sub_dir)
+    if not failed:
+        return 0
+    for row in failed:
+        journal.done.discard(row - offset)
+    journal.completed = False
+    return remove_failed_rows(sub_dir, journal, durable=True)
+
+
 def done_indices(done: DoneSet) -> Iterator[int]:
     """Every index ``done`` holds."""
     for i in range(done.watermark):

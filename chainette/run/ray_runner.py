@@ -251,6 +251,7 @@ class _RayRun:
                 "dir": str(sub),
                 "done": local_done,
                 "skipped": block.skipped,
+                "retry_errors": self.retry_errors,  # a block started before has failed rows of its own
             }
             self._submit(ray, pending, load, block, spec, attempt=1)
         while pending:
@@ -279,7 +280,9 @@ class _RayRun:
                 ) from None
             if self.actors[slot] is actor:  # not replaced yet (it may have run several of the blocks)
                 self._replace_worker(ray, slot)
-            self._submit(ray, pending, load, block, spec, attempt + 1)  # resumes from the block's journal
+            self._submit(
+                ray, pending, load, block, {**spec, "retry_errors": False}, attempt + 1
+            )  # resumes from the block's journal
             return
         except ray.exceptions.TaskCancelledError:
             result.interrupted = True

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+
 from chainette.core.row import SKIPPED, Row
 from chainette.engine.factory import engine_decorator
 from chainette.engine.slot_lease import LeasedLimiter, SlotTable
 from chainette.events import EventBus
-from chainette.io.block_merge import seed_block
+from chainette.io.block_merge import retry_block_errors, seed_block
 from chainette.run.async_executor import AsyncExecutor
 from chainette.run.row_runner import RunState
 
@@ -187,6 +189,8 @@ class BlockWorker:
             for i in spec.get("skipped", ()):
                 rows[i] = SKIPPED
             sub = Path(spec["dir"])
+            if spec.get("retry_errors"):
+                await anyio.to_thread.run_sync(retry_block_errors, sub, spec["offset"])
             seed_block(sub, spec.get("done", []))
             executor = BlockExecutor(
                 self.chain,

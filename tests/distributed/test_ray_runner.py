@@ -495,3 +495,21 @@ def test_without_ray_installed_the_runner_names_the_extra(monkeypatch, tmp_path)
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'chainette\[ray\]'"):
         label_chain("nope").run(rows(3), tmp_path / "run", runner="ray")
+
+
+def test_an_engine_fault_stops_every_worker_resumable(ray_cluster, mock, engine, tmp_path):
+    gone = mock()
+    name = engine(endpoint=gone.url, max_retries=3)
+    chain, data, out = label_chain(name), rows(400), tmp_path / "run"
+    gone.stop()  # nobody listens there any more: the engine is unreachable from every worker
+    result = chain.run(data, out, runner="ray", block_rows=50, cache=False)
+    assert result.interrupted and result.stopped_by == "engine", (result.stopped_by, result.stop_reason)
+    assert json.loads((out / "metadata.json").read_text())["status"] == "interrupted"
+    healthy = mock()
+    register_engine(name=name, backend="vllm_api", model="mock", endpoint=healthy.url)
+    failed_first = {e["row_id"] for e in records(out, "errors")}
+    assert len(failed_first) <= 2 * 4  # the rows each worker's engine tried before it stopped
+    again = chain.run(data, out, runner="ray", block_rows=50, cache=False, resume=True, retry_errors=True)
+    assert not again.interrupted and again.failed_rows == 0
+    assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(400))
+    assert records(out, "errors") == []
