@@ -32,6 +32,7 @@ run-wide budgets ``max_cost`` / ``max_tokens``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import sysconfig
@@ -288,9 +289,12 @@ class _RayRun:
             result.interrupted = True
             return
         except ray.exceptions.RayTaskError as exc:
-            cause = exc.as_instanceof_cause()
-            if isinstance(cause, ChainetteError) or isinstance(getattr(exc, "cause", None), ChainetteError):
-                raise getattr(exc, "cause", None) or cause from None
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, asyncio.CancelledError):  # stopped by us (another block's engine fault)
+                result.interrupted = True
+                return
+            if isinstance(cause, ChainetteError):
+                raise cause from None
             raise
         self.workers[out["worker"]["worker"]] = out["worker"]
         for sid, st in out["step_stats"].items():
