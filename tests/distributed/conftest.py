@@ -38,6 +38,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "CHAINETTE_CACHE_DIR": str(home / "cache"),
         "CHAINETTE_STATE_DIR": str(home / "state"),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        # the workers import the chainette of this checkout, as the tests do (not another editable install)
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
     }
     if ray.is_initialized():  # pragma: no cover - another suite left one running
         ray.shutdown()

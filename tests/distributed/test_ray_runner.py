@@ -176,6 +176,12 @@ def engine(request):
         unregister_engine(name)
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """A child process's environment: it imports the chainette of this checkout, as the tests do."""
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_in_thread(fn) -> tuple[threading.Thread, dict[str, Any]]:
     box: dict[str, Any] = {}
 
@@ -352,7 +358,7 @@ def test_a_killed_driver_resumes_without_requesting_committed_rows(ray_cluster, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=child_env(PYTHONUNBUFFERED="1"),
     )
     try:
         wait_for(
@@ -369,7 +375,7 @@ def test_a_killed_driver_resumes_without_requesting_committed_rows(ray_cluster, 
             driver.wait(timeout=30)
     committed = committed_rows(out, block)
     assert 150 <= len(committed) < n
-    done = subprocess.run(script(True), capture_output=True, text=True, timeout=150)
+    done = subprocess.run(script(True), capture_output=True, text=True, timeout=150, env=child_env())
     assert done.returncode == 0 and "DONE" in done.stdout, done.stderr[-3000:]
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(n))
     asked = Counter(r["hash"] for r in srv.chats())
@@ -449,9 +455,7 @@ def test_cli_runner_ray_joins_a_cluster_and_writes_the_usual_run_directory(ray_c
         "--json-logs",
         "--no-cache",
     ]
-    done = subprocess.run(
-        argv, cwd=tmp_path, capture_output=True, text=True, timeout=150, env={**os.environ, "COLUMNS": "120"}
-    )
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=150, env=child_env(COLUMNS="120"))
     assert done.returncode == 0, done.stderr[-3000:]
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert any(e.get("event") == "Summary" for e in events)
