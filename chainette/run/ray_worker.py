@@ -212,6 +212,7 @@ class BlockWorker:
                     total=len(rows),
                     window=self.options.get("window"),
                     error_guard=self.options["error_guard"],
+                    report=False,  # the run's report is built once, by the driver, from the merged run
                 )
             finally:
                 engine_decorator.reset(token)

@@ -234,6 +234,7 @@ def test_ray_run_equals_local_run_on_a_branching_chain(ray_cluster, mock, engine
     assert sum(w["blocks"] for w in runner["workers"].values()) == 5
     assert all(w["peak_rss_mb"] > 0 and w["rows"] > 0 for w in runner["workers"].values())
     assert not any((tmp_path / "ray" / ".chainette" / "blocks").iterdir())  # every block merged
+    assert "<html" in (tmp_path / "ray" / "report.html").read_text()[:500].lower()  # built once, from the run
     journal = json.loads((tmp_path / "ray" / ".chainette" / "progress.json").read_text())
     assert journal["done"]["watermark"] == 230 and journal["completed"]
 
