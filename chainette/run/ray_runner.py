@@ -301,6 +301,7 @@ class _RayRun:
         for sid, st in out["step_stats"].items():
             _add_stats(result.step_stats.setdefault(sid, StepStats()), st)
         result.failed_rows += out["failed_rows"]
+        result.cost = merge_cost(result.cost, out.get("cost") or {})
         if out["interrupted"]:
             result.interrupted = True
             if out["stopped_by"] and result.stopped_by is None:
@@ -492,6 +493,22 @@ def _write_report(out: Path) -> None:
             RuntimeWarning,
             stacklevel=1,
         )
+
+
+def merge_cost(a: Any, b: Any) -> Any:
+    """Two blocks' ``RunResult.cost`` as one: numbers add up (an unknown cost stays unknown),
+    flags must hold in both, lists are joined, anything else keeps the first value."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: merge_cost(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) and bool(b)
+    if a is None or b is None:
+        return None
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a + b
+    if isinstance(a, list) and isinstance(b, list):
+        return a + [x for x in b if x not in a]
+    return a
 
 
 def _add_stats(into: StepStats, d: dict[str, Any]) -> None:

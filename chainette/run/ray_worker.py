@@ -230,6 +230,7 @@ class BlockWorker:
             "failed_rows": result.failed_rows,
             "seconds": result.seconds,
             "step_stats": {sid: st.to_dict() for sid, st in result.step_stats.items()},
+            "cost": result.cost,
             "worker": self.report(),
         }
 

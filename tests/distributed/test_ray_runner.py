@@ -229,6 +229,7 @@ def test_ray_run_equals_local_run_on_a_branching_chain(ray_cluster, mock, engine
     assert {k: (v["outputs"], v["errors"]) for k, v in meta["steps"].items()} == {
         k: (v["outputs"], v["errors"]) for k, v in local_meta["steps"].items()
     }
+    assert meta["cost"]["total"]["tokens"] == local_meta["cost"]["total"]["tokens"] > 0  # summed over blocks
     runner = meta["runner"]
     assert runner["name"] == "ray" and runner["block_rows"] == 50
     assert sum(w["blocks"] for w in runner["workers"].values()) == 5
