@@ -274,7 +274,13 @@ class _RayRun:
         load[slot] -= 1
         try:
             out = ray.get(ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError):
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as exc:
+            init_failed = getattr(exc, "actor_init_failed", False)
+            if init_failed is True or (callable(init_failed) and init_failed()):
+                raise ConfigError(  # not a lost worker: no worker can start (another would fail the same way)
+                    f"runner='ray': a worker could not start: {_last_error_line(exc)} (the chain, its models and "
+                    "functions and the engine objects must import and unpickle on every node)"
+                ) from None
             if attempt >= BLOCK_ATTEMPTS:
                 raise ConfigError(
                     f"block {block.index} (rows {block.offset}-{block.offset + len(block.rows) - 1}) "
@@ -340,8 +346,22 @@ class _RayRun:
         count = int(self.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
         if self.worker_options["window"] is None:
             self.worker_options["window"] = self._window(engines, count)
+        for name, engine in engines.items():  # an engine object must survive the trip to the workers
+            _check_shippable(
+                engine,
+                f"engine '{name}'",
+                cloudpickle,
+                "pass its config instead (register_engine(..., backend=...) or an engines file)",
+            )
         payload = _ship(
             {"chain": self.chain, "engines": engines, "managed": managed, "options": self.worker_options}, cloudpickle
+        )
+        _check_shippable(
+            payload,
+            f"chain '{self.chain.name}'",
+            cloudpickle,
+            "keep the chain's models and functions importable or free of open resources",
+            raw=True,
         )
         self._payload = payload
         self.actors = [self._new_worker(ray) for _ in range(count)]
@@ -515,6 +535,25 @@ def _add_stats(into: StepStats, d: dict[str, Any]) -> None:
     for name, value in d.items():
         if hasattr(into, name) and isinstance(value, (int, float)):
             setattr(into, name, getattr(into, name) + value)
+
+
+def _last_error_line(exc: BaseException) -> str:
+    """The last line of a remote traceback (the error itself), without terminal colours."""
+    import re
+
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _check_shippable(obj: Any, what: str, cloudpickle: Any, hint: str, *, raw: bool = False) -> None:
+    """Refuse, before any worker starts, what a worker could not unpickle (a worker that fails to
+    start would otherwise look like a worker that died)."""
+    try:
+        cloudpickle.loads(obj if raw else _ship(obj, cloudpickle))
+    except Exception as exc:  # noqa: BLE001 - any failure means the workers cannot have it
+        raise ConfigError(
+            f"runner='ray': {what} cannot be sent to the Ray workers ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
 
 
 def _ship(obj: Any, cloudpickle: Any) -> bytes:

@@ -519,3 +519,27 @@ def test_an_engine_fault_stops_every_worker_resumable(ray_cluster, mock, engine,
     assert not again.interrupted and again.failed_rows == 0
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(400))
     assert records(out, "errors") == []
+
+
+class Fussy:
+    """An engine object that unpickles in the driver but not on a worker (as code missing there)."""
+
+    name = "fussy"
+    max_in_flight = 4
+
+    def __reduce__(self):
+        return (_make_fussy, ())
+
+
+def _make_fussy() -> Fussy:
+    if os.environ.get("CHAINETTE_TEST_FUSSY") != "1":
+        raise RuntimeError("this engine cannot be built on this machine")
+    return Fussy.__new__(Fussy)
+
+
+def test_a_worker_that_cannot_start_is_a_config_error_not_a_lost_worker(ray_cluster, monkeypatch, tmp_path):
+    from chainette.errors import ConfigError
+
+    monkeypatch.setenv("CHAINETTE_TEST_FUSSY", "1")  # here only: the cluster's processes started without it
+    with pytest.raises(ConfigError, match="a worker could not start.*cannot be built on this machine"):
+        label_chain("fussy").run(rows(20), tmp_path / "run", runner="ray", engines={"fussy": Fussy()})
