@@ -43,6 +43,7 @@ from chainette.run.commit_loop import CommitLoop
 from chainette.run.costs import CostMeter
 from chainette.run.debug import DebugSampler, StepDebug, debug_rows, print_sample
 from chainette.run.engines import RunEngines
+from chainette.run.gc_tuning import restore_after_run, tune_for_run
 from chainette.run.inputs import InputFeed, graph_fingerprint, inputs_fingerprint, peek, rejoin
 from chainette.run.row_runner import RunState, run_from
 from chainette.run.stages import plan_stages, stage_engines
@@ -201,6 +202,7 @@ class AsyncExecutor:
         )
         stages = plan_stages(self.chain.items, engines.is_exclusive)
         started = time.monotonic()
+        tune_for_run()  # fewer, cheaper garbage collections while rows flow
         try:
             for name in self.chain.engine_names():  # persistent servers start up front
                 cfg = engines.config(name)
@@ -245,6 +247,7 @@ class AsyncExecutor:
             result.interrupted = True  # cancelled or failed: keep what was committed, resumable
             raise
         finally:
+            restore_after_run()
             if stop_debug is not None:
                 stop_debug()
             result.seconds = time.monotonic() - started
