@@ -40,6 +40,19 @@ RUNTIME_MODULES = [
     "chainette.engine.backends.vllm",
     "chainette.engine.backends.openai",
     "chainette.engine.identity",
+    "chainette.engine.factory",
+    "chainette.engine.broker",
+    "chainette.engine.process_manager",
+    "chainette.engine.servers",
+    "chainette.engine.backends.checks",
+    "chainette.run.local",
+    "chainette.run.executor",
+    "chainette.run.preflight",
+    "chainette.run.batch_mode",
+    "chainette.io.report",
+    "anyio._backends._asyncio",
+    "anyio.to_thread",
+    "encodings.idna",
 ]
 """Imported before a measurement starts (what a second run in the same process would find)."""
 
