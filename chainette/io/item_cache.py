@@ -15,9 +15,13 @@ happen inline (a primary-key lookup); writes are appended to a list and committe
 batches by a background thread (one SQL statement per batch where SQLite has JSON functions,
 so the thread releases the GIL once per batch, not once per row) and never block the loop.
 
-Lookups first ask a Bloom filter of the stored keys (:class:`KeyFilter`, built when the cache
-is opened: about a second per million entries), so a cold cache answers "absent" without a
-SQLite call on the event loop.
+Lookups first ask a Bloom filter of the stored keys (:class:`KeyFilter`), so a cold cache
+answers "absent" without a SQLite call on the event loop. The filter is stored beside the
+database (``items.sqlite-filter``) when a run closes the cache, with the last row it covers; the
+next open reads it and adds only the rows written since (by any process), so opening a cache of
+a million entries costs milliseconds, not the second a full scan of its keys takes. A missing,
+damaged or stale filter file (the row it names is gone or different: a pruned or replaced
+database) is rebuilt from a full scan; pruning and clearing delete it.
 
 Each entry records when it was written (``created``, Unix seconds) and the engine that
 answered (``engine``, the engine's name), so ``chainette cache prune --older-than DAYS
@@ -30,8 +34,10 @@ run, uncached).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
+import struct
 import threading
 import time
 from pathlib import Path
@@ -89,6 +95,8 @@ def default_cache_path() -> Path:
 
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 """The database file and the files SQLite keeps beside it."""
+FILTER_SUFFIX = "-filter"
+"""The stored key filter beside the database (see :class:`KeyFilter`)."""
 
 
 def _make_private(path: Path, mode: int) -> None:
@@ -102,7 +110,7 @@ def _make_private(path: Path, mode: int) -> None:
 
 
 def _files(path: Path) -> list[Path]:
-    return [path.with_name(path.name + suffix) for suffix in SQLITE_SUFFIXES]
+    return [path.with_name(path.name + suffix) for suffix in (*SQLITE_SUFFIXES, FILTER_SUFFIX)]
 
 
 def cache_info(path: str | Path | None = None) -> dict[str, Any]:
@@ -169,7 +177,8 @@ def prune_cache(
             with conn:
                 removed = conn.execute(f"DELETE FROM items WHERE {' AND '.join(where)}", args).rowcount
             if removed:
-                conn.execute("VACUUM")
+                conn.execute("VACUUM")  # may renumber rows: the stored filter is rebuilt on next open
+                p.with_name(p.name + FILTER_SUFFIX).unlink(missing_ok=True)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
@@ -269,13 +278,31 @@ def _header(request: CompletionRequest, scope: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _positions(key: str) -> tuple[int, int]:
+    """Two 64-bit numbers from a key: its own hex digits when it is a digest (every key
+    :meth:`ItemCache.key` makes is a SHA-256 hex digest), else a BLAKE2 hash of it. Deterministic
+    across processes, so a filter can be stored and read again."""
+    try:
+        if len(key) >= 32:
+            h = int(key[:32], 16)
+            return h & 0xFFFFFFFFFFFFFFFF, h >> 64
+    except ValueError:
+        pass
+    d = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
+
+
+FILTER_MAGIC = b"chainette-key-filter-1\n"
+_FILTER_HEADER = struct.Struct("<QqI")  # bits, the last row covered, length of that row's key
+
+
 class KeyFilter:
-    """A Bloom filter of the keys a cache holds, built when the cache is opened and fed by every
-    ``put``: a lookup of a key it never saw answers "absent" without touching SQLite (what a
-    cold cache does for every row). 16 bits per key, two positions from the key's hash: about
-    1.4% of absent keys still go to SQLite. Process-local (Python's ``hash``), so it is never
-    stored. Entries another process adds while this one runs are not in it (a miss here: the
-    request is sent again)."""
+    """A Bloom filter of the keys a cache holds, fed by every ``put``: a lookup of a key it never
+    saw answers "absent" without touching SQLite (what a cold cache does for every row). 16 bits
+    per key, two positions from the key (:func:`_positions`): about 1.4% of absent keys still go
+    to SQLite. Stored beside the database with the last row it covers (:meth:`dump`,
+    :meth:`load`). Entries another process adds while this one runs are not in it (a miss
+    here: the request is sent again); the next open reads them from the database."""
 
     def __init__(self, capacity: int) -> None:
         nbits = 1 << 23
@@ -284,18 +311,59 @@ class KeyFilter:
         self.mask = nbits - 1
         self.bits = bytearray(nbits >> 3)
 
+    @property
+    def capacity(self) -> int:
+        """Keys it holds at its designed false-positive rate."""
+        return (self.mask + 1) // 16
+
     def add(self, key: str) -> None:
-        h = hash(key)
-        for p in (h & self.mask, (h >> 32) & self.mask):
-            self.bits[p >> 3] |= 1 << (p & 7)
+        mask, bits = self.mask, self.bits
+        for h in _positions(key):
+            p = h & mask
+            bits[p >> 3] |= 1 << (p & 7)
 
     def __contains__(self, key: str) -> bool:
-        h = hash(key)
-        p = h & self.mask
-        if not self.bits[p >> 3] & (1 << (p & 7)):
+        a, b = _positions(key)
+        mask, bits = self.mask, self.bits
+        p = a & mask
+        if not bits[p >> 3] & (1 << (p & 7)):
             return False
-        p = (h >> 32) & self.mask
-        return bool(self.bits[p >> 3] & (1 << (p & 7)))
+        p = b & mask
+        return bool(bits[p >> 3] & (1 << (p & 7)))
+
+    def dump(self, path: Path, covered: int, anchor: str) -> None:
+        """Write the filter to ``path`` atomically (0600): ``covered`` is the last row it holds,
+        ``anchor`` that row's key (how :meth:`load`'s caller recognises the same database)."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                a = anchor.encode("utf-8", "surrogatepass")
+                f.write(FILTER_MAGIC + _FILTER_HEADER.pack(self.mask + 1, covered, len(a)) + a)
+                f.write(self.bits)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[KeyFilter, int, str] | None:
+        """``(filter, covered, anchor)`` from a file :meth:`dump` wrote; ``None`` when it is
+        missing or not a whole filter."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        head = len(FILTER_MAGIC) + _FILTER_HEADER.size
+        if not data.startswith(FILTER_MAGIC) or len(data) < head:
+            return None
+        nbits, covered, alen = _FILTER_HEADER.unpack_from(data, len(FILTER_MAGIC))
+        if nbits < 8 or nbits & (nbits - 1) or len(data) != head + alen + nbits // 8:
+            return None
+        f = cls.__new__(cls)
+        f.mask = nbits - 1
+        f.bits = bytearray(data[head + alen :])
+        return f, covered, data[head : head + alen].decode("utf-8", "surrogatepass")
 
 
 class ItemCache:
@@ -313,10 +381,9 @@ class ItemCache:
         for f in _files(self.path):  # an existing cache, and the WAL/SHM files SQLite made
             _make_private(f, 0o600)
         _migrate(self._read)
-        entries = self._read.execute("SELECT count(*) FROM items").fetchone()[0]
-        self._filter = KeyFilter(2 * entries + (1 << 16))  # room for this run's new keys
-        for (k,) in self._read.execute("SELECT key FROM items"):
-            self._filter.add(k)
+        self._filter_path = self.path.with_name(self.path.name + FILTER_SUFFIX)
+        self._filter_changed = False  # whether the stored filter file lacks keys this one holds
+        self._filter, self._covered, self.filter_source = self._open_filter()
         self._pending: list[tuple[str, Completion, str | None]] = []  # appended by put (atomic under the GIL)
         self._wake = threading.Event()  # set by close
         self._closing = False
@@ -326,6 +393,46 @@ class ItemCache:
         self.hits = 0
         self.misses = 0
         self._prefixes: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+
+    def _open_filter(self) -> tuple[KeyFilter, int, str]:
+        """The stored filter brought up to date with the rows written since it was stored, or a
+        new one from a full scan; with the last row covered and where it came from."""
+        top = self._read.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+        stored = KeyFilter.load(self._filter_path)
+        if stored is not None:
+            keys, covered, anchor = stored
+            row = self._read.execute("SELECT key FROM items WHERE rowid=?", (covered,)).fetchone()
+            same_db = (row[0] == anchor) if row else (covered == 0 and anchor == "")
+            if same_db and covered <= top and top < keys.capacity:
+                last = self._scan(keys, covered)
+                self._filter_changed = last != covered
+                return keys, last, "stored"
+        keys = KeyFilter(2 * top + (1 << 16))  # room for this run's new keys
+        self._filter_changed = True
+        return keys, self._scan(keys, 0), "rebuilt"
+
+    def _scan(self, keys: KeyFilter, after: int) -> int:
+        """Add the keys of the rows after row ``after``; return the last row added."""
+        last = after
+        for rowid, k in self._read.execute("SELECT rowid, key FROM items WHERE rowid > ? ORDER BY rowid", (after,)):
+            keys.add(k)
+            last = rowid
+        return last
+
+    def _store_filter(self) -> None:
+        """Store the filter, brought up to date with every row written until now (this run's
+        and other processes'), so the next open reads it instead of scanning every key."""
+        covered = self._scan(self._filter, self._covered)
+        if covered == self._covered and not self._filter_changed:
+            return
+        row = self._read.execute("SELECT key FROM items WHERE rowid=?", (covered,)).fetchone()
+        if covered and row is None:  # the rows moved under us (a concurrent prune): rebuild next time
+            self._filter_path.unlink(missing_ok=True)
+            return
+        try:
+            self._filter.dump(self._filter_path, covered, row[0] if row else "")
+        except OSError:
+            pass  # a read-only or full disk: the next open scans the keys instead
 
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
@@ -368,6 +475,7 @@ class ItemCache:
     def put(self, key: str, completion: Completion, engine: str | None = None) -> None:
         """Queue a reply for the writer thread (``engine``: the name of the engine that answered)."""
         self._filter.add(key)
+        self._filter_changed = True
         self._pending.append((key, completion, engine))
         if self._flush_every <= 0:  # write at once
             self._wake.set()
@@ -395,4 +503,9 @@ class ItemCache:
             self._closing = True
             self._wake.set()
             self._writer.join(timeout=30)
+            if not self._writer.is_alive():
+                try:
+                    self._store_filter()
+                except sqlite3.Error:
+                    self._filter_path.unlink(missing_ok=True)
         self._read.close()

@@ -18,6 +18,7 @@ from chainette.engine.protocol import Completion, Usage
 from chainette.errors import ConfigError
 from chainette.io.item_cache import (
     ItemCache,
+    KeyFilter,
     _messages_json,
     cache_info,
     prune_cache,
@@ -191,3 +192,108 @@ def test_the_fast_message_encoding_is_the_canonical_one():
     assert _messages_json(odd) == canonical_json(odd)  # not all strings: the canonical path
     with pytest.raises(UnicodeEncodeError):
         _messages_json([{"role": "user", "content": "\ud800"}])  # as canonical_json does
+
+
+def _hexkey(i: int, salt: str = "k") -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{salt}{i}".encode()).hexdigest()
+
+
+def _fill(path, keys, flush_every: float = 0) -> None:
+    cache = ItemCache(path, flush_every=flush_every)
+    for k in keys:
+        cache.put(k, _completion(), "e")
+    cache.close()
+
+
+def test_the_key_filter_is_stored_at_close_and_read_at_the_next_open(tmp_path, monkeypatch):
+    path = tmp_path / "items.sqlite"
+    keys = [_hexkey(i) for i in range(500)]
+    _fill(path, keys)
+    stored = tmp_path / "items.sqlite-filter"
+    assert stored.exists() and (stored.stat().st_mode & 0o777) == 0o600
+    scanned: list[int] = []
+    real_scan = ItemCache._scan
+    monkeypatch.setattr(ItemCache, "_scan", lambda self, f, after: scanned.append(after) or real_scan(self, f, after))
+    cache = ItemCache(path)
+    try:
+        assert cache.filter_source == "stored"
+        assert scanned == [500], "only the rows after the stored filter's last row are read"
+        assert all(k in cache._filter for k in keys) and cache.get(keys[7]) is not None
+        assert sum(_hexkey(i, "absent") in cache._filter for i in range(2000)) < 100
+    finally:
+        cache.close()
+
+
+def test_rows_another_process_wrote_after_the_filter_was_stored_are_found(tmp_path):
+    path = tmp_path / "items.sqlite"
+    _fill(path, [_hexkey(i) for i in range(100)])  # stores a filter covering rows 1..100
+    # another writer that never stores a filter (an older version, or a process that crashed)
+    conn = sqlite3.connect(path)
+    later = [_hexkey(i, "later") for i in range(50)]
+    write_batch(conn, [(k, _completion(), "e") for k in later])
+    conn.close()
+    cache = ItemCache(path)
+    try:
+        assert cache.filter_source == "stored"
+        assert all(cache.get(k) is not None for k in later), "rows written after the stored filter were missed"
+    finally:
+        cache.close()
+    assert KeyFilter.load(tmp_path / "items.sqlite-filter")[1] == 150  # the next open starts from row 150
+
+
+def test_two_caches_open_at_once_both_keep_their_keys_in_the_stored_filter(tmp_path):
+    path = tmp_path / "items.sqlite"
+    _fill(path, [])
+    a, b = ItemCache(path, flush_every=0), ItemCache(path, flush_every=0)
+    mine, theirs = [_hexkey(i, "a") for i in range(30)], [_hexkey(i, "b") for i in range(30)]
+    for k in mine:
+        a.put(k, _completion(), "e")
+    for k in theirs:
+        b.put(k, _completion(), "e")
+    b.close()
+    a.close()  # the last to close stores the filter: it must hold b's keys too
+    keys, covered, _ = KeyFilter.load(tmp_path / "items.sqlite-filter")
+    assert covered == 60 and all(k in keys for k in mine + theirs)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "replaced database", "pruned"])
+def test_a_damaged_or_stale_stored_filter_is_rebuilt(tmp_path, damage):
+    path = tmp_path / "items.sqlite"
+    keys = [_hexkey(i) for i in range(200)]
+    _fill(path, keys)
+    stored = tmp_path / "items.sqlite-filter"
+    if damage == "truncated":
+        stored.write_bytes(stored.read_bytes()[:-10])
+    elif damage == "garbage":
+        stored.write_bytes(b"not a filter at all")
+    elif damage == "replaced database":  # another cache copied over this one, filter left behind
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"items.sqlite{suffix}").unlink(missing_ok=True)
+        conn = sqlite3.connect(path)
+        conn.close()
+        keys = [_hexkey(i, "other") for i in range(300)]
+        saved = stored.read_bytes()
+        _fill(path, keys)
+        stored.write_bytes(saved)  # the old database's filter, naming a row that now holds another key
+    else:
+        assert prune_cache(path, older_than_days=0, now=time.time() + DAY)["removed"] == 200
+        assert not stored.exists(), "prune must delete the stored filter (VACUUM may renumber rows)"
+        keys = []
+    cache = ItemCache(path)
+    try:
+        assert cache.filter_source == "rebuilt"
+        assert all(cache.get(k) is not None for k in keys)
+    finally:
+        cache.close()
+
+
+def test_clear_removes_the_stored_filter(tmp_path):
+    from chainette.io.item_cache import clear_cache
+
+    path = tmp_path / "items.sqlite"
+    _fill(path, [_hexkey(1)])
+    assert (tmp_path / "items.sqlite-filter").exists()
+    removed = clear_cache(path)["removed"]
+    assert str(tmp_path / "items.sqlite-filter") in removed and not (tmp_path / "items.sqlite-filter").exists()
