@@ -398,6 +398,20 @@ class Suite:
                 2.0,
                 "x",
             )
+        self.target(
+            f"Item cache open (stored key filter) at {big['entries']:,} / at {small['entries']:,} entries "
+            f"({big['open_s'] * 1000:.1f} / {small['open_s'] * 1000:.1f} ms)",
+            big["open_s"] / small["open_s"],
+            "<=",
+            2.0,
+            "x",
+        )
+        self.info(
+            f"Item cache first open after outgrowing the stored filter at {big['entries']:,} entries "
+            f"({big['first_open_source']} filter)",
+            big["first_open_s"],
+            "s",
+        )
         self.info(f"Item cache size per entry at {big['entries']:,} entries", big["bytes_per_entry"], "B")
 
     def llama_server(self) -> None:

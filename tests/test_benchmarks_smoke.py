@@ -33,10 +33,12 @@ def test_benchmark_smoke_runs_every_section(tmp_path):
     assert "step-0ms-cache-off" in out and "default settings: CPU per row vs raw" in out
     assert "Warm item cache" in out and "step-20ms-warm-cache" in out
     assert "## Item cache at scale" in out and "Item cache insert cost per entry" in out
+    assert "Item cache open (stored key filter)" in out
     assert "Real llama.cpp server at its slot count" in out
     for peer in ("curator", "langchain", "data-designer", "distilabel"):
         assert f"Chainette vs {peer}" in out
     report = json.loads((tmp_path / "smoke.json").read_text())
     assert len(report["cache_scale"]) == 3 and not report["crashes"]
+    assert all(size["open_source"] == "stored" for size in report["cache_scale"])  # a run's open reads the filter
     warm = next(t for t in report["targets"] if t["target"].startswith("Warm item cache") and t["op"])
     assert warm["measured"] == 0  # a warm cache sends no request
