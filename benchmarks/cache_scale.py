@@ -7,7 +7,10 @@ batches of ``--batch`` entries written the way the cache's writer thread writes 
 (:func:`chainette.io.item_cache.write_batch`: one transaction per batch), and at each size
 measures, in CPU µs per entry (``time.process_time``, this process only):
 
-* ``insert``: the next ``--probe`` entries (random keys, as SHA-256 keys are);
+* ``insert``: writing the next ``--probe`` entries to SQLite (random keys, as SHA-256 keys are),
+  what the cache's writer thread does (the GIL released for the statement);
+* ``put``: what a run's loop thread pays per new reply (``ItemCache.put``: queue it for the
+  writer, add its key to the key filter), thread CPU time;
 * ``hit``: ``ItemCache.get`` of ``--probe`` random keys already stored;
 * ``miss``: ``ItemCache.get`` of ``--probe`` keys not stored (a cold cache's lookup: answered by
   the cache's key filter, ~1.4% of them by SQLite);
@@ -43,6 +46,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--probe", type=int, default=5000, help="operations timed at each size")
     ap.add_argument("--batch", type=int, default=2000, help="entries per write transaction")
+    ap.add_argument("--keep", help="leave the filled cache (items.sqlite and its files) in this folder")
     a = ap.parse_args()
 
     from chainette.core.sampling import SamplingParams
@@ -103,7 +107,7 @@ def main() -> None:
             first_open_s, first_source = time.perf_counter() - w0, cache.filter_source
             cache.close()
             c0, w0 = time.process_time(), time.perf_counter()
-            cache = ItemCache(path)
+            cache = ItemCache(path, flush_every=3600)  # nothing is written until close
             open_s, open_cpu = time.perf_counter() - w0, time.process_time() - c0
             hits = [hashlib.sha256(f"entry {rng.randrange(stored)}".encode()).hexdigest() for _ in range(a.probe)]
             misses = [hashlib.sha256(f"absent {i}".encode()).hexdigest() for i in range(a.probe)]
@@ -117,6 +121,14 @@ def main() -> None:
             for r in requests:
                 cache.key(r, scope)
             key = (time.process_time() - c0) / a.probe * 1e6
+            # what a run's loop thread pays per new reply: put (the SQLite write is the writer
+            # thread's, timed as "insert" above); the queued entries are dropped, not written
+            fresh = entries(_keys(10**9 + size, a.probe))
+            c0 = time.thread_time()
+            for k, c, e in fresh:
+                cache.put(k, c, e)
+            put = (time.thread_time() - c0) / a.probe * 1e6
+            cache._pending.clear()
             writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             info = cache_info(path)
             row = {
@@ -127,6 +139,7 @@ def main() -> None:
                 "first_open_s": first_open_s,
                 "first_open_source": first_source,
                 "insert_us": insert,
+                "put_us": put,
                 "hit_us": hit,
                 "miss_us": miss,
                 "key_us": key,
@@ -137,7 +150,7 @@ def main() -> None:
             }
             out.append(row)
             print(
-                f"  {row['entries']:>9} entries: insert {insert:5.1f} us, hit {hit:5.1f} us, miss {miss:5.1f} us, "
+                f"  {row['entries']:>9} entries: put {put:4.1f} us, insert {insert:5.1f} us, hit {hit:5.1f} us, miss {miss:5.1f} us, "
                 f"key {key:4.1f} us, open {open_s * 1000:.1f} ms ({cache.filter_source} filter; first open "
                 f"{first_open_s * 1000:.0f} ms, {first_source}), {row['bytes_per_entry']:.0f} B/entry "
                 f"({row['size_mb']:.0f} MB)",
@@ -146,6 +159,10 @@ def main() -> None:
     finally:
         writer.close()
         cache.close()
+        if a.keep:
+            Path(a.keep).mkdir(parents=True, exist_ok=True)
+            for f in folder.iterdir():
+                shutil.move(str(f), Path(a.keep) / f.name)
         shutil.rmtree(folder, ignore_errors=True)
     emit(
         {

@@ -62,7 +62,7 @@ def keep(a: A) -> list[A]:
     return [A(answer=a.answer.upper(), score=a.score)]
 
 
-def build(workload: str, engine: str, max_tokens: int = 64):
+def build(workload: str, engine: str, max_tokens: int = 64, temperature: float | None = None):
     from chainette import Branch, Chain, SamplingParams, Step, apply
 
     def step(sid: str, prompt: str, input_model=A) -> Step:
@@ -72,7 +72,7 @@ def build(workload: str, engine: str, max_tokens: int = 64):
             output_model=A,
             engine_name=engine,
             user_prompt=prompt,
-            sampling=SamplingParams(max_tokens=max_tokens),
+            sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature),
         )
 
     s1 = step("s1", "{{text}}", Q)
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--model", default="mock", help="the engine's model name")
     ap.add_argument("--first", type=int, default=0, help="inputs are q<first>, q<first+1>, ...")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, help="the step's sampling temperature (default: not set)")
     a = ap.parse_args()
 
     from chainette import FakeEngine, register_engine
@@ -118,7 +119,7 @@ def main() -> None:
         )
     else:
         engines = {"mock": FakeEngine(name="mock", max_in_flight=a.in_flight)}
-    chain = build(a.workload, "mock", a.max_tokens)
+    chain = build(a.workload, "mock", a.max_tokens, a.temperature)
     out = tempfile.mkdtemp(prefix=f"chainette-bench-{a.workload}-")
     options = {"cache": bool(a.cache), "force": True}
     if engines:

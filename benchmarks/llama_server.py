@@ -9,7 +9,9 @@ the default model SmolLM2-135M, this machine's default threads and slots, or ``-
 with as many requests in flight as the server has slots, the same prompts (Chainette's schema
 instruction as the system message, ``q<i>`` as the user message), the same strict
 ``response_format`` json_schema (llama.cpp compiles it to a grammar) and ``max_tokens``.
-Each run uses rows the server has not seen (its prompt cache never favours the second client).
+Each pair of runs sends prompts the server has not seen, the same to both clients, at
+temperature 0 (the same replies: tokens/s then compares the time the same work took), the
+order alternating from pair to pair.
 
 Reports completion tokens/s of each client (the server's ``usage``) and the ratio, one
 ``RESULT {json}`` line: ``runs`` (every run) and ``ratio_median`` (Chainette / raw, the
@@ -114,11 +116,13 @@ def main() -> None:
             ],
             timeout=300,
         )
-        offset += 10_000
-        for _ in range(a.repeat):
+        for k in range(a.repeat):
             pair = {}
-            for client in ("raw", "chainette"):
-                # fresh prompts per run: q<offset+i>, so the server's prompt cache favours no one
+            # each pair: new prompts q<offset+i>, the same for both clients, temperature 0 (both
+            # get the same replies, so tokens/s compares the time the same work took); the
+            # order alternates so that neither client always runs second
+            offset += 10_000
+            for client in ("raw", "chainette") if k % 2 == 0 else ("chainette", "raw"):
                 if client == "raw":
                     argv = [
                         sys.executable,
@@ -135,6 +139,8 @@ def main() -> None:
                         str(offset),
                         "--max-tokens",
                         str(a.max_tokens),
+                        "--temperature",
+                        "0",
                     ]
                     env = None
                 else:
@@ -157,9 +163,10 @@ def main() -> None:
                         str(offset),
                         "--max-tokens",
                         str(a.max_tokens),
+                        "--temperature",
+                        "0",
                     ]
                     env = {"CHAINETTE_CACHE_DIR": str(folder / f"cache{offset}")}
-                offset += 10_000
                 res, err = run_child(argv, timeout=900, env=env)
                 if res is None:
                     raise RuntimeError(f"{client} run failed: {err[-500:]}")

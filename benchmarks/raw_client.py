@@ -23,8 +23,8 @@ import aiohttp
 from common import ANSWER_SCHEMA, SYSTEM_PROMPT, cpu_seconds, emit, peak_rss_mb
 
 
-def make_body(i: int, max_tokens: int = 64, model: str = "mock") -> dict:
-    return {
+def make_body(i: int, max_tokens: int = 64, model: str = "mock", temperature: float | None = None) -> dict:
+    body = {
         "model": model,
         "messages": [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -36,6 +36,9 @@ def make_body(i: int, max_tokens: int = 64, model: str = "mock") -> dict:
         },
         "max_tokens": max_tokens,
     }
+    if temperature is not None:  # as a Chainette step sends SamplingParams(temperature=...)
+        body["temperature"] = temperature
+    return body
 
 
 async def run(
@@ -46,6 +49,7 @@ async def run(
     model: str = "mock",
     first: int = 0,
     max_tokens: int = 64,
+    temperature: float | None = None,
 ) -> dict:
     chat_url = url.rstrip("/") + "/chat/completions"
     sem = asyncio.Semaphore(in_flight)
@@ -56,7 +60,7 @@ async def run(
     async def one(session: aiohttp.ClientSession, i: int) -> None:
         nonlocal ok, errors, completion_tokens
         try:
-            async with session.post(chat_url, json=make_body(first + i, max_tokens, model)) as resp:
+            async with session.post(chat_url, json=make_body(first + i, max_tokens, model, temperature)) as resp:
                 data = await resp.json()
                 if resp.status != 200:
                     errors += 1
@@ -109,8 +113,20 @@ def main() -> None:
     ap.add_argument("--model", default="mock", help="the body's model name")
     ap.add_argument("--first", type=int, default=0, help="user prompts are q<first>, q<first+1>, ...")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, help="sent when given (default: the server's)")
     a = ap.parse_args()
-    r = asyncio.run(run(a.url, a.rows * a.requests_per_row, a.in_flight, a.max_seconds, a.model, a.first, a.max_tokens))
+    r = asyncio.run(
+        run(
+            a.url,
+            a.rows * a.requests_per_row,
+            a.in_flight,
+            a.max_seconds,
+            a.model,
+            a.first,
+            a.max_tokens,
+            a.temperature,
+        )
+    )
     rows = r["ok"] / a.requests_per_row
     emit(
         {

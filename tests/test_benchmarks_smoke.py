@@ -32,8 +32,8 @@ def test_benchmark_smoke_runs_every_section(tmp_path):
     # cache at scale, the real llama.cpp server and every peer (skipped where not installed)
     assert "step-0ms-cache-off" in out and "default settings: CPU per row vs raw" in out
     assert "Warm item cache" in out and "step-20ms-warm-cache" in out
-    assert "## Item cache at scale" in out and "Item cache insert cost per entry" in out
-    assert "Item cache open (stored key filter)" in out
+    assert "## Item cache at scale" in out and "Item cache insert (a run's put) cost per entry" in out
+    assert "Item cache open (stored key filter)" in out and "a cache of" in out and "vs an empty one" in out
     assert "Real llama.cpp server at its slot count" in out
     for peer in ("curator", "langchain", "data-designer", "distilabel"):
         assert f"Chainette vs {peer}" in out
