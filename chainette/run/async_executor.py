@@ -522,17 +522,16 @@ def _finish_run_files(metrics: RunMetrics, result: RunResult, report: bool) -> N
 
     try:
         metrics.finish("interrupted" if result.interrupted else "completed")
-        if report and metrics.run_dir is not None and (metrics.run_dir / "metadata.json").exists():
-            from chainette.io.report import write_report
-
-            write_report(metrics.run_dir)
-    except Exception as exc:  # noqa: BLE001 - the run's data is written; only its report is missing
+    except Exception as exc:  # noqa: BLE001 - the run's data is written; only its measurements are incomplete
         warnings.warn(
-            f"the run report of {metrics.run_dir} was not written: {type(exc).__name__}: {exc}. "
-            f"Rebuild it with: chainette report {metrics.run_dir}",
+            f"the run metrics of {metrics.run_dir} were not finished: {type(exc).__name__}: {exc}",
             RuntimeWarning,
             stacklevel=1,
         )
+    if report and metrics.run_dir is not None and (metrics.run_dir / "metadata.json").exists():
+        from chainette.io.report import write_report_or_warn
+
+        write_report_or_warn(metrics.run_dir)
 
 
 def _spilled_row(decoder: RowDecoder) -> Any:

@@ -211,7 +211,9 @@ class _RayRun:
             self._close_workers(ray)  # their leased slots go back before the table reports
             writer.extra_metadata = {"runner": self._runner_report(ray)}
             writer.close(result)
-            _write_report(self.out)
+            from chainette.io.report import write_report_or_warn
+
+            write_report_or_warn(self.out)  # its charts over time stay empty: blocks' measurements are not merged
         self.bus.publish(
             RunFinished(
                 run.run_id,
@@ -495,24 +497,6 @@ class _RayRun:
                     sid, st["done"] + st["errors"], st["errors"], st["prompt_tokens"], st["completion_tokens"], None
                 )
             )
-
-
-def _write_report(out: Path) -> None:
-    """``report.html`` of the merged run, as a local run writes it (its throughput-over-time charts
-    stay empty: the blocks' own measurements are not merged); a failure is a warning."""
-    import warnings
-
-    try:
-        from chainette.io.report import write_report
-
-        write_report(out)
-    except Exception as exc:  # noqa: BLE001 - the run's data is written; only its report is missing
-        warnings.warn(
-            f"the run report of {out} was not written: {type(exc).__name__}: {exc}. "
-            f"Rebuild it with: chainette report {out}",
-            RuntimeWarning,
-            stacklevel=1,
-        )
 
 
 def merge_cost(a: Any, b: Any) -> Any:

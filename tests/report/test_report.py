@@ -464,3 +464,17 @@ def test_force_overwrite_drops_the_old_report_and_metrics(tmp_path):
     assert not (out / "report.html").exists()
     sessions = load_metrics(out)["sessions"]
     assert len(sessions) == 1 and sessions[0]["totals"]["extract"]["done"] == 5
+
+
+def test_a_report_that_cannot_be_built_is_a_warning_not_a_failed_run(tmp_path, monkeypatch):
+    import chainette.io.report as report
+
+    def broken(run_dir):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "build_report", broken)
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match=r"report of .*run was not written: OSError: disk full.*chainette report"):
+        result = run(out, n=5)
+    assert not result.interrupted and result.rows_in == 5
+    assert (out / "metadata.json").exists() and not (out / "report.html").exists()

@@ -21,7 +21,7 @@ from chainette.errors import ConfigError
 from chainette.io.report.data import load_report_data
 from chainette.io.report.page import render
 
-__all__ = ["REPORT_FILE", "build_report", "write_report"]
+__all__ = ["REPORT_FILE", "build_report", "write_report", "write_report_or_warn"]
 
 REPORT_FILE = "report.html"
 
@@ -53,3 +53,19 @@ def write_report(run_dir: str | Path, path: str | Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, html, durable=False)
     return target
+
+
+def write_report_or_warn(run_dir: str | Path) -> None:
+    """Write ``RUN_DIR/report.html`` at the end of a run: a failure is a ``RuntimeWarning``
+    saying how to build it again, never a failed run (the run's data is written)."""
+    import warnings
+
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - only the report is missing
+        warnings.warn(
+            f"the run report of {run_dir} was not written: {type(exc).__name__}: {exc}. "
+            f"Rebuild it with: chainette report {run_dir}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
