@@ -22,8 +22,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -115,6 +118,15 @@ class Suite:
         print(msg, flush=True)
 
     # -- bookkeeping --------------------------------------------------------------------------
+    @contextmanager
+    def mock(self, *flags: str) -> Iterator[Any]:
+        """The mock server, warmed up by a discarded raw-client run (``peer_rows`` requests) and
+        reset: Node's JIT warm-up then favours no client (whichever ran first paid it)."""
+        with mock_server(*flags) as srv:
+            run_child([PY, RAW, "--url", srv.base_url, "--rows", str(self.sizes.peer_rows)], timeout=300)
+            srv.reset()
+            yield srv
+
     def child(self, name: str, argv: list[str], timeout: float, srv=None, **kw) -> dict | None:
         """Run one measurement process; note the mock server's CPU use and the machine load."""
         cpu0 = srv.cpu_seconds() if srv else None
@@ -191,7 +203,7 @@ class Suite:
             shutil.rmtree(cache_dir, ignore_errors=True)
 
     def _vs_raw(self, workload, flags, rows, chain, requests_per_row, extra, timeout, cache_dir):
-        with mock_server(*flags) as srv:
+        with self.mock(*flags) as srv:
             raw = self.child(
                 f"{workload}/raw",
                 [
@@ -246,7 +258,7 @@ class Suite:
 
         rows = self.sizes.step_rows
         reps = []
-        with mock_server("--latency-ms", str(ms)) as srv:
+        with self.mock("--latency-ms", str(ms)) as srv:
             for _ in range(self.sizes.repeats):
                 rep: dict = {}
                 for client in ("raw", "defaults", "cache-off"):
@@ -366,7 +378,7 @@ class Suite:
         rows = self.sizes.step_rows
         cache_dir = tempfile.mkdtemp(prefix="chainette-bench-cache-")
         try:
-            with mock_server("--latency-ms", "20") as srv:
+            with self.mock("--latency-ms", "20") as srv:
                 argv = [PY, WORKLOADS, "step", "--url", srv.base_url, "--rows", str(rows), "--cache"]
                 env = {"CHAINETTE_CACHE_DIR": cache_dir}
                 cold = self.child("warm-cache/cold", argv, 300, srv, env=env)
@@ -404,7 +416,7 @@ class Suite:
 
         rows = self.sizes.step_rows
         pairs = []
-        with mock_server("--latency-ms", "20") as srv:
+        with self.mock("--latency-ms", "20") as srv:
             for k in range(self.sizes.repeats):
                 pair = []
                 for label, cache_dir in (
@@ -637,7 +649,7 @@ class Suite:
         settings = ["raised"] if self.smoke else ["default", "raised"]
         for ms in (0,) if self.smoke else (0, 20):
             wl = f"peers-{ms}ms"
-            with mock_server("--latency-ms", str(ms)) as srv:
+            with self.mock("--latency-ms", str(ms)) as srv:
                 cache_dir = tempfile.mkdtemp(prefix="chainette-bench-cache-")
                 try:
                     ch = self.child(
