@@ -481,13 +481,13 @@ class Suite:
             note="informational: one index page per entry once the index outgrows a batch; "
             "what a run sees is the target 'a cache of N entries vs an empty one'",
         )
-        self.target(
+        self.info(
             f"Item cache open (stored key filter) at {big['entries']:,} / at {small['entries']:,} entries "
             f"({big['open_s'] * 1000:.1f} / {small['open_s'] * 1000:.1f} ms)",
             big["open_s"] / small["open_s"],
-            "<=",
-            2.0,
             "x",
+            note="informational: reading the filter (2 bytes per entry) is all that grows; a run's "
+            "whole cost with a big cache is the target 'a cache of N entries vs an empty one'",
         )
         self.info(
             f"Item cache first open after outgrowing the stored filter at {big['entries']:,} entries "

@@ -350,20 +350,24 @@ class KeyFilter:
     def load(cls, path: Path) -> tuple[KeyFilter, int, str] | None:
         """``(filter, covered, anchor)`` from a file :meth:`dump` wrote; ``None`` when it is
         missing or not a whole filter."""
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
         head = len(FILTER_MAGIC) + _FILTER_HEADER.size
-        if not data.startswith(FILTER_MAGIC) or len(data) < head:
-            return None
-        nbits, covered, alen = _FILTER_HEADER.unpack_from(data, len(FILTER_MAGIC))
-        if nbits < 8 or nbits & (nbits - 1) or len(data) != head + alen + nbits // 8:
+        try:
+            with path.open("rb") as fh:
+                start = fh.read(head)
+                if len(start) < head or not start.startswith(FILTER_MAGIC):
+                    return None
+                nbits, covered, alen = _FILTER_HEADER.unpack_from(start, len(FILTER_MAGIC))
+                if nbits < 8 or nbits & (nbits - 1) or os.fstat(fh.fileno()).st_size != head + alen + nbits // 8:
+                    return None
+                anchor = fh.read(alen).decode("utf-8", "surrogatepass")
+                bits = bytearray(nbits // 8)
+                if fh.readinto(bits) != len(bits):  # read straight into the filter: no copy
+                    return None
+        except (OSError, UnicodeDecodeError):
             return None
         f = cls.__new__(cls)
-        f.mask = nbits - 1
-        f.bits = bytearray(data[head + alen :])
-        return f, covered, data[head : head + alen].decode("utf-8", "surrogatepass")
+        f.mask, f.bits = nbits - 1, bits
+        return f, covered, anchor
 
 
 class ItemCache:
