@@ -887,12 +887,15 @@ def main() -> int:
         print(format_table(suite.transport))
     if suite.cache:
         print("\n## Item cache at scale (CPU us per entry)\n")
-        print("| entries | insert | hit | miss | key | bytes/entry |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| entries | put (run) | SQLite insert (writer thread) | hit | miss | key | open ms | first open ms | bytes/entry |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in suite.cache:
             print(
-                f"| {c['entries']:,} | {c['insert_us']:.1f} | {c['hit_us']:.1f} | {c['miss_us']:.1f} | "
-                f"{c['key_us']:.1f} | {c['bytes_per_entry']:.0f} |"
+                f"| {c['entries']:,} | {c.get('put_us', 0):.1f} | {c['insert_us']:.1f} | {c['hit_us']:.1f} | "
+                f"{c['miss_us']:.1f} | {c['key_us']:.1f} | {c['open_s'] * 1000:.1f} | "
+                f"{c.get('first_open_s', 0) * 1000:.0f} ({c.get('first_open_source', '?')}) | {c['bytes_per_entry']:.0f} |"
             )
     if suite.peer_versions:
         print("\nPeer versions: " + ", ".join(f"{k} {v}" for k, v in suite.peer_versions.items()))
