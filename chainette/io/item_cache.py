@@ -282,12 +282,13 @@ def _positions(key: str) -> tuple[int, int]:
     """Two 64-bit numbers from a key: its own hex digits when it is a digest (every key
     :meth:`ItemCache.key` makes is a SHA-256 hex digest), else a BLAKE2 hash of it. Deterministic
     across processes, so a filter can be stored and read again."""
-    try:
-        if len(key) >= 32:
-            h = int(key[:32], 16)
+    head = key[:32]
+    if len(head) == 32 and head.isalnum():  # no sign, space or underscore: int() reads digits only
+        try:
+            h = int(head, 16)
             return h & 0xFFFFFFFFFFFFFFFF, h >> 64
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     d = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
 

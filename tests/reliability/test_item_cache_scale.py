@@ -297,3 +297,16 @@ def test_clear_removes_the_stored_filter(tmp_path):
     assert (tmp_path / "items.sqlite-filter").exists()
     removed = clear_cache(path)["removed"]
     assert str(tmp_path / "items.sqlite-filter") in removed and not (tmp_path / "items.sqlite-filter").exists()
+
+
+def test_any_key_finds_its_place_in_the_key_filter():
+    from chainette.io.item_cache import _positions
+
+    keys = [_hexkey(1), "-" + "1" * 40, "+" + "f" * 40, " " + "a" * 40, "1_2" * 20, "short", "é" * 40, ""]
+    keys += ["ffffffffffffffffffffffffffffffff", "0" * 64]
+    f = KeyFilter(100)
+    for k in keys:
+        a, b = _positions(k)
+        assert 0 <= a < 2**64 and 0 <= b < 2**64, k
+        f.add(k)
+    assert all(k in f for k in keys)
