@@ -123,49 +123,14 @@ def main() -> None:
             # order alternates so that neither client always runs second
             offset += 10_000
             for client in ("raw", "chainette") if k % 2 == 0 else ("chainette", "raw"):
+                # the same request for both: rows, in flight, model, prompts, max_tokens, temperature
+                common_args = ["--url", url, "--rows", str(a.rows), "--in-flight", str(slots), "--model", alias]
+                common_args += ["--first", str(offset), "--max-tokens", str(a.max_tokens), "--temperature", "0"]
                 if client == "raw":
-                    argv = [
-                        sys.executable,
-                        str(HERE / "raw_client.py"),
-                        "--url",
-                        url,
-                        "--rows",
-                        str(a.rows),
-                        "--in-flight",
-                        str(slots),
-                        "--model",
-                        alias,
-                        "--first",
-                        str(offset),
-                        "--max-tokens",
-                        str(a.max_tokens),
-                        "--temperature",
-                        "0",
-                    ]
-                    env = None
+                    argv, env = [sys.executable, str(HERE / "raw_client.py"), *common_args], None
                 else:
-                    argv = [
-                        sys.executable,
-                        str(HERE / "chainette_workloads.py"),
-                        "step",
-                        "--url",
-                        url,
-                        "--rows",
-                        str(a.rows),
-                        "--in-flight",
-                        str(slots),
-                        "--backend",
-                        "openai",
-                        "--model",
-                        alias,
-                        "--cache",
-                        "--first",
-                        str(offset),
-                        "--max-tokens",
-                        str(a.max_tokens),
-                        "--temperature",
-                        "0",
-                    ]
+                    argv = [sys.executable, str(HERE / "chainette_workloads.py"), "step", *common_args]
+                    argv += ["--backend", "openai", "--cache"]
                     env = {"CHAINETTE_CACHE_DIR": str(folder / f"cache{offset}")}
                 res, err = run_child(argv, timeout=900, env=env)
                 if res is None:
