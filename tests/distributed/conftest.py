@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ._mock import MockServer
+from tests.mock_openai_server import MockServer
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = REPO / "tests" / "standins"

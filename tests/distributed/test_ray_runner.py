@@ -24,8 +24,7 @@ from pydantic import BaseModel
 
 from chainette import Branch, Chain, SamplingParams, Step, apply, register_engine
 from chainette.engine.registry import unregister_engine
-
-from ._mock import messages_hash
+from tests.mock_openai_server import messages_hash
 
 SP = SamplingParams(temperature=0, max_tokens=32)
 
@@ -317,7 +316,7 @@ def test_a_killed_worker_is_replaced_and_committed_rows_are_not_requested_again(
     result = box["result"]
     assert not result.interrupted and result.failed_rows == 0
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(600))
-    asked = Counter(r["hash"] for r in srv.chats())
+    asked = Counter(r["hash"] for r in srv.requests())
     hashes = request_hashes(chain, data)
     assert all(asked[h] >= 1 for h in hashes)  # the hash matches what was sent
     again = [i for i in sorted(committed) if asked[hashes[i]] != 1]
@@ -380,7 +379,7 @@ def test_a_killed_driver_resumes_without_requesting_committed_rows(ray_cluster, 
     done = subprocess.run(script(True), capture_output=True, text=True, timeout=150, env=child_env())
     assert done.returncode == 0 and "DONE" in done.stdout, done.stderr[-3000:]
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(n))
-    asked = Counter(r["hash"] for r in srv.chats())
+    asked = Counter(r["hash"] for r in srv.requests())
     hashes = request_hashes(label_chain("any"), rows(n))
     again = [i for i in sorted(committed) if asked[hashes[i]] != 1]
     assert again == [], f"committed rows requested again: {again[:20]}"
@@ -393,7 +392,7 @@ def test_three_endpoints_one_killed_one_stalled_every_row_completes_once(ray_clu
     name = engine(endpoints=[a.url, b.url, c.url], max_in_flight=6, timeout=1.5, max_retries=4)
     chain, out = label_chain(name), tmp_path / "run"
     thread, box = run_in_thread(lambda: chain.run(rows(1500), out, runner="ray", block_rows=150, cache=False))
-    wait_for(lambda: len(c.chats()) >= 100 or "error" in box, 120, "traffic on the third endpoint")
+    wait_for(lambda: len(c.requests()) >= 100 or "error" in box, 120, "traffic on the third endpoint")
     c.kill()  # connections refused from now on; its requests in flight are cut
     b.send(signal.SIGSTOP)  # stalled: accepts nothing, answers nothing
     time.sleep(3)
@@ -404,8 +403,8 @@ def test_three_endpoints_one_killed_one_stalled_every_row_completes_once(ray_clu
     assert not result.interrupted and result.failed_rows == 0
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(1500))
     assert records(out, "errors") == []
-    served_after = len(b.chats())
-    assert served_after > 0 and len(a.chats()) > 0
+    served_after = len(b.requests())
+    assert served_after > 0 and len(a.requests()) > 0
 
 
 CHAIN_FILE = """
@@ -490,7 +489,7 @@ def test_resume_with_retry_errors_runs_only_the_failed_rows_again(ray_cluster, m
     register_engine(name=name, backend="vllm_api", model="mock", endpoint=healthy.url)
     again = chain.run(data, out, runner="ray", block_rows=50, cache=False, resume=True, retry_errors=True)
     assert not again.interrupted and again.failed_rows == 0
-    assert len(healthy.chats()) == len(failed)  # only the failed rows were sent again
+    assert len(healthy.requests()) == len(failed)  # only the failed rows were sent again
     assert Counter(r["row_id"] for r in records(out, "flattened")) == Counter(str(i) for i in range(200))
     assert records(out, "errors") == []
 

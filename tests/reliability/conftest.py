@@ -7,15 +7,12 @@ name); every wait has a deadline, so a hang fails the test instead of stalling C
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from tests.mock_openai_server import MockServer, messages_hash  # noqa: F401  (used by the tests here)
+
 from .input_cli import input_project  # noqa: F401  (fixture of test_broken_inputs and test_input_fuzz)
 
 REPO = Path(__file__).resolve().parents[2]
-MOCK_JS = REPO / "benchmarks" / "mock_server.js"
-NODE = os.environ.get("NODE", "node")
 SECRET = "sk-test-CHAINETTE-SECRET-123"
 
 CHAIN_PY = """
@@ -93,97 +90,13 @@ def write_engines(path: Path, port: int, **extra: Any) -> Path:
     return path
 
 
-def messages_hash(messages: list[dict[str, Any]]) -> str:
-    """The mock server's request-log hash: sha1(JSON.stringify(messages))[:16]."""
-    return hashlib.sha1(json.dumps(messages, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-# -- the mock server ---------------------------------------------------------------------------
-@dataclass
-class MockServer:
-    flags: tuple[str, ...]
-    log: Path
-    port: int = 0
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self, timeout: float = 10.0) -> MockServer:
-        argv = [
-            NODE,
-            str(MOCK_JS),
-            "--port",
-            str(self.port),
-            "--host",
-            "127.0.0.1",
-            "--request-log",
-            str(self.log),
-            *self.flags,
-        ]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while time.monotonic() < deadline and b"\n" not in buf:
-            if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                buf += chunk
-        sel.close()
-        line = buf.decode(errors="replace").strip()
-        if not line.startswith("LISTENING "):
-            self.stop()
-            raise RuntimeError(f"mock server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as r:
-            return json.loads(r.read())
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Chat requests from the request log (complete lines only)."""
-        if not self.log.exists():
-            return []
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("n"):
-                out.append(rec)
-        return out
-
-
 @pytest.fixture
 def mock_server(tmp_path: Path) -> Iterator[Any]:
     """Factory: ``mock_server("--latency-ms", "20")`` starts one; all are stopped at teardown."""
     servers: list[MockServer] = []
 
     def start(*flags: str) -> MockServer:
-        srv = MockServer(tuple(flags), tmp_path / f"requests-{len(servers)}.log").start()
+        srv = MockServer(tmp_path / f"requests-{len(servers)}.log", tuple(flags)).start()
         servers.append(srv)
         return srv
 

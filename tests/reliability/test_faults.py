@@ -38,7 +38,7 @@ REASKED = ["schema-invalid"]  # "invalid-json" is cut off at max_tokens: not re-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     base = tmp_path_factory.mktemp("fault-ref")
-    srv = MockServer((), base / "requests.log").start()
+    srv = MockServer(base / "requests.log").start()
     try:
         ws = Workspace(
             dir=base,

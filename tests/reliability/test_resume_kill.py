@@ -61,7 +61,7 @@ def _row_of_hash(chain_path: Path, flattened: list[dict]) -> dict[str, str]:
 def resume_ws(tmp_path_factory):
     """One mock server and one uninterrupted reference run, shared by the tests of this module."""
     base = tmp_path_factory.mktemp("resume")
-    srv = MockServer(("--latency-ms", "20"), base / "requests.log").start()
+    srv = MockServer(base / "requests.log", ("--latency-ms", "20")).start()
     try:
         ws = Workspace(
             dir=base,

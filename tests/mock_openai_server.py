@@ -1,6 +1,7 @@
-"""Mock OpenAI-compatible servers for the distributed tests: ``benchmarks/mock_server.js``
-processes (deterministic replies keyed on the messages, a request log, /stats), each in its
-own process group, stopped by that group, every wait bounded."""
+"""Mock OpenAI-compatible servers for the tests that need a real process (reliability,
+distributed): ``benchmarks/mock_server.js`` processes (deterministic replies keyed on the
+messages, a request log, /stats), each in its own process group, stopped by that group, every
+wait bounded."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 MOCK_JS = REPO / "benchmarks" / "mock_server.js"
 NODE = os.environ.get("NODE", "node")
 
@@ -69,6 +70,7 @@ class MockServer:
         return self
 
     def send(self, sig: int) -> None:
+        """Signal the server's process group (e.g. SIGSTOP to freeze it, SIGCONT to resume)."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
 
@@ -77,7 +79,7 @@ class MockServer:
         if proc is None or proc.poll() is not None:
             return
         try:
-            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGCONT)  # a frozen (SIGSTOP) server must run to exit
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
@@ -94,7 +96,7 @@ class MockServer:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as r:
             return json.loads(r.read())
 
-    def chats(self) -> list[dict[str, Any]]:
+    def requests(self) -> list[dict[str, Any]]:
         """Chat requests in the request log (complete lines only)."""
         if not self.log.exists():
             return []
