@@ -45,29 +45,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chainette.engine.backends.strict_rules import STRICT_FORMATS, strict_mode_violations
+from chainette.engine.backends.strict_rules import ALLOWED_KEYWORDS, STRICT_FORMATS, strict_mode_violations
 
 _ANNOTATIONS = frozenset({"default", "examples", "readOnly", "writeOnly", "deprecated", "$comment", "$schema", "$id"})
-_KEPT = frozenset(
-    {
-        "title",
-        "description",
-        "pattern",
-        "format",
-        "minLength",
-        "maxLength",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "multipleOf",
-        "minItems",
-        "maxItems",
-        "enum",
-        "const",
-        "type",
-    }
-)
+_STRUCTURE = frozenset({"properties", "required", "additionalProperties", "items", "anyOf", "$ref", "$defs"})
+_KEPT = ALLOWED_KEYWORDS - _STRUCTURE
+"""The keywords strict mode allows on a node that are copied as they are (the structural ones
+are rebuilt: objects, arrays, unions and references)."""
 _HARMLESS_FORMATS = frozenset({"password"})  # SecretStr: any string validates
 _EXOTIC_REGEX = re.compile(r"\(\?[=!<]|\(\?P|\\[1-9]")
 """Lookarounds, named groups, backreferences: the guide does not say its regex dialect has
