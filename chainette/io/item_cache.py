@@ -234,19 +234,33 @@ def _batch_json(rows: list[tuple[Any, ...]]) -> str | None:
 
 def write_batch(
     conn: sqlite3.Connection, batch: list[tuple[str, Completion, str | None]], one_statement: bool = True
-) -> None:
+) -> tuple[int, int]:
     """Insert ``(key, completion, engine)`` entries in one transaction (what the writer thread
-    does every ``flush_every`` seconds; ``benchmarks/cache_scale.py`` times it)."""
+    does every ``flush_every`` seconds; ``benchmarks/cache_scale.py`` times it). Returns the
+    rows the transaction added, ``(before, after)``: rowids ``before < rowid <= after``. It
+    holds the write lock from its start, so no other process adds a row in that range."""
     now = int(time.time())
     rows = [
         (k, c.text, c.reasoning, c.usage.prompt_tokens, c.usage.completion_tokens, c.model, now, e) for k, c, e in batch
     ]
     payload = _batch_json(rows) if one_statement else None
-    if payload is not None:  # the GIL is released once for the whole batch
-        conn.execute(_INSERT_JSON, (payload,))
-    else:
-        conn.executemany(_INSERT, rows)
-    conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        before = _last_rowid(conn)
+        if payload is not None:  # the GIL is released once for the whole batch
+            conn.execute(_INSERT_JSON, (payload,))
+        else:
+            conn.executemany(_INSERT, rows)
+        after = _last_rowid(conn)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return before, after
+
+
+def _last_rowid(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0)
 
 
 def _has_json(conn: sqlite3.Connection) -> bool:
@@ -293,44 +307,64 @@ def _positions(key: str) -> tuple[int, int]:
     return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
 
 
-FILTER_MAGIC = b"chainette-key-filter-1\n"
-_FILTER_HEADER = struct.Struct("<QqI")  # bits, the last row covered, length of that row's key
+FILTER_MAGIC = b"chainette-key-filter-2\n"
+_FILTER_HEADER = struct.Struct("<qIIq")  # the last row covered, its key's length, layers, room left
+_LAYER_BITS = struct.Struct("<Q")
+MIN_FILTER_BITS = 1 << 20
+"""the smallest layer: 128 KiB, 65,536 keys at the designed rate"""
+BITS_PER_KEY = 16
 
 
 class KeyFilter:
     """A Bloom filter of the keys a cache holds, fed by every ``put``: a lookup of a key it never
     saw answers "absent" without touching SQLite (what a cold cache does for every row). 16 bits
     per key, two positions from the key (:func:`_positions`): about 1.4% of absent keys still go
-    to SQLite. Stored beside the database with the last row it covers (:meth:`dump`,
-    :meth:`load`). Entries another process adds while this one runs are not in it (a miss
-    here: the request is sent again); the next open reads them from the database."""
+    to SQLite. It grows with the keys instead of being sized for the largest run: when its
+    newest layer holds its designed number of keys, a layer twice as big takes the next ones
+    (a lookup checks each layer; the next open of a cache whose filter grew rebuilds it as one
+    layer of the right size). Stored beside the database with the last row it covers
+    (:meth:`dump`, :meth:`load`). Entries another process adds while this one runs are not in
+    it (a miss here: the request is sent again); the next open reads them from the database."""
 
     def __init__(self, capacity: int) -> None:
-        nbits = 1 << 23
-        while nbits < 16 * capacity:
+        self.layers: list[tuple[int, bytearray]] = []  # (mask, bits), oldest first
+        self.room = 0  # keys the newest layer still takes at its designed rate
+        self._add_layer(capacity)
+
+    def _add_layer(self, capacity: int) -> None:
+        nbits = MIN_FILTER_BITS
+        while nbits < BITS_PER_KEY * capacity:
             nbits <<= 1
-        self.mask = nbits - 1
-        self.bits = bytearray(nbits >> 3)
+        self.layers.append((nbits - 1, bytearray(nbits >> 3)))
+        self.room = nbits // BITS_PER_KEY
 
     @property
     def capacity(self) -> int:
-        """Keys it holds at its designed false-positive rate."""
-        return (self.mask + 1) // 16
+        """Keys it holds at its designed false-positive rate (every layer's)."""
+        return sum((mask + 1) // BITS_PER_KEY for mask, _ in self.layers)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(bits) for _, bits in self.layers)
 
     def add(self, key: str) -> None:
-        mask, bits = self.mask, self.bits
+        if self.room <= 0:  # the newest layer is full: a layer twice as big takes the next keys
+            self._add_layer(2 * ((self.layers[-1][0] + 1) // BITS_PER_KEY))
+        self.room -= 1
+        mask, bits = self.layers[-1]
         for h in _positions(key):
             p = h & mask
             bits[p >> 3] |= 1 << (p & 7)
 
     def __contains__(self, key: str) -> bool:
         a, b = _positions(key)
-        mask, bits = self.mask, self.bits
-        p = a & mask
-        if not bits[p >> 3] & (1 << (p & 7)):
-            return False
-        p = b & mask
-        return bool(bits[p >> 3] & (1 << (p & 7)))
+        for mask, bits in self.layers:
+            p = a & mask
+            if bits[p >> 3] & (1 << (p & 7)):
+                p = b & mask
+                if bits[p >> 3] & (1 << (p & 7)):
+                    return True
+        return False
 
     def dump(self, path: Path, covered: int, anchor: str) -> None:
         """Write the filter to ``path`` atomically (0600): ``covered`` is the last row it holds,
@@ -340,8 +374,10 @@ class KeyFilter:
         try:
             with os.fdopen(fd, "wb") as f:
                 a = anchor.encode("utf-8", "surrogatepass")
-                f.write(FILTER_MAGIC + _FILTER_HEADER.pack(self.mask + 1, covered, len(a)) + a)
-                f.write(self.bits)
+                f.write(FILTER_MAGIC + _FILTER_HEADER.pack(covered, len(a), len(self.layers), self.room) + a)
+                f.write(b"".join(_LAYER_BITS.pack(mask + 1) for mask, _ in self.layers))
+                for _, bits in self.layers:
+                    f.write(bits)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -350,24 +386,36 @@ class KeyFilter:
     @classmethod
     def load(cls, path: Path) -> tuple[KeyFilter, int, str] | None:
         """``(filter, covered, anchor)`` from a file :meth:`dump` wrote; ``None`` when it is
-        missing or not a whole filter."""
+        missing or not a whole filter (an older format included: the caller rebuilds it)."""
         head = len(FILTER_MAGIC) + _FILTER_HEADER.size
         try:
             with path.open("rb") as fh:
                 start = fh.read(head)
                 if len(start) < head or not start.startswith(FILTER_MAGIC):
                     return None
-                nbits, covered, alen = _FILTER_HEADER.unpack_from(start, len(FILTER_MAGIC))
-                if nbits < 8 or nbits & (nbits - 1) or os.fstat(fh.fileno()).st_size != head + alen + nbits // 8:
+                covered, alen, nlayers, room = _FILTER_HEADER.unpack_from(start, len(FILTER_MAGIC))
+                if not 1 <= nlayers <= 64:
                     return None
                 anchor = fh.read(alen).decode("utf-8", "surrogatepass")
-                bits = bytearray(nbits // 8)
-                if fh.readinto(bits) != len(bits):  # read straight into the filter: no copy
+                sizes = fh.read(nlayers * _LAYER_BITS.size)
+                if len(anchor.encode("utf-8", "surrogatepass")) != alen or len(sizes) != nlayers * _LAYER_BITS.size:
                     return None
+                widths = [_LAYER_BITS.unpack_from(sizes, i * _LAYER_BITS.size)[0] for i in range(nlayers)]
+                if any(n < 8 or n & (n - 1) for n in widths):
+                    return None
+                whole = head + alen + len(sizes) + sum(n // 8 for n in widths)
+                if os.fstat(fh.fileno()).st_size != whole:
+                    return None
+                layers = []
+                for nbits in widths:
+                    bits = bytearray(nbits // 8)
+                    if fh.readinto(bits) != len(bits):  # read straight into the filter: no copy
+                        return None
+                    layers.append((nbits - 1, bits))
         except (OSError, UnicodeDecodeError):
             return None
         f = cls.__new__(cls)
-        f.mask, f.bits = nbits - 1, bits
+        f.layers, f.room = layers, room
         return f, covered, anchor
 
 
@@ -389,6 +437,7 @@ class ItemCache:
         self._filter_path = self.path.with_name(self.path.name + FILTER_SUFFIX)
         self._filter_changed = False  # whether the stored filter file lacks keys this one holds
         self._filter, self._covered, self.filter_source = self._open_filter()
+        self._own_rows_until: int | None = self._covered  # see _write_loop
         self._pending: list[tuple[str, Completion, str | None]] = []  # appended by put (atomic under the GIL)
         self._wake = threading.Event()  # set by close
         self._closing = False
@@ -408,11 +457,12 @@ class ItemCache:
             keys, covered, anchor = stored
             row = self._read.execute("SELECT key FROM items WHERE rowid=?", (covered,)).fetchone()
             same_db = (row[0] == anchor) if row else (covered == 0 and anchor == "")
-            if same_db and covered <= top and top < keys.capacity:
+            # a filter that grew past its first layer is rebuilt as one layer of the right size
+            if same_db and covered <= top and top < keys.capacity and len(keys.layers) == 1:
                 last = self._scan(keys, covered)
                 self._filter_changed = last != covered
                 return keys, last, "stored"
-        keys = KeyFilter(2 * top + (1 << 16))  # room for this run's new keys
+        keys = KeyFilter(2 * top)  # room for as many new keys (at least a first layer: MIN_FILTER_BITS)
         self._filter_changed = True
         return keys, self._scan(keys, 0), "rebuilt"
 
@@ -427,7 +477,11 @@ class ItemCache:
     def _store_filter(self) -> None:
         """Store the filter, brought up to date with every row written until now (this run's
         and other processes'), so the next open reads it instead of scanning every key."""
-        covered = self._scan(self._filter, self._covered)
+        top = self._read.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+        if self._own_rows_until == top:  # every row since the filter's last one is this cache's own
+            covered = top
+        else:  # another process wrote too: add its keys
+            covered = self._scan(self._filter, self._covered)
         if covered == self._covered and not self._filter_changed:
             return
         row = self._read.execute("SELECT key FROM items WHERE rowid=?", (covered,)).fetchone()
@@ -496,7 +550,10 @@ class ItemCache:
                 closing = self._closing
                 batch, self._pending = self._pending, []
                 if batch:
-                    write_batch(conn, batch, one_statement)
+                    before, after = write_batch(conn, batch, one_statement)
+                    # the rows since the filter's last one are all this cache's while no other
+                    # process wrote between its transactions (their keys are in the filter)
+                    self._own_rows_until = after if self._own_rows_until == before else None
                 if closing and not self._pending:
                     break
         finally:

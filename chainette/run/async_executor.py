@@ -45,6 +45,7 @@ from chainette.run.debug import DebugSampler, StepDebug, debug_rows, print_sampl
 from chainette.run.engines import RunEngines
 from chainette.run.gc_tuning import restore_after_run, tune_for_run
 from chainette.run.inputs import InputFeed, graph_fingerprint, inputs_fingerprint, peek, rejoin
+from chainette.run.overlap import alongside
 from chainette.run.row_runner import RunState, run_from
 from chainette.run.stages import plan_stages, stage_engines
 from chainette.run.stop import ErrorGuard, RunStop
@@ -157,8 +158,17 @@ class AsyncExecutor:
                 if hasattr(n, "output_model") and n.kind in ("step", "apply", "batch")
             ],
         )
-        done = await anyio.to_thread.run_sync(
-            lambda: writer.open(run, resume=resume, force=force, retry_errors=retry_errors)
+
+        def open_files() -> tuple[DoneSet, Any]:
+            opened = writer.open(run, resume=resume, force=force, retry_errors=retry_errors)
+            return opened, self._make_cache()
+
+        # the run directory and the cache open while the engines' clients are made (a server's
+        # version probe): the first row does not wait for one after the other
+        done, cache = await alongside(
+            lambda: anyio.to_thread.run_sync(open_files),
+            lambda: engines.warm_up(self.chain.engine_names()),
+            cancel_on_error=True,
         )
         stats = {sid: StepStats() for sid in run.step_ids}
         before = writer.spent_before
@@ -166,7 +176,6 @@ class AsyncExecutor:
         if budget is not None and before:
             budget.spent_tokens = int(before.get("tokens", 0))
             budget.spent_cost = float(before.get("cost") or 0.0)
-        cache = self._make_cache()
         state = RunState(
             get_engine=engines.get,
             stats=stats,
@@ -251,16 +260,23 @@ class AsyncExecutor:
             if stop_debug is not None:
                 stop_debug()
             result.seconds = time.monotonic() - started
-            with anyio.CancelScope(shield=True):
-                await engines.aclose()
+            engines.end_holds()
+            held = engines.held_seconds()
+            result.cost = meter.report(stats, held, before)
+            note_spent(meter.spent(stats, held, before))
+
+            def close_files() -> None:
+                writer.close(result)
+                if metrics is not None:
+                    _finish_run_files(metrics, result, report)
+
+            async def close_cache() -> None:
                 if cache is not None:
                     await anyio.to_thread.run_sync(cache.close)
-                held = engines.held_seconds()
-                result.cost = meter.report(stats, held, before)
-                note_spent(meter.spent(stats, held, before))
-                await anyio.to_thread.run_sync(lambda: writer.close(result))
-                if metrics is not None:
-                    await anyio.to_thread.run_sync(_finish_run_files, metrics, result, report)
+
+            # the run's files, its engines (sessions, servers) and the cache close side by side
+            with anyio.CancelScope(shield=True):
+                await alongside(lambda: anyio.to_thread.run_sync(close_files), engines.aclose, close_cache)
         self.bus.publish(
             RunFinished(
                 run.run_id,

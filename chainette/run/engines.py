@@ -129,8 +129,33 @@ class RunEngines:
         self._owned.append(name)
         engine = create_engine(client_cfg, endpoint)
         engine.events = self._events  # type: ignore[attr-defined]  # every built-in engine has `events`: this run's bus
-        await engine.prepare()
+        try:
+            await engine.prepare()
+        except BaseException:  # failed or cancelled (a run that could not open): close its session
+            with anyio.CancelScope(shield=True):
+                await engine.aclose()
+            raise
         return engine
+
+    async def warm_up(self, names: list[str]) -> None:
+        """Create the clients of the engines ``names`` that answer from an endpoint already
+        running (their sessions, a server's version probe), so that this overlaps the opening
+        of the run's files instead of delaying the first row. Servers Chainette starts itself,
+        in-process models, batch-mode engines and injected instances are left to their usual
+        first use; so is a failure here: the first row's :meth:`get` tries again and reports it."""
+        for name in names:
+            cfg = self.config(name)
+            if cfg is None or cfg.is_managed or getattr(cfg, "mode", "online") == "batch" or backend_of(cfg).in_process:
+                continue
+            try:
+                await self.get(name)
+            except Exception:  # noqa: BLE001 - reported by the first row's get()
+                pass
+
+    def end_holds(self) -> None:
+        """The run no longer holds any engine: the time each was held (hourly prices) ends now."""
+        for name in list(self._held_since):
+            self._release_hold(name)
 
     def cache_scope(self, step: Step) -> dict[str, Any] | None:
         """What identifies this step's engine in cache keys; ``None`` = do not cache."""
@@ -167,8 +192,7 @@ class RunEngines:
         await anyio.to_thread.run_sync(release)
 
     async def aclose(self) -> None:
-        for name in list(self._held_since):
-            self._release_hold(name)
+        self.end_holds()
         for name in self._owned:
             engine = self._engines.get(name)
             if engine is not None:

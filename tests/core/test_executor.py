@@ -218,6 +218,26 @@ def test_stream_writer_layout_rolling_and_metadata(tmp_path):
     assert graph["nodes"][0]["id"] == "qa"
 
 
+def test_recorded_versions_are_the_installed_packages_own(tmp_path):
+    import platform
+    from importlib import metadata
+
+    from chainette.io.stream_writer import _VERSIONED, package_versions
+
+    chain = Chain("ver", steps=[step("qa", Question, Answer, "{{text}}")])
+    run(chain, questions(2), output_dir=tmp_path)
+    recorded = json.loads((tmp_path / "metadata.json").read_text())["versions"]
+    expected = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            expected[name] = metadata.version(name)  # the standard library's full metadata parser
+        except metadata.PackageNotFoundError:
+            pass
+    assert recorded == expected
+    package_versions()["pydantic"] = "changed by a caller"
+    assert package_versions() == expected, "each caller gets its own copy of the looked-up versions"
+
+
 def test_existing_run_directory_is_protected(tmp_path):
     from chainette.errors import ConfigError
 

@@ -310,3 +310,113 @@ def test_any_key_finds_its_place_in_the_key_filter():
         assert 0 <= a < 2**64 and 0 <= b < 2**64, k
         f.add(k)
     assert all(k in f for k in keys)
+
+
+def test_the_key_filter_grows_a_layer_when_full_and_keeps_every_key():
+    from chainette.io.item_cache import MIN_FILTER_BITS
+
+    f = KeyFilter(10)
+    assert f.nbytes == MIN_FILTER_BITS // 8, "a new cache's filter starts small, not sized for the largest run"
+    first = f.capacity
+    keys = [_hexkey(i) for i in range(first + 1000)]
+    for k in keys:
+        f.add(k)
+    assert len(f.layers) == 2 and f.layers[1][0] + 1 == 2 * MIN_FILTER_BITS
+    assert all(k in f for k in keys), "a key of any layer is found"
+    absent = sum(_hexkey(i, "absent") in f for i in range(20_000))
+    assert absent < 20_000 * 0.04, f"{absent} false positives: each full layer adds ~1.4% at most"
+
+
+def test_a_grown_filter_is_stored_whole_and_rebuilt_as_one_layer_at_the_next_open(tmp_path, monkeypatch):
+    from chainette.io import item_cache
+
+    monkeypatch.setattr(item_cache, "MIN_FILTER_BITS", 1 << 10)  # 64 keys per first layer
+    path = tmp_path / "items.sqlite"
+    keys = [_hexkey(i) for i in range(300)]
+    _fill(path, keys)
+    stored, covered, _ = KeyFilter.load(tmp_path / "items.sqlite-filter")
+    assert len(stored.layers) > 1 and covered == 300 and all(k in stored for k in keys)
+    cache = ItemCache(path)
+    try:
+        assert cache.filter_source == "rebuilt" and len(cache._filter.layers) == 1
+        assert cache._filter.capacity >= 2 * 300, "room for the cache's keys and as many new ones"
+        assert all(cache.get(k) is not None for k in keys)
+    finally:
+        cache.close()
+    again = ItemCache(path)
+    try:
+        assert again.filter_source == "stored"
+    finally:
+        again.close()
+
+
+def test_a_filter_file_of_the_earlier_format_is_rebuilt(tmp_path):
+    path = tmp_path / "items.sqlite"
+    keys = [_hexkey(i) for i in range(50)]
+    _fill(path, keys)
+    stored = tmp_path / "items.sqlite-filter"
+    import struct
+
+    old = b"chainette-key-filter-1\n" + struct.pack("<QqI", 1 << 23, 50, 0) + bytes((1 << 23) // 8)
+    stored.write_bytes(old)
+    assert KeyFilter.load(stored) is None
+    cache = ItemCache(path)
+    try:
+        assert cache.filter_source == "rebuilt" and all(cache.get(k) is not None for k in keys)
+    finally:
+        cache.close()
+
+
+def test_a_written_batch_reports_the_rows_it_added(tmp_path):
+    path = tmp_path / "items.sqlite"
+    _fill(path, [_hexkey(i) for i in range(10)])
+    conn = sqlite3.connect(path)
+    try:
+        assert write_batch(conn, [(_hexkey(i, "n"), _completion(), "e") for i in range(5)]) == (10, 15)
+        assert write_batch(conn, [(_hexkey(0, "n"), _completion(), "e")]) == (15, 16)  # replaced: a new row
+    finally:
+        conn.close()
+
+
+def test_a_cache_that_alone_wrote_since_its_open_stores_its_filter_without_reading_rows_back(tmp_path, monkeypatch):
+    path = tmp_path / "items.sqlite"
+    _fill(path, [_hexkey(i) for i in range(100)])
+    cache = ItemCache(path, flush_every=0)
+    scanned: list[int] = []
+    real_scan = ItemCache._scan
+    monkeypatch.setattr(ItemCache, "_scan", lambda self, f, after: scanned.append(after) or real_scan(self, f, after))
+    mine = [_hexkey(i, "mine") for i in range(200)]
+    for k in mine:
+        cache.put(k, _completion(), "e")
+    cache.close()
+    assert scanned == [], "its own rows are in the filter already: nothing to read back"
+    keys, covered, _ = KeyFilter.load(tmp_path / "items.sqlite-filter")
+    assert covered == 300 and all(k in keys for k in mine)
+
+
+def _rows(path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM items").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_rows_another_writer_added_between_this_caches_batches_are_in_its_stored_filter(tmp_path):
+    path = tmp_path / "items.sqlite"
+    _fill(path, [])
+    cache = ItemCache(path, flush_every=0)
+    try:
+        cache.put(_hexkey(1, "mine"), _completion(), "e")
+        deadline = time.time() + 10
+        while _rows(path) < 1 and time.time() < deadline:
+            time.sleep(0.01)
+        conn = sqlite3.connect(path)
+        theirs = [_hexkey(i, "theirs") for i in range(20)]
+        write_batch(conn, [(k, _completion(), "e") for k in theirs])
+        conn.close()
+        cache.put(_hexkey(2, "mine"), _completion(), "e")
+    finally:
+        cache.close()
+    keys, covered, _ = KeyFilter.load(tmp_path / "items.sqlite-filter")
+    assert covered == 22 and all(k in keys for k in theirs), "another writer's rows must be read into the filter"

@@ -478,3 +478,34 @@ def test_a_report_that_cannot_be_built_is_a_warning_not_a_failed_run(tmp_path, m
         result = run(out, n=5)
     assert not result.interrupted and result.rows_in == 5
     assert (out / "metadata.json").exists() and not (out / "report.html").exists()
+
+
+def test_the_sample_scan_stops_once_every_sampled_row_is_found(tmp_path, monkeypatch):
+    from chainette.io.report import data as report_data
+
+    run_dir = tmp_path / "run"
+    (run_dir / "s").mkdir(parents=True)
+    lines = []
+    for i in range(5000):
+        ids = [f"{i}.{c}" for c in range(3)] if i % 50 == 7 else [str(i)]  # some rows fan out
+        lines += [json.dumps({"row_id": r, "v": r}) for r in ids]
+    (run_dir / "s" / "000.jsonl").write_text("\n".join(lines) + "\n")
+    read: list[str] = []
+    real = report_data._iter_records
+
+    def counting(folder, limit):
+        for item in real(folder, limit):
+            read.append(folder.name)
+            yield item
+
+    monkeypatch.setattr(report_data, "_iter_records", counting)
+    wanted = [str(i) for i in range(SAMPLE_ROWS)]
+    sample = report_data._sample(run_dir, ["s"], {}, wanted, {})
+    values = {r["id"]: r["values"]["s"] for r in sample["rows"]}
+    assert [v["v"] for v in values["57"]] == ["57.0", "57.1", "57.2"], "a fan-out's children are all kept"
+    assert all(values[i] for i in wanted)
+    assert read.count("s") <= SAMPLE_ROWS + 2 * (SAMPLE_ROWS // 50) + 1, "read on after every sampled row was found"
+
+    read.clear()
+    report_data._sample(run_dir, ["s"], {}, [*wanted, "no such row"], {})  # a row with no record here
+    assert read.count("s") >= SAMPLE_ROWS + report_data.QUIET_LINES, "a missing row keeps the quiet-lines rule"

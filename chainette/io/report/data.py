@@ -2,10 +2,11 @@
 
 Everything read here is either small (``metadata.json``, ``graph.json``, ``metrics.json``,
 the journal) or read in bounded amounts: at most ``SAMPLE_SCAN_LINES`` lines of each step
-folder for the sample browser (a scan stops ``QUIET_LINES`` lines after the last sampled
-row), and one streaming pass over the error records (a regular expression per line, JSON
-parsing only for the few examples kept). A run directory of a million rows therefore gives a
-report of the same size as one of a thousand.
+folder for the sample browser (a scan stops past the last sampled row once each one is
+found, else ``QUIET_LINES`` lines after the last one found), and one streaming pass over the
+error records (a regular expression per line, JSON parsing only for the few examples kept).
+A run directory of a million rows therefore gives a report of the same size as one of a
+thousand.
 
 Only committed data is shown: for a run that is still going, or whose process was killed,
 each folder is read up to the sizes recorded in the journal (what a resume keeps).
@@ -408,14 +409,18 @@ def _sample(
     inputs: dict[str, dict[str, Any]] = {}
     for name in [*folders, FLATTENED]:
         quiet = 0
+        unseen = set(wanted)
         for k, (row_id, raw) in enumerate(_iter_records(run_dir / name, limits.get(name))):
             if k >= SAMPLE_SCAN_LINES or quiet >= QUIET_LINES:
                 break
             tid = top_id(row_id) if row_id is not None else None
             if tid not in wanted:
+                if not unseen:  # every sampled row found, and its records are written together
+                    break
                 quiet += 1
                 continue
             quiet = 0
+            unseen.discard(tid)
             if name == FLATTENED:
                 if tid in inputs:
                     continue
