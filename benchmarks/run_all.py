@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -253,7 +254,6 @@ class Suite:
         """Raw, Chainette with default settings (item cache on, a fresh cold cache, journal on) and
         Chainette with the cache off, ``repeats`` times interleaved on one mock server; the three
         rows of the repetition with the median defaults/raw ratio of ``key`` are reported."""
-        import statistics
         import tempfile
 
         rows = self.sizes.step_rows
@@ -650,21 +650,33 @@ class Suite:
         for ms in (0,) if self.smoke else (0, 20):
             wl = f"peers-{ms}ms"
             with self.mock("--latency-ms", str(ms)) as srv:
-                cache_dir = tempfile.mkdtemp(prefix="chainette-bench-cache-")
-                try:
-                    ch = self.child(
-                        f"{wl}/chainette",
-                        [PY, WORKLOADS, "step", "--url", srv.base_url, "--rows", str(n), "--cache"],
-                        300,
-                        srv,
-                        env={"CHAINETTE_CACHE_DIR": cache_dir},
+                # a 2,000-row run lasts about half a second: Chainette and the bare client run
+                # `repeats` times, interleaved, and each reports its median run (rows/s, and the
+                # median peak RSS); each peer, a run of seconds, runs once per setting
+                ch_runs, raw_runs = [], []
+                for _ in range(self.sizes.repeats):
+                    cache_dir = tempfile.mkdtemp(prefix="chainette-bench-cache-")
+                    try:
+                        ch_runs.append(
+                            self.child(
+                                f"{wl}/chainette",
+                                [PY, WORKLOADS, "step", "--url", srv.base_url, "--rows", str(n), "--cache"],
+                                300,
+                                srv,
+                                env={"CHAINETTE_CACHE_DIR": cache_dir},
+                            )
+                        )
+                    finally:
+                        shutil.rmtree(cache_dir, ignore_errors=True)
+                    srv.reset()
+                    raw_runs.append(
+                        self.child(f"{wl}/raw", [PY, RAW, "--url", srv.base_url, "--rows", str(n)], 300, srv)
                     )
-                finally:
-                    shutil.rmtree(cache_dir, ignore_errors=True)
-                self.add_row(wl, ch, note="default settings (cold item cache)")
-                srv.reset()
-                raw = self.child(f"{wl}/raw", [PY, RAW, "--url", srv.base_url, "--rows", str(n)], 300, srv)
-                self.add_row(wl, raw, note="the floor: a bare aiohttp client's memory")
+                    srv.reset()
+                ch, raw = _median_run(ch_runs), _median_run(raw_runs)
+                runs = f" (median of {self.sizes.repeats} runs)" if self.sizes.repeats > 1 else ""
+                self.add_row(wl, ch, note="default settings (cold item cache)" + runs)
+                self.add_row(wl, raw, note="the floor: a bare aiohttp client's memory" + runs)
                 for peer in PEER_NAMES:
                     label = f"Chainette vs {peer} (best setting), {n} rows, {ms} ms"
                     if peer not in pythons:
@@ -755,6 +767,17 @@ class Suite:
         t = self.sizes.transport
         self.transport = measure(t["levels"], 0.0, t["max_requests"], t["max_seconds"], log=self.log)
         self.log("\n" + format_table(self.transport))
+
+
+def _median_run(runs: list[dict | None]) -> dict | None:
+    """The run with the median rows/s (the lower middle one of an even count), with the median
+    peak RSS of all the runs; ``None`` when any run crashed (each crash is reported)."""
+    if not runs or any(r is None for r in runs):
+        return None
+    done = sorted((r for r in runs if r is not None), key=lambda r: r["rows_per_s"])
+    median = dict(done[(len(done) - 1) // 2])
+    median["peak_rss_mb"] = statistics.median_low([r["peak_rss_mb"] for r in done])
+    return median
 
 
 # ---------------------------------------------------------------------------- reporting
