@@ -18,6 +18,7 @@ from chainette import Chain, Step, register_engine
 from chainette.engine.registry import unregister_engine
 from chainette.errors import ResumeError
 from chainette.run.overlap import alongside
+from tests.engine._support import fake_api, ok
 
 
 # -- alongside ------------------------------------------------------------------------------
@@ -95,39 +96,26 @@ class Out(BaseModel):
     label: str
 
 
-async def _standin(on_version):
-    from aiohttp import web
+def _chat(reply: str = '{"label": "ok"}') -> dict:
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+    }
 
-    async def version(request):
-        await on_version()
-        return web.json_response({"version": "0.12.0"})
 
-    async def chat(request):
-        await request.read()
-        return web.json_response(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "model": "m",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": '{"label": "ok"}'},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
-            }
-        )
+def _standin(on_version):
+    """A vLLM stand-in: ``GET /version`` waits on ``on_version()``, chat requests answer at once."""
 
-    app = web.Application()
-    app.router.add_get("/version", version)
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async def handle(seen):
+        if seen.path == "/version":
+            await on_version()
+            return ok({"version": "0.12.0"})
+        return ok(_chat())
+
+    return fake_api(handle)
 
 
 def _chain() -> Chain:
@@ -157,13 +145,12 @@ def test_the_run_directory_opens_while_the_server_is_asked_its_version(tmp_path,
         asked.set()
 
     async def go():
-        runner, port = await _standin(on_version)
-        register_engine(name="ov", backend="vllm_api", model="m", endpoint=f"http://127.0.0.1:{port}/v1", max_retries=0)
-        try:
-            return await _chain().run_async([{"text": f"r{i}"} for i in range(4)], output_dir=out)
-        finally:
-            unregister_engine("ov")
-            await runner.cleanup()
+        async with _standin(on_version) as api:
+            register_engine(name="ov", backend="vllm_api", model="m", endpoint=f"{api.url}/v1", max_retries=0)
+            try:
+                return await _chain().run_async([{"text": f"r{i}"} for i in range(4)], output_dir=out)
+            finally:
+                unregister_engine("ov")
 
     result = asyncio.run(go())
     assert seen == {"probe during the open": True}
@@ -180,14 +167,13 @@ def test_a_run_that_cannot_open_says_so_at_once_without_waiting_on_a_slow_server
         async def on_version():
             await asyncio.wait_for(release.wait(), 60)  # a server that hangs until the test ends
 
-        runner, port = await _standin(on_version)
-        register_engine(name="ov", backend="vllm_api", model="m", endpoint=f"http://127.0.0.1:{port}/v1", max_retries=0)
-        try:
-            await _chain().run_async([{"text": "r"}], output_dir=tmp_path / "empty", resume=True)
-        finally:
-            unregister_engine("ov")
-            release.set()
-            await runner.cleanup()
+        async with _standin(on_version) as api:
+            register_engine(name="ov", backend="vllm_api", model="m", endpoint=f"{api.url}/v1", max_retries=0)
+            try:
+                await _chain().run_async([{"text": "r"}], output_dir=tmp_path / "empty", resume=True)
+            finally:
+                unregister_engine("ov")
+                release.set()
 
     t0 = time.monotonic()
     with pytest.raises(ResumeError, match="nothing to resume"):  # the writer's own error, not a group
