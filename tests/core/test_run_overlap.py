@@ -18,7 +18,7 @@ from chainette import Chain, Step, register_engine
 from chainette.engine.registry import unregister_engine
 from chainette.errors import ResumeError
 from chainette.run.overlap import alongside
-from tests.engine._support import fake_api, ok
+from tests.engine._support import chat_reply, fake_api, ok
 
 
 # -- alongside ------------------------------------------------------------------------------
@@ -96,16 +96,6 @@ class Out(BaseModel):
     label: str
 
 
-def _chat(reply: str = '{"label": "ok"}') -> dict:
-    return {
-        "id": "x",
-        "object": "chat.completion",
-        "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
-    }
-
-
 def _standin(on_version):
     """A vLLM stand-in: ``GET /version`` waits on ``on_version()``, chat requests answer at once."""
 
@@ -113,7 +103,7 @@ def _standin(on_version):
         if seen.path == "/version":
             await on_version()
             return ok({"version": "0.12.0"})
-        return ok(_chat())
+        return ok(chat_reply('{"label": "ok"}'))
 
     return fake_api(handle)
 

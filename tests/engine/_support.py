@@ -81,6 +81,17 @@ def ok(body: Any) -> Reply:
     return 200, body, {}
 
 
+def chat_reply(content: str) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` whose one choice says ``content`` (5 prompt + 3 completion tokens)."""
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
+
+
 @contextmanager
 def threaded_api(handler):
     """``fake_api`` served from a thread of its own, so a blocking CLI call can reach it."""

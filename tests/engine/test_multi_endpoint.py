@@ -22,17 +22,8 @@ from chainette.engine.protocol import CompletionRequest
 from chainette.engine.registry import EngineConfig, unregister_engine
 from chainette.errors import ConfigError, EngineHTTPError, EngineStoppedError
 
+from ._support import chat_reply as reply
 from ._support import fake_api, ok
-
-
-def reply(content: str) -> dict:
-    return {
-        "id": "x",
-        "object": "chat.completion",
-        "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-    }
 
 
 def echo(seen):
