@@ -10,22 +10,31 @@ they are converted with ``str()`` and never parsed as templates themselves.
 
 from __future__ import annotations
 
+import keyword
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import jinja2
-from jinja2 import meta, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from chainette.utils.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2 import meta, nodes
+    from jinja2 import sandbox as jinja2_sandbox
+else:  # imported on first use: templates of plain text and {{ name }} never need jinja2
+    jinja2 = lazy_module("jinja2")
+    meta = lazy_module("jinja2.meta")
+    nodes = lazy_module("jinja2.nodes")
+    jinja2_sandbox = lazy_module("jinja2.sandbox")
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The one environment prompts are parsed and rendered in (sandboxed, strict undefined)."""
-    return ImmutableSandboxedEnvironment(
+    return jinja2_sandbox.ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -49,8 +58,57 @@ class VariableUse:
         return self.name if self.attr is None else f"{self.name}.{self.attr}"
 
 
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+_NOT_PLAIN_NAMES = frozenset(keyword.kwlist) | {
+    # jinja2's constants, operators and statement words, and the names its templates define
+    *("true", "false", "none", "elif", "endif", "endfor", "block", "endblock", "extends", "include"),
+    *("macro", "endmacro", "call", "endcall", "filter", "endfilter", "set", "endset", "without"),
+    *("context", "ignore", "missing", "raw", "endraw", "scoped", "required", "recursive", "loop"),
+    *("self", "super", "caller", "varargs", "kwargs", "namespace", "range", "dict", "lipsum", "cycler", "joiner"),
+}
+
+
+@lru_cache(maxsize=1024)
+def plain_parts(source: str) -> tuple[Any, ...] | None:
+    """``source`` as text and ``(name, attrs)`` parts when it is only text and ``{{ name }}`` /
+    ``{{ name.attr }}`` placeholders whose attributes the fast path allows: exactly what jinja2
+    parses such a template to (its text with newlines normalised to ``\\n``), found without
+    importing jinja2. ``None`` for anything else (tags, comments, filters, whitespace control,
+    literals, a reserved name, a ``{`` against a placeholder): jinja2 parses those."""
+    parts: list[Any] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(source):
+        text = source[pos : m.start()]
+        if not _plain_text(text) or text.endswith("{"):
+            return None
+        if text:
+            parts.append(_NEWLINES.sub("\n", text))
+        name, *attrs = m.group(1).split(".")
+        if name in _NOT_PLAIN_NAMES or not all(_fast_attr_ok(a) and a not in _NOT_PLAIN_NAMES for a in attrs):
+            return None
+        parts.append((name, tuple(attrs)))
+        pos = m.end()
+    tail = source[pos:]
+    if not _plain_text(tail):
+        return None
+    if tail:
+        parts.append(_NEWLINES.sub("\n", tail))
+    return tuple(parts)
+
+
+def _plain_text(text: str) -> bool:
+    return "{{" not in text and "{%" not in text and "{#" not in text
+
+
 def variables(source: str) -> list[VariableUse]:
     """Every top-level variable (and first attribute) a template reads, in source order."""
+    plain = plain_parts(source)
+    if plain is not None:
+        paths = [p for p in plain if p.__class__ is tuple]
+        names = list(dict.fromkeys(name for name, _ in paths))
+        firsts = sorted({(name, attrs[0]) for name, attrs in paths if attrs})
+        return [VariableUse(n) for n in names] + [VariableUse(n, a) for n, a in firsts]
     ast = environment().parse(source)
     undeclared = meta.find_undeclared_variables(ast)
     uses: list[VariableUse] = []
@@ -82,6 +140,8 @@ def unsafe_uses(source: str) -> list[str]:
     (``x[key]``), and the internals that need no ``_`` (a generator's ``gi_frame``) are refused
     by the sandbox when the template renders. Raises ``jinja2.TemplateSyntaxError`` on bad syntax.
     """
+    if plain_parts(source) is not None:  # its attributes passed the fast path's rule: none private
+        return []
     ast = environment().parse(source)
     found: list[str] = []
 
@@ -174,7 +234,9 @@ def _attr(value: Any, attr: str, name: str) -> Any:
     if value is None:
         raise jinja2.UndefinedError(f"'{name}' is None: it has no attribute '{attr}'")
     if value.__class__ in _OPAQUE_TYPES:
-        raise SecurityError(f"access to attribute '{attr}' of '{type(value).__name__}' object is unsafe.")
+        raise jinja2_sandbox.SecurityError(
+            f"access to attribute '{attr}' of '{type(value).__name__}' object is unsafe."
+        )
     try:
         return getattr(value, attr)
     except AttributeError:
@@ -198,6 +260,9 @@ def _lookup_path(node: Any) -> tuple[str, tuple[str, ...]] | None:
 @lru_cache(maxsize=1024)
 def compile_fast(source: str) -> FastTemplate | None:
     """A :class:`FastTemplate` for ``source``, or ``None`` when it needs full jinja2."""
+    plain = plain_parts(source)
+    if plain is not None:
+        return FastTemplate(list(plain))
     ast = environment().parse(source)
     parts: list[Any] = []
     for stmt in ast.body:

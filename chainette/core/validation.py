@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import jinja2
 from pydantic import BaseModel
 
 from chainette.core.apply import ApplyNode
@@ -23,6 +22,9 @@ from chainette.core.names import RUN_DIR_NAMES, name_problem
 from chainette.core.step import Step
 from chainette.core.templates import unsafe_uses, variables
 from chainette.errors import Problem
+from chainette.utils.lazy_import import lazy_module
+
+jinja2 = lazy_module("jinja2")  # imported when a template needs it (see chainette/core/templates.py)
 
 _UNKNOWN = object()  # a name whose model is not known statically (apply without output_model)
 

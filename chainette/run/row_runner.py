@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import jinja2
 from pydantic import BaseModel, ValidationError
 
 from chainette.core.apply import ApplyNode
@@ -41,6 +40,9 @@ from chainette.run.batching import Batcher
 from chainette.run.stop import RunStop
 from chainette.utils.ids import child_row_id
 from chainette.utils.json_schema import model_schema
+from chainette.utils.lazy_import import lazy_module
+
+jinja2 = lazy_module("jinja2")  # imported when a template needs it (see chainette/core/templates.py)
 
 
 @dataclass
