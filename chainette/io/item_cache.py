@@ -345,6 +345,7 @@ class KeyFilter:
 
     @property
     def nbytes(self) -> int:
+        """Bytes its layers take in memory (and in the stored file, besides the header)."""
         return sum(len(bits) for _, bits in self.layers)
 
     def add(self, key: str) -> None:
@@ -451,7 +452,7 @@ class ItemCache:
     def _open_filter(self) -> tuple[KeyFilter, int, str]:
         """The stored filter brought up to date with the rows written since it was stored, or a
         new one from a full scan; with the last row covered and where it came from."""
-        top = self._read.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+        top = _last_rowid(self._read)
         stored = KeyFilter.load(self._filter_path)
         if stored is not None:
             keys, covered, anchor = stored
@@ -477,7 +478,7 @@ class ItemCache:
     def _store_filter(self) -> None:
         """Store the filter, brought up to date with every row written until now (this run's
         and other processes'), so the next open reads it instead of scanning every key."""
-        top = self._read.execute("SELECT max(rowid) FROM items").fetchone()[0] or 0
+        top = _last_rowid(self._read)
         if self._own_rows_until == top:  # every row since the filter's last one is this cache's own
             covered = top
         else:  # another process wrote too: add its keys
