@@ -1,4 +1,4 @@
-"""Raw aiohttp baseline: the fastest plain client we know how to write, for ratios.
+"""Raw aiohttp baseline: a plain client as a user would write it by hand, for ratios.
 
 N requests with the same body shape a Chainette step sends (system + user message,
 ``response_format`` json_schema, ``max_tokens``) over one ``aiohttp.ClientSession`` with a fixed

@@ -1,4 +1,4 @@
-"""Transport comparison (issue #3 item 4): aiohttp vs httpx vs the openai SDK.
+"""Transport comparison: Chainette's own HTTP/1.1 client vs aiohttp vs httpx vs the openai SDK.
 
 Each (client, in-flight) pair runs in its own subprocess against one mock server, sends the same
 structured-output body as ``raw_client.py`` and parses the reply, bounded by ``--max-requests``
@@ -10,6 +10,8 @@ ones count). Prints req/s, process CPU µs per request and the ratio to aiohttp.
 
 Clients:
   aiohttp         one aiohttp.ClientSession (the raw baseline)
+  chainette-http1 chainette.engine.http1.HTTPPool, the client Chainette's engines use (body by
+                  orjson, reply parsed by orjson, as an engine does)
   httpx           httpx.AsyncClient with pool limits = in-flight
   openai-httpx    openai.AsyncOpenAI default transport (httpx), max_retries=0
   openai-aiohttp  openai.AsyncOpenAI(http_client=DefaultAioHttpClient()) -- needs
@@ -27,7 +29,7 @@ import time
 from common import HERE, cpu_seconds, emit, mock_server, peak_rss_mb, run_child
 from raw_client import make_body
 
-CLIENTS = ["aiohttp", "httpx", "openai-httpx", "openai-aiohttp"]
+CLIENTS = ["aiohttp", "chainette-http1", "httpx", "openai-httpx", "openai-aiohttp"]
 PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
 
 
@@ -79,6 +81,26 @@ async def child(client: str, base_url: str, in_flight: int, n: int, max_s: float
                     json.loads(data["choices"][0]["message"]["content"])
 
             return await drive(send, n, in_flight, max_s) | {"version": aiohttp.__version__}
+    if client == "chainette-http1":
+        import orjson
+
+        from chainette._version import __version__
+        from chainette.engine.http1 import HTTPPool
+
+        pool = HTTPPool(base_url, headers={"Content-Type": "application/json"}, max_idle=in_flight)
+        target = base_url.split("//", 1)[1].partition("/")[2]
+        path = "/" + target.rstrip("/") + "/chat/completions"
+
+        async def send(i: int) -> None:
+            r = await pool.request("POST", path, orjson.dumps(make_body(i)), timeout=120)
+            if r.status != 200:
+                raise RuntimeError(f"HTTP {r.status}")
+            orjson.loads(orjson.loads(r.body)["choices"][0]["message"]["content"])
+
+        try:
+            return await drive(send, n, in_flight, max_s) | {"version": __version__}
+        finally:
+            await pool.aclose()
     if client == "httpx":
         import httpx
 

@@ -10,7 +10,9 @@ ChainetteError
 ├── InputError               a bad input row or unreadable input file (file, line, field)
 ├── ResumeError              resuming a run whose chain or inputs changed
 ├── EngineError              anything that went wrong talking to an LLM server
-│   ├── EngineConnectionError   connection refused / reset, DNS, server gone
+│   ├── EngineConnectionError   connection refused / reset, DNS, TLS, server gone
+│   │   ├── ServerDisconnectedError  the server closed the connection before a byte of reply
+│   │   └── HTTPProtocolError   a reply that is not well-formed HTTP/1.x
 │   ├── EngineTimeoutError      request exceeded its timeout
 │   ├── EngineHTTPError         non-2xx reply (``.status``, ``.retry_after``)
 │   │   └── RateLimitError      HTTP 429
@@ -154,6 +156,14 @@ class EngineConnectionError(EngineError):
     """The server could not be reached (refused, reset, DNS, gone); retried."""
 
     retryable = True
+
+
+class ServerDisconnectedError(EngineConnectionError):
+    """The server closed the connection before any byte of its reply."""
+
+
+class HTTPProtocolError(EngineConnectionError):
+    """The server's reply is not a well-formed HTTP/1.x response (the connection is dropped)."""
 
 
 class EngineTimeoutError(EngineError):

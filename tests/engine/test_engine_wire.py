@@ -60,7 +60,7 @@ def test_factory_picks_backend_and_does_no_io():
     fake = create_engine(EngineConfig(name="e", backend="fake", max_in_flight=3))
     assert isinstance(fake, FakeEngine) and fake.max_in_flight == 3 and fake.name == "e"
     eng = create_engine(EngineConfig(name="b", backend="vllm_api", model="m"), "http://x:1/v1")
-    assert eng._session is None  # created lazily inside the running loop
+    assert eng._pool is None  # created lazily inside the running loop
 
 
 def test_openai_body_headers_and_parse():

@@ -1,7 +1,7 @@
 """``BaseHTTPClient``: what every HTTP backend shares.
 
-One ``aiohttp.ClientSession`` per engine object, created lazily inside the running
-event loop (a new loop gets a new session); an :class:`AdaptiveLimiter` that bounds
+One :class:`~chainette.engine.http1.HTTPPool` of keep-alive connections per engine object,
+bound lazily to the running event loop (a new loop gets a new pool); an :class:`AdaptiveLimiter` that bounds
 in-flight requests for every step and branch using the engine; optional RPM/TPM
 buckets; retries with back-off; timing, usage and ``<think>`` splitting. Backends
 only say how to build a body (:meth:`body_extra`) and read a reply (:meth:`parse`),
@@ -20,9 +20,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+from chainette._version import __version__
 from chainette.engine.health import EngineHealth
+from chainette.engine.http1 import HTTPPool, Response
+from chainette.engine.http1.pool import header_block
 from chainette.engine.limiter import AdaptiveLimiter, TokenBucket
 from chainette.engine.protocol import Completion, CompletionRequest, SamplingParams, Usage
 from chainette.engine.retry import RetryPolicy, parse_retry_after
@@ -40,8 +43,6 @@ from chainette.events import EngineRetry, EventBus
 from chainette.events import bus as global_bus
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chainette.engine.registry import EngineConfig
 
 try:  # orjson is ~5x faster; fall back to the stdlib
@@ -106,7 +107,6 @@ class BaseHTTPClient:
         endpoint: str | None = None,
         *,
         policy: RetryPolicy | None = None,
-        connector_factory: Any = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -117,6 +117,12 @@ class BaseHTTPClient:
                 f"engine '{cfg.name}' has no endpoint: set `endpoint:` or let EngineBroker.start(cfg) start its server",
                 engine=cfg.name,
             )
+        if urlsplit(base).username is not None:
+            raise ConfigError(
+                f"engine '{cfg.name}': the endpoint has a user:password part; Chainette does not send credentials "
+                "from URLs (they would show in logs and run files): give the key as api_key or api_key_env",
+                engine=cfg.name,
+            )
         self.endpoint = base
         self.url = base + self.path
         self.model = self.request_model()
@@ -125,13 +131,17 @@ class BaseHTTPClient:
         self.rpm = TokenBucket(cfg.requests_per_minute) if cfg.requests_per_minute else None
         self.tpm = TokenBucket(cfg.tokens_per_minute) if cfg.tokens_per_minute else None
         self._secret = cfg.resolved_api_key() or ""
-        self._headers = self.headers(self._secret)
+        self._headers = {"User-Agent": f"chainette/{__version__}", **self.headers(self._secret)}
+        try:
+            header_block(self._headers)
+        except ConfigError as exc:  # e.g. a key pasted with its line break
+            raise ConfigError(f"engine '{cfg.name}': {exc}", engine=cfg.name) from None
         self._head = b'{"model":' + dumps(self.model) + b',"messages":'
         self._tails: dict[tuple[int, int, str], tuple[Any, Any, bytes]] = {}
-        self._connector_factory = connector_factory
-        self._session: aiohttp.ClientSession | None = None
+        parts = urlsplit(self.url)
+        self._target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~") + (f"?{parts.query}" if parts.query else "")
+        self._pool: HTTPPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeout: Any = None
         self.requests = 0
         self.retries = 0
         self.health = EngineHealth(cfg.name, key_hint=_key_hint(cfg))
@@ -243,14 +253,12 @@ class BaseHTTPClient:
         return self._head + dumps(request.messages) + hit[2]
 
     # -- transport -------------------------------------------------------------
-    def _bind_loop(self) -> aiohttp.ClientSession:
+    def _bind_loop(self) -> HTTPPool:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
-            import aiohttp
-
-            if self._session is not None and self._loop is not loop:
-                # a previous run's loop: its session cannot be closed from here; drop it
-                self._session._connector = None  # type: ignore[attr-defined]
+        if self._pool is None or self._loop is not loop or self._pool.closed:
+            if self._pool is not None and self._loop is not loop:
+                # a previous run's loop: its connections cannot be closed from here; drop them
+                self._pool.close_now()
                 self.limiter = AdaptiveLimiter(self.cfg.max_in_flight)
                 self.health = EngineHealth(self.name, key_hint=_key_hint(self.cfg))  # a new run
 
@@ -258,41 +266,36 @@ class BaseHTTPClient:
                     if b is not None:
                         b._lock = None
             self._loop = loop
-            self._timeout = aiohttp.ClientTimeout(total=self.cfg.timeout)
-            connector = (
-                self._connector_factory()
-                if self._connector_factory
-                else aiohttp.TCPConnector(
-                    limit=self.max_in_flight, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
-                )
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers=self._headers, trust_env=False
-            )
-        return self._session
+            self._pool = HTTPPool(self.url, headers=self._headers, max_idle=self.max_in_flight, keepalive_s=30.0)
+        return self._pool
 
-    async def _post(self, body: bytes) -> Any:
-        import aiohttp
-
-        session = self._session
-        assert session is not None
+    async def _request(self, method: str, target: str, body: bytes | None = None) -> Response:
+        """One exchange with the server; transport failures become engine errors."""
+        pool = self._pool
+        assert pool is not None
         try:
-            async with session.post(self.url, data=body) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After") if status >= 400 else None
-                should_retry = resp.headers.get("x-should-retry") if status >= 400 else None
+            return await pool.request(method, target, body, self.cfg.timeout)
         except asyncio.TimeoutError as exc:
             raise EngineTimeoutError(
                 f"engine '{self.name}': no reply from {self.url} within {self.cfg.timeout:g}s", engine=self.name
             ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (OSError, EngineConnectionError) as exc:  # refused, reset, TLS, DNS, closed, a malformed reply
             raise EngineConnectionError(
                 f"engine '{self.name}': cannot reach {self.url}: {self._redact(str(exc)) or type(exc).__name__}",
                 engine=self.name,
             ) from exc
+
+    async def _post(self, body: bytes) -> Any:
+        resp = await self._request("POST", self._target, body)
+        status, raw = resp.status, resp.body
         if status >= 300:
-            self._raise_status(status, raw, retry_after, should_retry)
+            self._raise_status(
+                status,
+                raw,
+                resp.headers.get("retry-after"),
+                resp.headers.get("x-should-retry"),
+                resp.headers.get("location"),
+            )
         try:
             return loads(raw)
         except ValueError:
@@ -301,7 +304,22 @@ class BaseHTTPClient:
                 engine=self.name,
             ) from None
 
-    def _raise_status(self, status: int, raw: bytes, retry_after: str | None, should_retry: str | None = None) -> None:
+    def _raise_status(
+        self,
+        status: int,
+        raw: bytes,
+        retry_after: str | None,
+        should_retry: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        if status < 400:  # redirects are not followed: the request (and its key) stays with this endpoint
+            where = f" to {self._redact(location)}" if location else ""
+            raise EngineHTTPError(
+                f"engine '{self.name}': HTTP {status} from {self.url}: the server redirects{where}; "
+                "set the engine's endpoint to the address it answers on",
+                status=status,
+                engine=self.name,
+            )
         detail = raw[:500].decode("utf-8", "replace")
         code = param = None
         try:
@@ -339,7 +357,7 @@ class BaseHTTPClient:
         and uses its defaults."""
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        if self._loop is not asyncio.get_running_loop() or self._session is None or self._session.closed:
+        if self._loop is not asyncio.get_running_loop() or self._pool is None or self._pool.closed:
             self._bind_loop()
         health = self.health
         health.check()
@@ -408,27 +426,29 @@ class BaseHTTPClient:
             return completion
 
     async def aclose(self) -> None:
-        """Close the session (if it belongs to the running loop)."""
-        session, self._session = self._session, None
-        if session is None or session.closed:
+        """Close the connections (waiting for their close if they belong to the running loop)."""
+        pool, self._pool = self._pool, None
+        if pool is None or pool.closed:
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is self._loop:
-            await session.close()
+            await pool.aclose()
+        else:
+            pool.close_now()
 
     def close_sync(self) -> None:
         """Best-effort close outside a loop (e.g. ``EngineBroker.acquire`` exit)."""
-        session, self._session = self._session, None
+        pool, self._pool = self._pool, None
         loop = self._loop
-        if session is None or session.closed:
+        if pool is None or pool.closed:
             return
         if loop is not None and not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(session.close())
+            loop.run_until_complete(pool.aclose())
         else:
-            session._connector = None  # type: ignore[attr-defined]  # its loop is gone
+            pool.close_now()
 
 
 def merge_extra(body: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ Sampling: OpenAI's names plus vLLM's extra sampling parameters ``top_k``, ``min_
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from chainette.engine.backends.base import OPENAI_SAMPLING, BaseHTTPClient, add_v1_if_bare, loads, merge_extra
 from chainette.engine.protocol import CompletionRequest
@@ -71,8 +72,8 @@ class VLLMClient(BaseHTTPClient):
         self._bind_loop()
         root = self.endpoint[: -len("/v1")] if self.endpoint.endswith("/v1") else self.endpoint
         try:
-            async with self._session.get(root + "/version") as resp:  # type: ignore[union-attr]
-                data = loads(await resp.read()) if resp.status == 200 else {}
+            resp = await self._request("GET", (urlsplit(root).path or "") + "/version")
+            data = loads(resp.body) if resp.status == 200 else {}
         except Exception:  # unreachable now: the requests themselves will say so
             data = {}
         reported = parse_version(data.get("version") if isinstance(data, dict) else None)

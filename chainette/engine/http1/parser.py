@@ -1,0 +1,222 @@
+"""Reading one HTTP/1.x response from bytes that arrive in pieces (RFC 9112), with no I/O.
+
+:class:`ResponseParser` is fed what the socket delivers and hands back the :class:`Response`
+once it is complete: a body framed by ``Content-Length``, by ``Transfer-Encoding: chunked``, or
+by the server closing the connection; ``1xx`` interim responses are skipped; ``gzip`` and
+``deflate`` content codings are decoded. Anything that does not follow the protocol raises
+:class:`~chainette.errors.HTTPProtocolError` (an ``EngineConnectionError``: the connection
+cannot be trusted afterwards and the request may be retried), never a wrong body.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+from chainette.errors import HTTPProtocolError, ServerDisconnectedError
+
+MAX_HEAD_BYTES = 64 * 1024
+"""The longest status line plus header block accepted (a larger one is an error, not a read)."""
+MAX_CHUNK_LINE = 4096
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: (.*))?")
+_NO_BODY = frozenset({204, 304})
+
+
+@dataclass
+class Response:
+    """A complete response: header names are lower case, repeated fields joined by ``", "``."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+    """Whether the connection may carry another request (HTTP/1.1 unless ``Connection: close``)."""
+
+
+# the parser's states
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
+
+
+class ResponseParser:
+    """One response on one connection: call :meth:`feed` with each piece received and
+    :meth:`feed_eof` when the server closes; each returns the response once it is complete."""
+
+    __slots__ = ("_buf", "_state", "_need", "_body", "_head", "_no_body", "started")
+
+    def __init__(self, *, head_request: bool = False) -> None:
+        self._buf = bytearray()
+        self._state = _HEAD
+        self._need = 0
+        self._body: list[bytes] = []
+        self._head: tuple[int, int, str, dict[str, str]] | None = None  # (minor, status, reason, headers)
+        self._no_body = head_request
+        self.started = False
+        """Whether any byte of the response has arrived."""
+
+    def feed(self, data: bytes) -> Response | None:
+        """Take the next bytes; the response when they complete it, else ``None``."""
+        if data:
+            self.started = True
+        if self._state == _DONE:
+            raise HTTPProtocolError("bytes after the end of the response")
+        if self._state == _UNTIL_CLOSE:
+            self._body.append(bytes(data))
+            return None
+        self._buf += data
+        return self._advance()
+
+    def feed_eof(self) -> Response:
+        """The server closed the connection: the response, if that completes it."""
+        if self._state == _UNTIL_CLOSE:
+            return self._finish(keep_alive=False)
+        if not self.started:
+            raise ServerDisconnectedError("the server closed the connection without replying")
+        raise HTTPProtocolError("the server closed the connection in the middle of its reply")
+
+    # -- states -------------------------------------------------------------------
+    def _advance(self) -> Response | None:
+        buf = self._buf
+        while True:
+            state = self._state
+            if state == _HEAD:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD_BYTES:
+                        raise HTTPProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes")
+                    return None
+                head = bytes(buf[:end])
+                del buf[: end + 4]
+                if self._read_head(head):
+                    continue  # an interim 1xx response: the real one follows
+                if self._state == _DONE:
+                    return self._finish(keep_alive=self._keep_alive())
+                if self._state == _UNTIL_CLOSE:
+                    if buf:
+                        self._body.append(bytes(buf))
+                        buf.clear()
+                    return None
+            elif state == _LENGTH:
+                if len(buf) < self._need:
+                    return None
+                self._body.append(bytes(buf[: self._need]))
+                del buf[: self._need]
+                return self._finish(keep_alive=self._keep_alive() and not buf)
+            elif state == _CHUNK_SIZE:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_CHUNK_LINE:
+                        raise HTTPProtocolError("chunk size line too long")
+                    return None
+                line = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                if not line or any(c not in b"0123456789abcdefABCDEF" for c in line):
+                    raise HTTPProtocolError(f"bad chunk size {line[:40]!r}")
+                self._need = int(line, 16)
+                self._state = _CHUNK_DATA if self._need else _TRAILERS
+            elif state == _CHUNK_DATA:
+                if len(buf) < self._need:
+                    return None
+                self._body.append(bytes(buf[: self._need]))
+                del buf[: self._need]
+                self._state = _CHUNK_END
+            elif state == _CHUNK_END:
+                if len(buf) < 2:
+                    return None
+                if buf[:2] != b"\r\n":
+                    raise HTTPProtocolError("chunk data not followed by CRLF")
+                del buf[:2]
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILERS:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD_BYTES:
+                        raise HTTPProtocolError("trailer section too long")
+                    return None
+                del buf[: end + 2]
+                if end == 0:  # the empty line that ends the trailers (their fields are not used)
+                    return self._finish(keep_alive=self._keep_alive() and not buf)
+            else:  # pragma: no cover - _UNTIL_CLOSE and _DONE return before looping
+                raise AssertionError(state)
+
+    def _read_head(self, head: bytes) -> bool:
+        """Read a status line and header block; ``True`` for an interim (1xx) response."""
+        status_line, _, rest = head.partition(b"\r\n")
+        m = _STATUS.fullmatch(status_line)
+        if m is None:
+            raise HTTPProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        minor, status = int(m.group(1)), int(m.group(2))
+        headers: dict[str, str] = {}
+        for line in rest.split(b"\r\n") if rest else ():
+            name, colon, value = line.partition(b":")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise HTTPProtocolError(f"malformed header line {line[:80]!r}")
+            key = name.decode("ascii").lower()
+            text = value.strip(b" \t").decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        if 100 <= status < 200:
+            if status == 101:
+                raise HTTPProtocolError("the server switched protocols (101)")
+            return True
+        self._head = (minor, status, (m.group(3) or b"").decode("latin-1"), headers)
+        if self._no_body or status in _NO_BODY:
+            self._state = _DONE
+            return False
+        coding = headers.get("transfer-encoding")
+        if coding is not None:  # it overrides any Content-Length (RFC 9112 §6.3)
+            codings = [c.strip().lower() for c in coding.split(",")]
+            if codings[-1] == "chunked":
+                if any(c not in ("chunked", "identity") for c in codings[:-1]):
+                    raise HTTPProtocolError(f"unsupported transfer coding {coding!r}")
+                self._state = _CHUNK_SIZE
+            else:
+                raise HTTPProtocolError(f"unsupported transfer coding {coding!r}")
+            return False
+        length = headers.get("content-length")
+        if length is not None:
+            values = {v.strip() for v in length.split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise HTTPProtocolError(f"bad Content-Length {length[:40]!r}")
+            self._need = int(values.pop())
+            self._state = _LENGTH if self._need else _DONE
+            return False
+        self._state = _UNTIL_CLOSE  # neither: the body is everything until the server closes
+        return False
+
+    def _keep_alive(self) -> bool:
+        assert self._head is not None
+        minor, _, _, headers = self._head
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        return "close" not in tokens if minor == 1 else "keep-alive" in tokens
+
+    def _finish(self, *, keep_alive: bool) -> Response:
+        assert self._head is not None
+        _, status, reason, headers = self._head
+        self._state = _DONE
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body = []
+        coding = headers.get("content-encoding")
+        if coding:
+            body = decode_content(body, coding)
+        return Response(status, reason, headers, body, keep_alive)
+
+
+def decode_content(body: bytes, coding: str) -> bytes:
+    """Undo the content codings of ``Content-Encoding`` (applied in order, undone in reverse)."""
+    for name in reversed([c.strip().lower() for c in coding.split(",") if c.strip()]):
+        try:
+            if name in ("gzip", "x-gzip"):
+                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            elif name == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
+                try:
+                    body = zlib.decompress(body)
+                except zlib.error:
+                    body = zlib.decompress(body, -zlib.MAX_WBITS)
+            elif name != "identity":
+                raise HTTPProtocolError(f"unsupported content coding {name!r} (Chainette asks for gzip or deflate)")
+        except zlib.error as exc:
+            raise HTTPProtocolError(f"body does not decode as {name}: {exc}") from None
+    return body
