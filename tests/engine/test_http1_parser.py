@@ -196,3 +196,52 @@ def test_bytes_after_a_complete_response_are_refused():
     assert parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx") is not None
     with pytest.raises(HTTPProtocolError, match="after the end"):
         parser.feed(b"more")
+
+
+def test_an_empty_body_with_a_content_coding_is_empty():
+    for head in (b"HTTP/1.1 204 No Content\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"):
+        r = ResponseParser().feed(head + b"Content-Encoding: gzip\r\n\r\n")
+        assert r is not None and r.body == b""
+
+
+def test_every_gzip_member_is_read_and_bytes_after_the_stream_are_refused():
+    body = gzip.compress(b'{"a": ') + gzip.compress(b"1}")
+    r = ResponseParser().feed(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    assert r is not None and r.body == b'{"a": 1}'
+    for bad, words in ((gzip.compress(b"x") + b"junk", "gzip"), (gzip.compress(b"xyz")[:-6], "ends early")):
+        with pytest.raises(HTTPProtocolError, match=words):
+            ResponseParser().feed(
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(bad), bad)
+            )
+    bad = zlib.compress(b"x") + b"junk"
+    with pytest.raises(HTTPProtocolError, match="deflate"):
+        ResponseParser().feed(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n%s" % (len(bad), bad)
+        )
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2\r\n\r\n",  # a header hidden behind a bare LF
+        b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+    ],
+)
+def test_line_breaks_and_nul_inside_a_header_value_are_refused(head):
+    with pytest.raises(HTTPProtocolError, match="malformed header"):
+        ResponseParser().feed(head)
+
+
+def test_a_content_length_in_other_digits_is_a_protocol_error():
+    with pytest.raises(HTTPProtocolError, match="Content-Length"):
+        ResponseParser().feed("HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"))
+
+
+def test_framing_that_forbids_reuse_closes_the_connection():
+    r = ResponseParser().feed(b"HTTP/1.1 204 No Content\r\n\r\nstray")  # bytes after a body-less reply
+    assert r is not None and not r.keep_alive
+    r = ResponseParser().feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert r is not None and r.body == b"" and not r.keep_alive  # both framings: not trusted again

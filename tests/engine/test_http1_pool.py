@@ -184,6 +184,24 @@ def test_a_kept_alive_connection_closed_as_the_request_went_out_is_retried_once_
     assert srv.connections == 2 and len(srv.requests) == 3
 
 
+def test_the_stale_connection_retry_happens_once_on_a_new_connection_not_on_every_idle_one():
+    async def drop_every_second_request(server: Server, conn: int, n: int, request: bytes) -> bytes | None:
+        await asyncio.sleep(0.02)
+        return OK if n == 0 else None
+
+    async def go():
+        async with raw_server(drop_every_second_request) as srv:
+            pool = HTTPPool(srv.url)
+            await asyncio.gather(*(pool.request("GET", "/", timeout=5) for _ in range(3)))  # 3 idle connections
+            assert (await pool.request("POST", "/", b"x", timeout=5)).body == b"ok"
+            await pool.aclose()
+            return srv
+
+    srv = asyncio.run(go())
+    # one send on a stale connection, one on a new one: not one per idle connection
+    assert len(srv.requests) == 3 + 2 and srv.connections == 4
+
+
 def test_a_new_connection_closed_without_reply_is_an_error_not_a_retry_loop():
     async def never(server: Server, conn: int, n: int, request: bytes) -> None:
         return None
@@ -443,3 +461,29 @@ def test_a_key_with_a_line_break_is_a_config_error_that_does_not_print_it():
             EngineConfig(name="e", backend="vllm_api", model="m", api_key="sk-secret\nX-Evil: 1"), "http://x:1/v1"
         )
     assert "sk-secret" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint, words",
+    [
+        ("localhost:8000", "must start with http:// or https://"),
+        ("http://h:99999/v1", "not valid"),
+        ("http:///v1", "no host"),
+    ],
+)
+def test_an_unusable_endpoint_is_a_config_error_when_the_engine_is_built(endpoint, words):
+    with pytest.raises(ConfigError, match=words):
+        VLLMClient(EngineConfig(name="e", backend="vllm_api", model="m"), endpoint)
+
+
+def test_a_key_outside_latin1_is_a_config_error_that_does_not_print_it():
+    with pytest.raises(ConfigError, match="outside Latin-1") as err:
+        VLLMClient(EngineConfig(name="e", backend="vllm_api", model="m", api_key="sk-’secret"), "http://x:1/v1")
+    assert "secret" not in str(err.value)
+
+
+def test_international_host_names_and_query_strings_are_encoded():
+    eng = VLLMClient(EngineConfig(name="e", backend="vllm_api", model="m"), "http://bücher.example:8000/v1?x=é")
+    assert eng._target == "/v1/chat/completions?x=%C3%A9"
+    pool = HTTPPool("http://bücher.example:8000")
+    assert pool.host == "xn--bcher-kva.example" and b"Host: xn--bcher-kva.example:8000\r\n" in pool._headers

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from chainette._version import __version__
 from chainette.engine.health import EngineHealth
 from chainette.engine.http1 import HTTPPool, Response
-from chainette.engine.http1.pool import header_block
+from chainette.engine.http1.pool import close_pool, header_block, parse_origin
 from chainette.engine.limiter import AdaptiveLimiter, TokenBucket
 from chainette.engine.protocol import Completion, CompletionRequest, SamplingParams, Usage
 from chainette.engine.retry import RetryPolicy, parse_retry_after
@@ -117,14 +117,13 @@ class BaseHTTPClient:
                 f"engine '{cfg.name}' has no endpoint: set `endpoint:` or let EngineBroker.start(cfg) start its server",
                 engine=cfg.name,
             )
-        if urlsplit(base).username is not None:
-            raise ConfigError(
-                f"engine '{cfg.name}': the endpoint has a user:password part; Chainette does not send credentials "
-                "from URLs (they would show in logs and run files): give the key as api_key or api_key_env",
-                engine=cfg.name,
-            )
+        try:
+            parse_origin(base)
+        except ConfigError as exc:
+            raise ConfigError(f"engine '{cfg.name}': endpoint: {exc}", engine=cfg.name) from None
         self.endpoint = base
-        self.url = base + self.path
+        parts = urlsplit(base)  # a query (``?api-version=...``) stays at the end of the URL
+        self.url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + self.path))
         self.model = self.request_model()
         self.policy = policy or RetryPolicy(max_retries=cfg.max_retries)
         self.limiter = AdaptiveLimiter(cfg.max_in_flight)
@@ -139,7 +138,10 @@ class BaseHTTPClient:
         self._head = b'{"model":' + dumps(self.model) + b',"messages":'
         self._tails: dict[tuple[int, int, str], tuple[Any, Any, bytes]] = {}
         parts = urlsplit(self.url)
-        self._target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~") + (f"?{parts.query}" if parts.query else "")
+        safe = "/%:@!$&'()*+,;=-._~"
+        self._target = quote(parts.path or "/", safe=safe) + (
+            f"?{quote(parts.query, safe=safe + '?')}" if parts.query else ""
+        )
         self._pool: HTTPPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.requests = 0
@@ -257,8 +259,8 @@ class BaseHTTPClient:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._loop is not loop or self._pool.closed:
             if self._pool is not None and self._loop is not loop:
-                # a previous run's loop: its connections cannot be closed from here; drop them
-                self._pool.close_now()
+                # a previous run's loop: its connections are closed there, or dropped with it
+                close_pool(self._pool, self._loop)
                 self.limiter = AdaptiveLimiter(self.cfg.max_in_flight)
                 self.health = EngineHealth(self.name, key_hint=_key_hint(self.cfg))  # a new run
 
@@ -437,7 +439,7 @@ class BaseHTTPClient:
         if running is self._loop:
             await pool.aclose()
         else:
-            pool.close_now()
+            close_pool(pool, self._loop)
 
     def close_sync(self) -> None:
         """Best-effort close outside a loop (e.g. ``EngineBroker.acquire`` exit)."""
@@ -448,7 +450,7 @@ class BaseHTTPClient:
         if loop is not None and not loop.is_closed() and not loop.is_running():
             loop.run_until_complete(pool.aclose())
         else:
-            pool.close_now()
+            close_pool(pool, loop)
 
 
 def merge_extra(body: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -22,6 +22,8 @@ MAX_CHUNK_LINE = 4096
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: (.*))?")
+_FORBIDDEN = re.compile(rb"[\r\n\0]")  # in a field value (RFC 9110 §5.5): a hidden header, refused
+_DIGITS = re.compile(r"[0-9]+")
 _NO_BODY = frozenset({204, 304})
 
 
@@ -45,7 +47,7 @@ class ResponseParser:
     """One response on one connection: call :meth:`feed` with each piece received and
     :meth:`feed_eof` when the server closes; each returns the response once it is complete."""
 
-    __slots__ = ("_buf", "_state", "_need", "_body", "_head", "_no_body", "started")
+    __slots__ = ("_buf", "_state", "_need", "_body", "_head", "_no_body", "_close", "started")
 
     def __init__(self, *, head_request: bool = False) -> None:
         self._buf = bytearray()
@@ -54,6 +56,7 @@ class ResponseParser:
         self._body: list[bytes] = []
         self._head: tuple[int, int, str, dict[str, str]] | None = None  # (minor, status, reason, headers)
         self._no_body = head_request
+        self._close = False  # framing that forbids reusing the connection (RFC 9112 §6.1, §6.3)
         self.started = False
         """Whether any byte of the response has arrived."""
 
@@ -93,7 +96,7 @@ class ResponseParser:
                 if self._read_head(head):
                     continue  # an interim 1xx response: the real one follows
                 if self._state == _DONE:
-                    return self._finish(keep_alive=self._keep_alive())
+                    return self._finish(keep_alive=self._keep_alive() and not buf)
                 if self._state == _UNTIL_CLOSE:
                     if buf:
                         self._body.append(bytes(buf))
@@ -152,7 +155,7 @@ class ResponseParser:
         headers: dict[str, str] = {}
         for line in rest.split(b"\r\n") if rest else ():
             name, colon, value = line.partition(b":")
-            if not colon or not _TOKEN.fullmatch(name):
+            if not colon or not _TOKEN.fullmatch(name) or _FORBIDDEN.search(value):
                 raise HTTPProtocolError(f"malformed header line {line[:80]!r}")
             key = name.decode("ascii").lower()
             text = value.strip(b" \t").decode("latin-1")
@@ -167,6 +170,7 @@ class ResponseParser:
             return False
         coding = headers.get("transfer-encoding")
         if coding is not None:  # it overrides any Content-Length (RFC 9112 §6.3)
+            self._close = minor == 0 or "content-length" in headers  # a smuggling risk: not reused
             codings = [c.strip().lower() for c in coding.split(",")]
             if codings[-1] == "chunked":
                 if any(c not in ("chunked", "identity") for c in codings[:-1]):
@@ -178,7 +182,7 @@ class ResponseParser:
         length = headers.get("content-length")
         if length is not None:
             values = {v.strip() for v in length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
+            if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
                 raise HTTPProtocolError(f"bad Content-Length {length[:40]!r}")
             self._need = int(values.pop())
             self._state = _LENGTH if self._need else _DONE
@@ -189,6 +193,8 @@ class ResponseParser:
     def _keep_alive(self) -> bool:
         assert self._head is not None
         minor, _, _, headers = self._head
+        if self._close:
+            return False
         tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
         return "close" not in tokens if minor == 1 else "keep-alive" in tokens
 
@@ -199,24 +205,39 @@ class ResponseParser:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body = []
         coding = headers.get("content-encoding")
-        if coding:
+        if coding and body:  # an empty body (HEAD, 204, 304, length 0) has nothing to decode
             body = decode_content(body, coding)
         return Response(status, reason, headers, body, keep_alive)
 
 
 def decode_content(body: bytes, coding: str) -> bytes:
-    """Undo the content codings of ``Content-Encoding`` (applied in order, undone in reverse)."""
+    """Undo the content codings of ``Content-Encoding`` (applied in order, undone in reverse);
+    every gzip member is read and a stream that ends early or has bytes after its end is refused."""
     for name in reversed([c.strip().lower() for c in coding.split(",") if c.strip()]):
-        try:
-            if name in ("gzip", "x-gzip"):
-                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-            elif name == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
-                try:
-                    body = zlib.decompress(body)
-                except zlib.error:
-                    body = zlib.decompress(body, -zlib.MAX_WBITS)
-            elif name != "identity":
-                raise HTTPProtocolError(f"unsupported content coding {name!r} (Chainette asks for gzip or deflate)")
-        except zlib.error as exc:
-            raise HTTPProtocolError(f"body does not decode as {name}: {exc}") from None
+        if name in ("gzip", "x-gzip"):
+            body = _inflate(body, 16 + zlib.MAX_WBITS, name, members=True)
+        elif name == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
+            try:
+                body = _inflate(body, zlib.MAX_WBITS, name, members=False)
+            except HTTPProtocolError:
+                body = _inflate(body, -zlib.MAX_WBITS, name, members=False)
+        elif name != "identity":
+            raise HTTPProtocolError(f"unsupported content coding {name!r} (Chainette asks for gzip or deflate)")
     return body
+
+
+def _inflate(data: bytes, wbits: int, name: str, *, members: bool) -> bytes:
+    out = []
+    try:
+        while True:
+            stream = zlib.decompressobj(wbits)
+            out.append(stream.decompress(data))
+            if not stream.eof:
+                raise HTTPProtocolError(f"body does not decode as {name}: the stream ends early")
+            data = stream.unused_data
+            if not data:
+                return b"".join(out)
+            if not members:
+                raise HTTPProtocolError(f"body does not decode as {name}: bytes after the end of the stream")
+    except zlib.error as exc:
+        raise HTTPProtocolError(f"body does not decode as {name}: {exc}") from None

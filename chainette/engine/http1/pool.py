@@ -41,6 +41,36 @@ def default_ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
+def parse_origin(url: str) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, Host header)`` of an ``http``/``https`` URL, the host in its ASCII
+    (IDNA) form; a :class:`ConfigError` saying what is wrong otherwise (never printing
+    credentials)."""
+    shown = repr(url) if "@" not in url else "(not shown: it has an @)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number or out of range, a bad IPv6 literal
+        raise ConfigError(f"URL {shown} is not valid: {exc}") from None
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ConfigError(f"URL {shown} must start with http:// or https://")
+    if not parts.hostname:
+        raise ConfigError(f"URL {shown} has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "the URL has a user:password part: credentials in URLs end up in logs and run files; "
+            "send them as a header (an engine's api_key / api_key_env)"
+        )
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ConfigError(f"URL {shown}: {parts.hostname!r} is not a valid host name") from None
+    default = _DEFAULT_PORTS[parts.scheme]
+    header = f"[{host}]" if ":" in host else host
+    if port is not None and port != default:
+        header = f"{header}:{port}"
+    return parts.scheme, host, port or default, header
+
+
 def header_block(headers: Mapping[str, str]) -> bytes:
     """``Name: value\\r\\n`` lines; a name or value that would break the request is refused,
     naming the header (never its value: it may be a key)."""
@@ -50,6 +80,10 @@ def header_block(headers: Mapping[str, str]) -> bytes:
             raise ConfigError(f"HTTP header name {name!r} is not a valid token")
         if any(c in value for c in "\r\n\0"):
             raise ConfigError(f"HTTP header {name!r} has a line break or NUL in its value")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ConfigError(f"HTTP header {name!r} has characters outside Latin-1 in its value") from None
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines).encode("latin-1")
 
@@ -69,6 +103,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def usable(self, now: float) -> bool:
+        """An idle connection that may carry the next request."""
+        t = self.transport
+        return not self.closed and self.idle_until > now and t is not None and not t.is_closing()
 
     def send(self, data: bytes, waiter: asyncio.Future[Response], head_request: bool) -> None:
         self.parser = ResponseParser(head_request=head_request)
@@ -90,6 +129,7 @@ class _Connection(asyncio.Protocol):
             self._done(response)
 
     def eof_received(self) -> bool:
+        self.closed = True  # the server will not read another request on it
         parser = self.parser
         if parser is not None:
             try:
@@ -158,24 +198,11 @@ class HTTPPool:
         keepalive_s: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise ConfigError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        self.scheme, self.host, self.port, host_header = parse_origin(url)
         self.max_idle = max_idle
         self.keepalive_s = keepalive_s
-        self._ssl = (ssl_context or default_ssl_context()) if parts.scheme == "https" else None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if parts.port is not None and parts.port != _DEFAULT_PORTS[parts.scheme]:
-            host = f"{host}:{parts.port}"
-        fixed = {"Host": host, "Accept-Encoding": "gzip, deflate"}
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(
-                "the URL has a user:password part: credentials in URLs end up in logs and run files; "
-                "send them as a header (an engine's api_key / api_key_env)"
-            )
+        self._ssl = (ssl_context or default_ssl_context()) if self.scheme == "https" else None
+        fixed = {"Host": host_header, "Accept-Encoding": "gzip, deflate"}
         self._headers = header_block({**fixed, **(headers or {})})
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open: set[_Connection] = set()
@@ -197,8 +224,9 @@ class HTTPPool:
         data = b"%s %s HTTP/1.1\r\n%s" % (method.encode("ascii"), target.encode("ascii"), self._headers)
         data += b"\r\n" if body is None else b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         head_request = method == "HEAD"
+        retried = False
         while True:
-            conn = self._take_idle(loop.time())
+            conn = None if retried else self._take_idle(loop.time())
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(loop, deadline)
@@ -210,7 +238,8 @@ class HTTPPool:
                 response = await waiter
             except ServerDisconnectedError:
                 self._drop(conn)
-                if reused:  # it had gone stale while idle: once more, on a new connection
+                if reused and not self.closed:  # it had gone stale while idle: once more, on a new connection
+                    retried = True
                     continue
                 raise
             except BaseException:  # failed, timed out or cancelled: its state is unknown
@@ -226,13 +255,13 @@ class HTTPPool:
 
     def _take_idle(self, now: float) -> _Connection | None:
         idle = self._idle
-        while idle and (idle[0].idle_until <= now or idle[0].closed):  # the oldest expire first
+        while idle and not idle[0].usable(now):  # the oldest expire first
             self._drop(idle.popleft(), close=True)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if conn.usable(now):
                 return conn
-            self._drop(conn)
+            self._drop(conn, close=True)
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> _Connection:
@@ -267,17 +296,15 @@ class HTTPPool:
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
     def close_now(self) -> None:
-        """Close every connection without waiting (from inside or outside the loop)."""
+        """Close every connection at once (from the pool's loop, or while that loop is stopped:
+        see :func:`close_pool`); a request waiting on one fails."""
         self.closed = True
         self._idle.clear()
         conns, self._open = self._open, set()
         for conn in conns:
             try:
-                if conn.parser is not None:  # a request is waiting on it: it fails now
-                    conn.abort()
-                else:
-                    conn.close()
-            except RuntimeError:  # its loop is closed: the sockets go with the objects
+                conn.abort()  # no TLS close_notify to wait for; an idle connection has nothing left to send
+            except RuntimeError:  # its loop is closed: the sockets are freed with the objects
                 pass
 
 
@@ -292,3 +319,14 @@ def _server_keepalive(headers: Mapping[str, str]) -> float:
             except ValueError:
                 break
     return float("inf")
+
+
+def close_pool(pool: HTTPPool, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close ``pool`` from outside its event loop ``loop``: scheduled there if it runs (in another
+    thread), at once if it is stopped, left to the garbage collector if it is closed."""
+    if loop is None or loop.is_closed():
+        pool.closed = True
+    elif loop.is_running():
+        loop.call_soon_threadsafe(pool.close_now)
+    else:
+        pool.close_now()
