@@ -374,9 +374,9 @@ def test_credentials_in_the_url_are_refused_without_printing_them():
 
 
 def test_the_servers_keep_alive_timeout_is_honoured():
-    assert _server_keepalive({"keep-alive": "timeout=5, max=100"}) == 4.0
-    assert _server_keepalive({"keep-alive": "max=100"}) == float("inf")
-    assert _server_keepalive({}) == float("inf")
+    assert _server_keepalive("timeout=5, max=100") == 4.0
+    assert _server_keepalive("max=100") == float("inf")
+    assert _server_keepalive("") == float("inf")
 
     async def short_keepalive(server: Server, conn: int, n: int, request: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok"

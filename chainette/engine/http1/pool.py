@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -282,7 +283,7 @@ class HTTPPool:
         if not response.keep_alive or conn.closed or self.closed or len(self._idle) >= self.max_idle:
             self._drop(conn, close=True)
             return
-        conn.idle_until = now + min(self.keepalive_s, _server_keepalive(response.headers))
+        conn.idle_until = now + min(self.keepalive_s, _server_keepalive(response.headers.get("keep-alive", "")))
         self._idle.append(conn)
 
     def _drop(self, conn: _Connection, close: bool = False) -> None:
@@ -308,10 +309,12 @@ class HTTPPool:
                 pass
 
 
-def _server_keepalive(headers: Mapping[str, str]) -> float:
-    """How long the server says it keeps an idle connection (``Keep-Alive: timeout=N``), less a
-    second so that we stop using it before the server closes it; infinity when not said."""
-    for part in headers.get("keep-alive", "").split(","):
+@functools.lru_cache(maxsize=16)
+def _server_keepalive(value: str) -> float:
+    """How long the server says it keeps an idle connection (a ``Keep-Alive: timeout=N`` header's
+    value), less a second so that we stop using it before the server closes it; infinity when
+    not said."""
+    for part in value.split(","):
         name, _, value = part.strip().partition("=")
         if name.lower() == "timeout":
             try:
