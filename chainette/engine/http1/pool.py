@@ -2,9 +2,9 @@
 
 Why not aiohttp here: a chat-completion request is one small POST and one small JSON reply, and
 at hundreds of rows in flight the client's own CPU per request is what limits a run against a
-fast server (``vllm serve`` on a GPU, a mock). aiohttp spends ~130 µs of CPU per such request
-on this machine; this client, which does only what these requests need, ~35 µs
-(``benchmarks/transport_bench.py``, table in ``docs/benchmarks.md``).
+fast server (``vllm serve`` on a GPU, a mock). aiohttp spends ~100-125 µs of CPU per such
+request on the benchmark machine; this client, which does only what these requests need,
+~35-45 µs (``benchmarks/transport_bench.py``, table in ``docs/benchmarks.md``).
 
 What it does: ``http`` and ``https`` (the system's trust store through
 :func:`ssl.create_default_context`, the host name verified), persistent connections reused most
