@@ -40,5 +40,8 @@ def test_benchmark_smoke_runs_every_section(tmp_path):
     report = json.loads((tmp_path / "smoke.json").read_text())
     assert len(report["cache_scale"]) == 3 and not report["crashes"]
     assert all(size["open_source"] == "stored" for size in report["cache_scale"])  # a run's open reads the filter
+    # the transport comparison runs the engines' own HTTP/1.1 client beside aiohttp, without errors
+    ours = [r for r in report["transport"] if r["client"] == "chainette-http1"]
+    assert ours and all(r.get("ok") and not r.get("errors") for r in ours), ours
     warm = next(t for t in report["targets"] if t["target"].startswith("Warm item cache") and t["op"])
     assert warm["measured"] == 0  # a warm cache sends no request

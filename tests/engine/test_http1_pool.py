@@ -95,6 +95,24 @@ async def raw_server(exchange: Exchange) -> AsyncIterator[Server]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@asynccontextmanager
+async def aiohttp_server(routes: dict, **runner_options) -> AsyncIterator[str]:
+    """An aiohttp server answering GET ``routes`` (path -> handler); yields its base URL."""
+    from aiohttp import web
+
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None, **runner_options)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
 async def always_ok(server: Server, conn: int, n: int, request: bytes) -> bytes:
     return OK
 
@@ -145,23 +163,14 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again():
         async def hello(request):
             return web.Response(body=b"ok")
 
-        app = web.Application()
-        app.router.add_get("/", hello)
-        runner = web.AppRunner(app, access_log=None, keepalive_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            pool = HTTPPool(f"http://127.0.0.1:{port}")
+        async with aiohttp_server({"/": hello}, keepalive_timeout=0.1) as url:
+            pool = HTTPPool(url)
             assert (await pool.request("GET", "/", timeout=5)).body == b"ok"
             await asyncio.sleep(0.4)  # the server closes the idle connection meanwhile
             assert [c.closed for c in pool._idle] == [True]
             assert (await pool.request("GET", "/", timeout=5)).body == b"ok"
             assert len(pool._open) == 1 and not pool._idle[-1].closed
             await pool.aclose()
-        finally:
-            await runner.cleanup()
 
     asyncio.run(go())
 
@@ -310,21 +319,11 @@ def test_chunked_and_gzip_replies_from_aiohttp_decode_to_the_same_json():
         return web.Response(body=gzip.compress(payload), headers={"Content-Encoding": "gzip"})
 
     async def go():
-        app = web.Application()
-        app.router.add_get("/chunked", chunked)
-        app.router.add_get("/gzip", gzipped)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            pool = HTTPPool(f"http://127.0.0.1:{port}")
+        async with aiohttp_server({"/chunked": chunked, "/gzip": gzipped}) as url:
+            pool = HTTPPool(url)
             a = await pool.request("GET", "/chunked", timeout=5)
             b = await pool.request("GET", "/gzip", timeout=5)
             await pool.aclose()
-        finally:
-            await runner.cleanup()
         return a, b
 
     a, b = asyncio.run(go())

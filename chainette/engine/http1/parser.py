@@ -86,13 +86,9 @@ class ResponseParser:
         while True:
             state = self._state
             if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise HTTPProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes")
+                head = self._take_until(b"\r\n\r\n", MAX_HEAD_BYTES, "response head")
+                if head is None:
                     return None
-                head = bytes(buf[:end])
-                del buf[: end + 4]
                 if self._read_head(head):
                     continue  # an interim 1xx response: the real one follows
                 if self._state == _DONE:
@@ -103,28 +99,21 @@ class ResponseParser:
                         buf.clear()
                     return None
             elif state == _LENGTH:
-                if len(buf) < self._need:
+                if not self._take_body():
                     return None
-                self._body.append(bytes(buf[: self._need]))
-                del buf[: self._need]
                 return self._finish(keep_alive=self._keep_alive() and not buf)
             elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > MAX_CHUNK_LINE:
-                        raise HTTPProtocolError("chunk size line too long")
+                line = self._take_until(b"\r\n", MAX_CHUNK_LINE, "chunk size line")
+                if line is None:
                     return None
-                line = bytes(buf[:end]).split(b";", 1)[0].strip()
-                del buf[: end + 2]
-                if not line or any(c not in b"0123456789abcdefABCDEF" for c in line):
-                    raise HTTPProtocolError(f"bad chunk size {line[:40]!r}")
-                self._need = int(line, 16)
+                size = line.split(b";", 1)[0].strip()
+                if not size or any(c not in b"0123456789abcdefABCDEF" for c in size):
+                    raise HTTPProtocolError(f"bad chunk size {size[:40]!r}")
+                self._need = int(size, 16)
                 self._state = _CHUNK_DATA if self._need else _TRAILERS
             elif state == _CHUNK_DATA:
-                if len(buf) < self._need:
+                if not self._take_body():
                     return None
-                self._body.append(bytes(buf[: self._need]))
-                del buf[: self._need]
                 self._state = _CHUNK_END
             elif state == _CHUNK_END:
                 if len(buf) < 2:
@@ -134,16 +123,35 @@ class ResponseParser:
                 del buf[:2]
                 self._state = _CHUNK_SIZE
             elif state == _TRAILERS:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise HTTPProtocolError("trailer section too long")
+                line = self._take_until(b"\r\n", MAX_HEAD_BYTES, "trailer line")
+                if line is None:
                     return None
-                del buf[: end + 2]
-                if end == 0:  # the empty line that ends the trailers (their fields are not used)
+                if not line:  # the empty line that ends the trailers (their fields are not used)
                     return self._finish(keep_alive=self._keep_alive() and not buf)
             else:  # pragma: no cover - _UNTIL_CLOSE and _DONE return before looping
                 raise AssertionError(state)
+
+    def _take_body(self) -> bool:
+        """Move the ``_need`` bytes of a body or chunk from the buffer to the body, once all are there."""
+        buf = self._buf
+        if len(buf) < self._need:
+            return False
+        self._body.append(bytes(buf[: self._need]))
+        del buf[: self._need]
+        return True
+
+    def _take_until(self, end_mark: bytes, limit: int, what: str) -> bytes | None:
+        """The bytes before the next ``end_mark`` (both taken from the buffer); ``None`` until
+        the mark has arrived; an error once more than ``limit`` bytes wait without it."""
+        buf = self._buf
+        end = buf.find(end_mark)
+        if end < 0:
+            if len(buf) > limit:
+                raise HTTPProtocolError(f"{what} longer than {limit} bytes")
+            return None
+        taken = bytes(buf[:end])
+        del buf[: end + len(end_mark)]
+        return taken
 
     def _read_head(self, head: bytes) -> bool:
         """Read a status line and header block; ``True`` for an interim (1xx) response."""
