@@ -208,7 +208,7 @@ class RefusalError(EngineError):
 
 
 class EngineStoppedError(EngineError):
-    """An engine hit a systemic fault (``kind``: auth, quota, schema, no-retry, unreachable);
+    """An engine hit a systemic fault (``kind``: auth, quota, schema, no-retry, redirect, unreachable);
     the run sends it nothing more and stops, resumable."""
 
     def __init__(self, message: str, *, kind: str, engine: str | None = None) -> None:

@@ -7,6 +7,7 @@ sees every attempt's outcome and trips on the first systemic one:
 * authentication refused (HTTP 401 / 403);
 * quota exhausted (HTTP 429 with ``insufficient_quota``);
 * the server says not to retry (``x-should-retry: false``) on a client error;
+* the endpoint redirects (HTTP 3xx: redirects are not followed, so every request gets one);
 * the request's schema refused (HTTP 400 naming ``response_format`` / the schema);
 * the endpoint unreachable: ``unreachable_streak`` connection failures in a row with no
   answer between them, spanning at least ``unreachable_seconds`` (2 s for an engine that
@@ -138,6 +139,8 @@ def systemic_reason(exc: EngineHTTPError) -> tuple[str, str] | None:
         exc.param in ("response_format", "text.format") or any(m in str(exc).lower() for m in SCHEMA_MARKERS)
     ):
         return "schema", "the server rejected the output schema: simplify the model or use a non-strict engine"
+    if 300 <= status < 400:
+        return "redirect", "set the engine's endpoint to the address the server redirects to"
     if exc.should_retry is False and 400 <= status < 500:
         return "no-retry", "the server asked not to retry this request"
     return None

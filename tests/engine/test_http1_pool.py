@@ -426,6 +426,7 @@ def test_an_engine_reports_a_redirect_without_following_it():
 
     api, err = asyncio.run(go())
     assert err.status == 307 and len(api.seen) == 1
+    assert err.stop is not None and err.stop.kind == "redirect"  # every request would get one: the engine stops
 
 
 def test_an_engine_maps_timeouts_and_refusals_to_engine_errors():
