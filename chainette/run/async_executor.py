@@ -144,7 +144,9 @@ class AsyncExecutor:
         }
         engines = RunEngines(self.engine_overrides, log_dir=out_dir, events=self.bus)
         meter = self._cost_meter(engines)
-        budget = self._make_budget(meter, engines, max_cost, max_tokens)
+        run_stop = RunStop(guard=error_guard)
+        run_stop.listeners.append(lambda by, reason: engines.release_batch_waiters(f"the run stopped ({by}): {reason}"))
+        budget = self._make_budget(meter, engines, max_cost, max_tokens, run_stop)
         run = RunInfo(
             run_id=run_id or new_run_id(),
             chain_name=self.chain.name,
@@ -185,7 +187,7 @@ class AsyncExecutor:
             budget=budget,
             costs=meter,
             note_spent=lambda: note_spent(meter.spent(stats, engines.held_seconds(), before)),
-            stop=RunStop(guard=error_guard),
+            stop=run_stop,
         )
         metrics = None
         if out_dir is not None:  # a run directory: measure the run for its report
@@ -332,7 +334,12 @@ class AsyncExecutor:
         )
 
     def _make_budget(
-        self, meter: CostMeter, engines: RunEngines, max_cost: float | None, max_tokens: int | None
+        self,
+        meter: CostMeter,
+        engines: RunEngines,
+        max_cost: float | None,
+        max_tokens: int | None,
+        run_stop: RunStop,
     ) -> Budget | None:
         """The run's :class:`Budget` (``None`` without caps); a cost cap needs every engine's price."""
         if max_cost is None and max_tokens is None:
@@ -357,6 +364,7 @@ class AsyncExecutor:
                 return sum(p.hour_cost(held.get(n, 0.0)) for n, p in hourly)
 
         def on_stop(b: Budget) -> None:
+            run_stop.request(b.stopped_by or "budget", b.describe_stop())
             r = b.refused or {}
             cost_cap = b.stopped_by == "max_cost"
             self.bus.publish(

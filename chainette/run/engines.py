@@ -152,6 +152,17 @@ class RunEngines:
             except Exception:  # noqa: BLE001 - reported by the first row's get()
                 pass
 
+    def release_batch_waiters(self, reason: str) -> None:
+        """The run is stopping: rows waiting on a batch engine's batches stop waiting, uncommitted
+        (the batches already submitted go on at the provider; ``--resume`` collects them)."""
+        for name, engine in self._engines.items():
+            cfg = self.config(name)
+            if cfg is not None and getattr(cfg, "mode", "online") == "batch":
+                from chainette.engine.batch.engine import BatchEngine
+
+                if isinstance(engine, BatchEngine):
+                    engine.release_waiting(reason)
+
     def end_holds(self) -> None:
         """The run no longer holds any engine: the time each was held (hourly prices) ends now."""
         for name in list(self._held_since):

@@ -7,12 +7,14 @@ A run stops reading new rows when one of these asks (the first reason is kept):
 * ``max_cost`` / ``max_tokens`` — a budget cap (see :mod:`chainette.run.budget`).
 
 Rows that were stopped before they finished are not committed, so ``--resume`` runs them;
-the rows already committed stay. ``RunResult.stopped_by`` / ``stop_reason`` say what happened.
+the rows already committed stay. Rows waiting on a submitted batch stop waiting at once (the
+batch goes on at the provider and ``--resume`` collects it). ``RunResult.stopped_by`` / ``stop_reason`` say what happened.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from chainette.errors import ConfigError
 
@@ -71,11 +73,16 @@ class RunStop:
     admitted: int = 0
     finished: int = 0  # of the first guard.min_rows rows admitted
     failed: int = 0
+    listeners: list[Callable[[str, str], None]] = field(default_factory=list)
+    """called once with ``(by, reason)`` when the first stop is asked (e.g. to stop rows waiting
+    on a batch: they would keep the run alive for hours)"""
 
     def request(self, by: str, reason: str) -> None:
         """Ask the run to stop reading rows (ignored when a stop was already asked)."""
         if self.by is None:
             self.by, self.reason = by, reason
+            for listener in self.listeners:
+                listener(by, reason)
 
     def admit(self) -> int:
         """Number the next row the run starts (0, 1, ...), for :meth:`note_row`."""

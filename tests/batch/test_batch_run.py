@@ -243,3 +243,52 @@ def test_resume_reads_results_of_finished_batches_instead_of_asking_again(mock_a
     assert not done.interrupted and len(_records(out / "flattened")) == 8
     assert len(mock_api.creations) == 3
     assert [r for r in mock_api.requests[requests_before:] if r[1] != "/v1/models"] in ([], [("GET", "/api/tags")])
+
+
+def test_another_engines_stop_releases_rows_waiting_on_a_batch_and_resume_finishes(mock_api, tmp_path):
+    """Rows waiting on a submitted batch used to keep a stopped run alive until the batch ended
+    (hours at a real provider); they now stop waiting, uncommitted, and a resume collects them."""
+    import anyio
+
+    from chainette import Chain, FakeEngine, Step
+    from chainette.engine.protocol import SamplingParams
+    from chainette.errors import EngineStoppedError
+
+    from .conftest import Question
+
+    passed: set[str] = set()
+
+    async def gate(request):  # five rows pass; the others meet an engine fault a second later
+        if len(passed) < 5 or request.row_id in passed:
+            passed.add(request.row_id)
+            return {"text": f"checked {request.row_id}"}
+        await anyio.sleep(1.0)
+        raise EngineStoppedError("engine 'gate' stopped: key refused", kind="auth", engine="gate")
+
+    def chain() -> Chain:
+        check = Step(
+            "check",
+            input_model=Question,
+            output_model=Question,
+            engine_name="gate",
+            sampling=SamplingParams(temperature=0, max_tokens=20),
+            user_prompt="Check: {{ text }}",
+        )
+        return Chain(name="gated", steps=[check, *make_chain(single=True).steps])
+
+    mock_api.progress_s = 30.0  # a batch that takes far longer than the test may wait
+    out = tmp_path / "run"
+    engines = {"gpt": engine_cfg(mock_api.url), "gate": FakeEngine("gate", handler=gate)}
+    t0 = time.monotonic()
+    result = chain().run(inputs(40), out, engines=engines, cache=False)
+    waited = time.monotonic() - t0
+    assert result.interrupted and result.stopped_by == "engine" and "key refused" in result.stop_reason
+    assert waited < 10, f"the run waited {waited:.1f} s for a batch after another engine stopped it"
+    assert _records(out / "errors") == [] and _records(out / "flattened") == []  # nothing committed
+    assert mock_api.creations, "the five rows' batch was submitted before the stop"
+    mock_api.progress_s = 0.05
+    engines["gate"] = FakeEngine("gate", handler=lambda request: {"text": f"checked {request.row_id}"})
+    done = chain().run(inputs(40), out, engines=engines, cache=False, resume=True)
+    assert not done.interrupted and len(_records(out / "flattened")) == 40
+    submitted = [cid for batch in mock_api.batch_custom_ids() for cid in batch]
+    assert len(submitted) == len(set(submitted)) == 40, "a row was submitted twice (or not at all)"

@@ -461,6 +461,12 @@ class BatchEngine:
         message, kind = self._stopped or (f"engine '{self.name}' stopped", "batch")
         return Outcome("error", error=EngineStoppedError(message, kind=kind, engine=self.name))
 
+    def release_waiting(self, reason: str) -> None:
+        """Another cause stopped the run (a budget cap, another engine, the error guard): the
+        rows waiting on this engine stop waiting, uncommitted, as for a stop of its own."""
+        if self._stopped is None:
+            self._stop(f"engine '{self.name}': {reason}", "run-stopped")
+
     def _stop(self, message: str, kind: str) -> None:
         """Stop the run, resumable: every waiting request gets the stop error (its row is not
         committed); journaled batches go on at the provider and ``--resume`` re-attaches."""
