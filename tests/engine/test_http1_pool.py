@@ -227,6 +227,36 @@ def test_a_new_connection_closed_without_reply_is_an_error_not_a_retry_loop():
     assert srv.connections == 1 and len(srv.requests) == 1
 
 
+def test_a_connection_closed_before_its_request_went_out_fails_at_once_instead_of_waiting():
+    """The close can be handled between opening a connection and writing to it (a server that
+    is shutting down): a write would vanish and the request would wait for its whole timeout."""
+    from chainette.engine.http1.pool import _Connection
+
+    async def go():
+        async def shut(reader, writer):
+            writer.close()
+
+        server = await asyncio.start_server(shut, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
+            for _ in range(50):  # until the server's close has been handled
+                if conn.closed:
+                    break
+                await asyncio.sleep(0.01)
+            assert conn.closed
+            waiter = loop.create_future()
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", waiter, head_request=False)
+            assert waiter.done()
+            with pytest.raises(ServerDisconnectedError, match="before the request was sent"):
+                waiter.result()
+        finally:
+            server.close()
+
+    asyncio.run(go())
+
+
 def test_connection_close_replies_and_http10_are_not_reused():
     async def close_reply(server: Server, conn: int, n: int, request: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"

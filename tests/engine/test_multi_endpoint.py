@@ -245,7 +245,9 @@ def test_a_chain_over_three_endpoints_with_one_killed_completes_every_row_once(t
     name = "multi-chain"
 
     async def go():
-        async with fake_api(echo) as a, fake_api(slow(0.2)) as b:
+        # the first and the dying endpoint answer alike, so the dying one takes ~half the rows and is
+        # killed mid-run (with an instant first endpoint it got only 50-80 of 600: a race)
+        async with fake_api(slow(0.02)) as a, fake_api(slow(0.2)) as b:
             dying = fake_api(slow(0.02))
             c = await dying.__aenter__()
             register_engine(
@@ -262,8 +264,9 @@ def test_a_chain_over_three_endpoints_with_one_killed_completes_every_row_once(t
                     [{"text": f"row {i}"} for i in range(600)], tmp_path / "run", cache=False
                 )
             )
-            while chats(c) < 50:
+            while chats(c) < 50 and not run.done():
                 await asyncio.sleep(0.01)
+            assert not run.done(), f"the run ended before the third endpoint was killed ({chats(c)} requests to it)"
             await dying.__aexit__(None, None, None)
             return await run
 

@@ -111,10 +111,17 @@ class _Connection(asyncio.Protocol):
         return not self.closed and self.idle_until > now and t is not None and not t.is_closing()
 
     def send(self, data: bytes, waiter: asyncio.Future[Response], head_request: bool) -> None:
-        self.parser = ResponseParser(head_request=head_request)
         self.waiter = waiter
-        assert self.transport is not None
-        self.transport.write(data)
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            # closed before the request went out (its close was handled first): nothing would
+            # ever answer a write to it, so the request fails now, as never sent
+            waiter.set_exception(
+                ServerDisconnectedError("the server closed the connection before the request was sent")
+            )
+            return
+        self.parser = ResponseParser(head_request=head_request)
+        transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
