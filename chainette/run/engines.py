@@ -139,7 +139,7 @@ class RunEngines:
 
     async def warm_up(self, names: list[str]) -> None:
         """Create the clients of the engines ``names`` that answer from an endpoint already
-        running (their sessions, a server's version probe), so that this overlaps the opening
+        running (and ask a vLLM server its version), so that this overlaps the opening
         of the run's files instead of delaying the first row. Servers Chainette starts itself,
         in-process models, batch-mode engines and injected instances are left to their usual
         first use; so is a failure here: the first row's :meth:`get` tries again and reports it."""
