@@ -241,9 +241,7 @@ class AsyncExecutor:
                     last=last,
                     count_inputs=k == 0,
                 )
-                if budget is not None and budget.stopped_by is not None:
-                    state.stop.request(budget.stopped_by, budget.describe_stop())
-                if state.stop.by is not None:
+                if state.stop.by is not None:  # a budget cap asks it too, as it is reached (_make_budget)
                     result.interrupted = True  # resumable: the rows stopped before they finished are not committed
                     result.stopped_by, result.stop_reason = state.stop.by, state.stop.reason
                 if result.interrupted or last:
@@ -458,9 +456,9 @@ class AsyncExecutor:
         async def worker() -> None:
             # A fixed pool of `window` workers pulls rows: no task spawn and no loop turn per
             # row, and a slow row only holds its own worker.
-            budget, stop = state.budget, state.stop
+            stop = state.stop
             while True:
-                if stop.by is not None or (budget is not None and budget.stopped_by is not None):
+                if stop.by is not None:
                     return  # the run is stopping (a cap, an engine fault, the error guard): read no more rows
                 nxt = await feed.next()
                 if nxt is None:

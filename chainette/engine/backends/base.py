@@ -123,7 +123,10 @@ class BaseHTTPClient:
             raise ConfigError(f"engine '{cfg.name}': endpoint: {exc}", engine=cfg.name) from None
         self.endpoint = base
         parts = urlsplit(base)  # a query (``?api-version=...``) stays at the end of the URL
-        self.url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + self.path))
+        path = parts.path.rstrip("/") + self.path
+        self.url = urlunsplit(parts._replace(path=path))
+        safe = "/%:@!$&'()*+,;=-._~"
+        self._target = quote(path, safe=safe) + (f"?{quote(parts.query, safe=safe + '?')}" if parts.query else "")
         self.model = self.request_model()
         self.policy = policy or RetryPolicy(max_retries=cfg.max_retries)
         self.limiter = AdaptiveLimiter(cfg.max_in_flight)
@@ -137,11 +140,6 @@ class BaseHTTPClient:
             raise ConfigError(f"engine '{cfg.name}': {exc}", engine=cfg.name) from None
         self._head = b'{"model":' + dumps(self.model) + b',"messages":'
         self._tails: dict[tuple[int, int, str], tuple[Any, Any, bytes]] = {}
-        parts = urlsplit(self.url)
-        safe = "/%:@!$&'()*+,;=-._~"
-        self._target = quote(parts.path or "/", safe=safe) + (
-            f"?{quote(parts.query, safe=safe + '?')}" if parts.query else ""
-        )
         self._pool: HTTPPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.requests = 0
