@@ -105,7 +105,7 @@ class RunEngines:
         from chainette.engine.factory import create_engine
 
         spec = backend_of(cfg)
-        if getattr(cfg, "mode", "online") == "batch":  # a Batch API or `vllm run-batch`: no server to start
+        if _batch_mode(cfg):  # a Batch API or `vllm run-batch`: no server to start
             from chainette.run.batch_mode import create_batch_engine
 
             if spec.cacheable:
@@ -131,7 +131,7 @@ class RunEngines:
         engine.events = self._events  # type: ignore[attr-defined]  # every built-in engine has `events`: this run's bus
         try:
             await engine.prepare()
-        except BaseException:  # failed or cancelled (a run that could not open): close its session
+        except BaseException:  # failed or cancelled (a run that could not open): close its connections
             with anyio.CancelScope(shield=True):
                 await engine.aclose()
             raise
@@ -145,7 +145,7 @@ class RunEngines:
         first use; so is a failure here: the first row's :meth:`get` tries again and reports it."""
         for name in names:
             cfg = self.config(name)
-            if cfg is None or cfg.is_managed or getattr(cfg, "mode", "online") == "batch" or backend_of(cfg).in_process:
+            if cfg is None or cfg.is_managed or _batch_mode(cfg) or backend_of(cfg).in_process:
                 continue
             try:
                 await self.get(name)
@@ -157,7 +157,7 @@ class RunEngines:
         (the batches already submitted go on at the provider; ``--resume`` collects them)."""
         for name, engine in self._engines.items():
             cfg = self.config(name)
-            if cfg is not None and getattr(cfg, "mode", "online") == "batch":
+            if cfg is not None and _batch_mode(cfg):
                 from chainette.engine.batch.engine import BatchEngine
 
                 if isinstance(engine, BatchEngine):
@@ -177,7 +177,7 @@ class RunEngines:
     def is_exclusive(self, name: str) -> bool:
         """A server Chainette starts itself and may stop between stages (managed and lazy)."""
         cfg = self.config(name)
-        return cfg is not None and cfg.is_managed and cfg.lazy and getattr(cfg, "mode", "online") != "batch"
+        return cfg is not None and cfg.is_managed and cfg.lazy and not _batch_mode(cfg)
 
     async def release_except(self, keep: set[str]) -> None:
         """Close the exclusive engines not in ``keep`` and stop their servers (between stages)."""
@@ -225,3 +225,8 @@ class RunEngines:
 
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(release)
+
+
+def _batch_mode(cfg: EngineConfig) -> bool:
+    """Whether the engine sends its requests as batches (the Batch API, ``vllm run-batch``)."""
+    return getattr(cfg, "mode", "online") == "batch"

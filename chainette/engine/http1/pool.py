@@ -322,10 +322,10 @@ def _server_keepalive(value: str) -> float:
     value), less a second so that we stop using it before the server closes it; infinity when
     not said."""
     for part in value.split(","):
-        name, _, value = part.strip().partition("=")
+        name, _, seconds = part.strip().partition("=")
         if name.lower() == "timeout":
             try:
-                return max(float(value) - 1.0, 0.0)
+                return max(float(seconds) - 1.0, 0.0)
             except ValueError:
                 break
     return float("inf")
